@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny synthetic image folders, tiny configs, gated offline assets.
+
+Keras reads KERAS_HOME once, when it is imported, so the scratch KERAS_HOME that
+real-asset tests load ImageNet weights from is made in `pytest_configure`,
+before any test module imports Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ASSETS_ENV = "TFXFER_ASSETS"
+_SCRATCH: list[str] = []
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    assets = os.environ.get(ASSETS_ENV)
+    home = tempfile.mkdtemp(prefix="tfxfer-keras-home-")
+    _SCRATCH.append(home)
+    if assets and Path(assets, "keras", "models").is_dir():
+        shutil.copytree(Path(assets, "keras", "models"), Path(home, "models"))
+    os.environ["KERAS_HOME"] = home
+
+
+def pytest_unconfigure(config):
+    for path in _SCRATCH:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def assets() -> Path:
+    """The offline assets folder named by $TFXFER_ASSETS (skips when unset)."""
+    value = os.environ.get(ASSETS_ENV)
+    if not value:
+        pytest.skip(f"{ASSETS_ENV} is not set; real-asset tests need ../shared/assets")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"{ASSETS_ENV}={value} is not a directory")
+    return path
+
+
+# Distinct, learnable colours per class (plus noise) so a tiny model can separate them.
+CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230)]
+
+
+def write_image(path: Path, colour, size=(40, 48), mode="RGB", seed=0) -> Path:
+    """Writes a noisy solid-colour image; the format follows the file suffix."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.asarray(colour) + rng.normal(0, 12, (*size, 3)), 0, 255)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB").convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def make_image_folder(root: Path, per_class: int = 6, classes=("red", "green", "blue")) -> Path:
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            write_image(root / name / f"{name}_{i}.jpg", CLASS_COLOURS[c % 3], seed=c * 100 + i)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Three classes of six small JPEGs each."""
+    return make_image_folder(tmp_path / "images")
+
+
+def tiny_config(source, out, **train):
+    """A RunConfig for a fast run: MobileNet alpha 0.25 at 32 px, random weights."""
+    from tfxfer.config import load_config
+
+    return load_config(overrides={
+        "data": {"source": str(source), "batch_size": 4, "val_fraction": 0.2,
+                 "test_fraction": 0.2, "seed": 1},
+        "model": {"backbone": "mobilenet", "weights": "none", "image_size": 32,
+                  "backbone_kwargs": {"alpha": 0.25}},
+        "train": {"epochs": 1, "fine_tune_epochs": 1, "verbose": 0, **train},
+        "out": str(out),
+    })

@@ -1,0 +1,71 @@
+import keras
+import numpy as np
+
+from tfxfer.config import ModelConfig
+from tfxfer.models import build_image_classifier
+
+CONFIG = ModelConfig(backbone="mobilenet", weights=None, image_size=32,
+                     backbone_kwargs={"alpha": 0.25})
+
+
+def _images(n=2, size=40, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_model_takes_raw_uint8_images_of_any_size():
+    model = build_image_classifier(CONFIG, num_classes=3)
+    assert model.input.dtype == "uint8"
+    for size in (32, 57):
+        probs = np.asarray(model.predict(_images(size=size), verbose=0))
+        assert probs.shape == (2, 3)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_stable_layer_names():
+    model = build_image_classifier(ModelConfig(**{**CONFIG.__dict__, "hidden_units": 8}), 3)
+    for name in ("image", "resize", "augmentation", "preprocess", "backbone", "pooling",
+                 "dropout", "hidden", "predictions"):
+        assert model.get_layer(name) is not None
+
+
+def test_augmentation_is_active_in_training_only():
+    model = build_image_classifier(CONFIG, num_classes=3)
+    images = _images(size=32)
+    inference = [np.asarray(model(images, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(*inference)
+    augment = model.get_layer("augmentation")
+    x = keras.ops.cast(images, "float32")
+    assert not np.allclose(augment(x, training=True), augment(x, training=True))
+
+
+def test_no_augmentation_when_disabled():
+    model = build_image_classifier(ModelConfig(**{**CONFIG.__dict__, "augment": False}), 2)
+    assert "augmentation" not in [layer.name for layer in model.layers]
+
+
+def test_keras_round_trip_gives_identical_predictions(tmp_path):
+    model = build_image_classifier(CONFIG, num_classes=3)
+    images = _images()
+    before = model.predict(images, verbose=0)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), before, atol=1e-6)
+
+
+def test_frozen_phases_run_the_backbone_in_inference_mode():
+    # Keras 3.15 functional models pass the outer `training` flag down even to a
+    # layer called with training=False, so inference mode must come from freezing.
+    from tfxfer.config import TrainConfig
+    from tfxfer.strategies import plan_phases, set_phase_trainable
+
+    plain = ModelConfig(**{**CONFIG.__dict__, "augment": False, "dropout": 0.0})
+    images = _images(size=32)
+    model = build_image_classifier(plain, num_classes=3)
+    train = TrainConfig(strategy="fine_tune_all")
+    for phase in plan_phases(train):
+        set_phase_trainable(model, phase, train)
+        np.testing.assert_allclose(model(images, training=True),
+                                   model(images, training=False), atol=1e-6)
+    scratch = build_image_classifier(plain, num_classes=3, from_scratch=True)
+    set_phase_trainable(scratch, plan_phases(TrainConfig(strategy="from_scratch"))[0], train)
+    assert not np.allclose(scratch(images, training=True), scratch(images, training=False))

@@ -1,0 +1,108 @@
+"""The classifier factory: a pretrained backbone under a new head.
+
+Image models take raw uint8 RGB images of any size and do everything else
+inside the graph, so a saved or exported model needs no client-side
+preprocessing:
+
+    image (uint8) -> resize -> [augmentation] -> preprocess -> backbone
+        -> pooling -> dropout -> [hidden] -> predictions (softmax)
+
+Layers that other code looks up have stable names (the constants below).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, get_backbone
+from tfxfer.config import ModelConfig
+from tfxfer.layers import BackbonePreprocess
+
+IMAGE_INPUT = "image"
+AUGMENTATION = "augmentation"
+POOLING = "pooling"
+DROPOUT = "dropout"
+HIDDEN = "hidden"
+PREDICTIONS = "predictions"
+BACKBONE = BACKBONE_LAYER_NAME
+
+
+def image_size_for(config: ModelConfig) -> int:
+    """The square input side a model built from `config` uses."""
+    return config.image_size or get_backbone(config.backbone).input_size
+
+
+def build_head(features, num_classes: int, config: ModelConfig):
+    """Dropout, an optional hidden layer and the softmax classifier.
+
+    Shared by image and text models so both expose the same layer names. The
+    classifier computes in float32 so that mixed precision keeps stable outputs.
+
+    Args:
+        features: a rank-2 symbolic tensor of pooled features.
+        num_classes: number of output classes (>= 2).
+        config: the model section (dropout, hidden_units).
+
+    Returns:
+        The symbolic class probabilities.
+    """
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes. Received: {num_classes}")
+    x = keras.layers.Dropout(config.dropout, name=DROPOUT)(features)
+    if config.hidden_units:
+        x = keras.layers.Dense(config.hidden_units, activation="relu", name=HIDDEN)(x)
+    return keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name=PREDICTIONS
+    )(x)
+
+
+def _augmentation(config: ModelConfig) -> keras.Sequential:
+    layers = []
+    if config.flip and config.flip != "none":
+        layers.append(keras.layers.RandomFlip(config.flip))
+    if config.rotation:
+        layers.append(keras.layers.RandomRotation(config.rotation))
+    if config.zoom:
+        layers.append(keras.layers.RandomZoom(config.zoom))
+    return keras.Sequential(layers, name=AUGMENTATION)
+
+
+def _pooling(kind: str) -> keras.layers.Layer:
+    if kind == "max":
+        return keras.layers.GlobalMaxPooling2D(name=POOLING)
+    return keras.layers.GlobalAveragePooling2D(name=POOLING)
+
+
+def build_image_classifier(
+    config: ModelConfig, num_classes: int, *, from_scratch: bool = False
+) -> keras.Model:
+    """Builds a classifier on a registered `keras.applications` backbone.
+
+    Args:
+        config: the model section: backbone, weights, image size, head, augmentation.
+        num_classes: number of classes.
+        from_scratch: build the architecture with random weights and let its
+            BatchNormalization layers follow the training flag (for the
+            `from_scratch` strategy). Otherwise the backbone is called with
+            `training=False`, as transfer learning requires.
+
+    Returns:
+        An uncompiled `keras.Model` from uint8 images to class probabilities.
+    """
+    spec = get_backbone(config.backbone)
+    size = image_size_for(config)
+    weights = None if from_scratch else config.weights
+    backbone = build_backbone(
+        spec.name, weights=weights, image_size=size, **config.backbone_kwargs
+    )
+
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name=IMAGE_INPUT)
+    x = keras.layers.Resizing(size, size, name="resize")(inputs)
+    if config.augment:
+        x = _augmentation(config)(x)
+    x = BackbonePreprocess(spec.name, name="preprocess")(x)
+    x = backbone(x) if from_scratch else backbone(x, training=False)
+    x = _pooling(config.pooling)(x)
+    outputs = build_head(x, num_classes, config)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+
