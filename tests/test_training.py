@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfxfer.config import ModelConfig, TrainConfig, load_config
+from tfxfer.models import build_image_classifier
+from tfxfer.optimizers import LayerwiseAdam, layerwise_multipliers
+from tfxfer.strategies import Phase, set_phase_trainable
+from tfxfer.training import fit_phases
+
+CONFIG = ModelConfig(backbone="mobilenet", weights=None, image_size=32,
+                     backbone_kwargs={"alpha": 0.25}, augment=False)
+
+
+def _data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    images = np.where(labels[:, None, None, None] == 1, 200, 40).astype(np.uint8)
+    images = np.broadcast_to(images, (n, 32, 32, 3)).copy()
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+
+
+def test_two_phases_join_into_one_history():
+    model = build_image_classifier(CONFIG, 2)
+    train = TrainConfig(epochs=2, fine_tune_epochs=3, learning_rate=1e-3, verbose=0)
+    history = fit_phases(model, _data(), _data(seed=1), train)
+    assert [r["epoch"] for r in history.rows] == [1, 2, 3, 4, 5]
+    assert [r["phase"] for r in history.rows] == ["head"] * 2 + ["fine_tune"] * 3
+    assert all(r["learning_rate"] == pytest.approx(1e-4) for r in history.rows[2:])
+    assert all(np.isfinite(r["loss"]) and "val_accuracy" in r for r in history.rows)
+    head, tune = history.phases
+    assert (head.first_epoch, head.epochs_run, tune.first_epoch, tune.epochs_run) == (1, 2, 3, 3)
+    assert head.trainable_weights == 2 < tune.trainable_weights
+
+
+def test_phase_2_rate_must_be_ten_times_lower():
+    with pytest.raises(ValueError, match="at least 10x lower.*fine_tune_learning_rate=0.0005"):
+        load_config(overrides={"train": {"learning_rate": 1e-3,
+                                         "fine_tune_learning_rate": 5e-4}})
+
+
+def test_layerwise_optimizer_scales_updates_per_variable():
+    a, b = keras.Variable(np.ones(3), name="a"), keras.Variable(np.ones(3), name="b")
+    opt = LayerwiseAdam(learning_rate=0.1, lr_multipliers={a.path: 0.0, b.path: 1.0})
+    opt.apply_gradients([(np.ones(3), a), (np.ones(3), b)])
+    np.testing.assert_allclose(a.numpy(), 1.0)
+    np.testing.assert_allclose(b.numpy(), 0.9, rtol=1e-4)
+    restored = LayerwiseAdam.from_config(opt.get_config())
+    assert restored.lr_multipliers == opt.lr_multipliers
+
+
+def test_layerwise_multipliers_decay_from_the_top():
+    model = build_image_classifier(CONFIG, 2)
+    set_phase_trainable(model, Phase("fine_tune", 1, 1e-4, "all"), TrainConfig())
+    multipliers = layerwise_multipliers(model, decay=0.5, block=2)
+    assert multipliers["conv_pw_13/kernel"] == 0.5
+    assert multipliers["conv_dw_13/kernel"] == 0.5
+    assert multipliers["conv_pw_12/kernel"] == 0.25
+    assert multipliers["conv1/kernel"] == min(multipliers.values())
+    assert "predictions/kernel" not in multipliers
+
+
+def test_discriminative_phase_2_trains_and_saves(tmp_path):
+    model = build_image_classifier(CONFIG, 2)
+    train = TrainConfig(epochs=1, fine_tune_epochs=1, layer_lr_decay=0.5, verbose=0)
+    fit_phases(model, _data(), None, train)
+    assert isinstance(model.optimizer, LayerwiseAdam)
+    model.save(tmp_path / "m.keras")
+    assert isinstance(keras.models.load_model(tmp_path / "m.keras").optimizer, LayerwiseAdam)
+
+
+def test_restore_best_returns_the_best_epoch_weights():
+    model = build_image_classifier(CONFIG, 2)
+    train = TrainConfig(epochs=2, fine_tune_epochs=2, restore_best=True, verbose=0)
+    history = fit_phases(model, _data(), _data(seed=1), train)
+    best = min(r["val_loss"] for r in history.rows)
+    result = model.evaluate(_data(seed=1), verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(best, rel=1e-4)
+
+
+def test_early_stopping_ends_a_phase():
+    model = build_image_classifier(CONFIG, 2)
+    train = TrainConfig(strategy="feature_extraction", epochs=30, learning_rate=0.0,
+                        early_stopping_patience=1, verbose=0)
+    history = fit_phases(model, _data(), _data(seed=1), train)
+    assert len(history.rows) < 30
+
+
+def test_early_stopping_needs_validation_data():
+    with pytest.raises(ValueError, match="need validation data"):
+        fit_phases(build_image_classifier(CONFIG, 2), _data(), None,
+                   TrainConfig(early_stopping_patience=2))

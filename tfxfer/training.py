@@ -1,0 +1,174 @@
+"""Two-phase training: the head on a frozen backbone, then fine-tuning.
+
+`fit_phases` runs the phases a strategy plans (see `strategies.plan_phases`).
+Each phase sets the trainable flags, recompiles with its own learning rate and
+continues the epoch count of the previous one, so the history of all phases
+joins into one record with a `phase` column.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.config import TrainConfig
+from tfxfer.optimizers import layerwise_multipliers, make_optimizer
+from tfxfer.strategies import Phase, plan_phases, set_phase_trainable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PhaseRecord:
+    """What one phase did: for the run directory and reports."""
+
+    name: str
+    first_epoch: int
+    epochs_run: int
+    learning_rate: float
+    trainable_weights: int
+    trainable_params: int
+    seconds: float
+
+
+@dataclass
+class TrainingHistory:
+    """Joined per-epoch history of all phases and a record per phase."""
+
+    rows: list[dict] = field(default_factory=list)
+    phases: list[PhaseRecord] = field(default_factory=list)
+
+    def column(self, name: str) -> list[float]:
+        return [row[name] for row in self.rows if name in row]
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest `monitor` across fit calls."""
+
+    def __init__(self, monitor: str = "val_loss") -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.best = np.inf
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value < self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+            self.best_weights = self.model.get_weights()
+
+    def restore(self, model: keras.Model) -> None:
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+            logger.info("Restored weights of epoch %d (%s=%.4f)", self.best_epoch,
+                        self.monitor, self.best)
+
+
+def compile_for_phase(
+    model: keras.Model, phase: Phase, train: TrainConfig
+) -> keras.Model:
+    """Compiles `model` for `phase`: a fresh optimizer at the phase's learning rate.
+
+    Discriminative learning rates apply to phases that unfreeze pretrained layers.
+    """
+    multipliers = None
+    if train.layer_lr_decay is not None and phase.unfreeze in ("top", "all"):
+        multipliers = layerwise_multipliers(model, train.layer_lr_decay, train.layer_lr_block)
+    model.compile(
+        optimizer=make_optimizer(train.optimizer, phase.learning_rate, multipliers),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=train.jit_compile,
+    )
+    return model
+
+
+def _phase_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
+    if train.early_stopping_patience is None:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=train.early_stopping_patience, verbose=1
+    )]
+
+
+def _count_params(weights: Sequence) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def _validate_fit(train: TrainConfig, val_ds: tf.data.Dataset | None) -> None:
+    if val_ds is None and (train.restore_best or train.early_stopping_patience is not None):
+        raise ValueError(
+            "restore_best and early_stopping_patience need validation data; "
+            "set data.val_fraction > 0."
+        )
+
+
+FitFn = Callable[..., keras.callbacks.History]
+
+
+def fit_phases(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    train: TrainConfig,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    phase_fit: dict[str, FitFn] | None = None,
+) -> TrainingHistory:
+    """Trains `model` through the phases of `train.strategy`.
+
+    Args:
+        model: a tfxfer classifier (it has a layer named "backbone").
+        train_ds: batched (inputs, labels) for training.
+        val_ds: batched validation data, or None.
+        train: the training section of the config.
+        callbacks: extra Keras callbacks passed to every phase.
+        phase_fit: optional replacement fit functions by phase name, called like
+            `model.fit`; used to train the head on cached backbone features.
+
+    Returns:
+        The joined history and a record per phase.
+    """
+    _validate_fit(train, val_ds)
+    history = TrainingHistory()
+    best = BestWeights() if train.restore_best else None
+    epoch = 0
+    for phase in plan_phases(train):
+        set_phase_trainable(model, phase, train)
+        compile_for_phase(model, phase, train)
+        logger.info(
+            "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
+            phase.name, epoch + 1, epoch + phase.epochs, phase.learning_rate,
+            len(model.trainable_weights),
+        )
+        fit = (phase_fit or {}).get(phase.name, model.fit)
+        start = time.perf_counter()
+        result = fit(
+            train_ds, validation_data=val_ds, initial_epoch=epoch,
+            epochs=epoch + phase.epochs, verbose=train.verbose, shuffle=False,
+            callbacks=[*callbacks, *_phase_callbacks(train), *([best] if best else [])],
+        )
+        seconds = time.perf_counter() - start
+        epochs_run = _append_rows(history, result, phase)
+        history.phases.append(PhaseRecord(
+            phase.name, epoch + 1, epochs_run, phase.learning_rate,
+            len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
+        ))
+        epoch += epochs_run
+    if best is not None:
+        best.restore(model)
+    return history
+
+
+def _append_rows(history: TrainingHistory, result: keras.callbacks.History, phase: Phase) -> int:
+    for i, epoch in enumerate(result.epoch):
+        row = {"epoch": epoch + 1, "phase": phase.name, "learning_rate": phase.learning_rate}
+        row.update({k: float(v[i]) for k, v in result.history.items()})
+        history.rows.append(row)
+    return len(result.epoch)
