@@ -1,0 +1,79 @@
+"""tf.data pipelines shared by images and text.
+
+A source yields unbatched `(raw, label)` pairs, where `raw` is an encoded image
+(bytes) or a string of text. `make_batches` decodes in parallel, caches,
+shuffles, batches and prefetches:
+
+    map(decode, AUTOTUNE) -> cache -> shuffle -> batch -> prefetch(AUTOTUNE)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Decodes JPEG/PNG/GIF/BMP bytes to a uint8 RGB image of `image_size`².
+
+    Grayscale is expanded to RGB, alpha is dropped and animated GIFs give their
+    first frame.
+    """
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, [image_size, image_size], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def image_decoder(image_size: int, from_paths: bool) -> Callable:
+    """A map function from (path or bytes, label) to (uint8 image, label)."""
+
+    def decode(raw, label):
+        encoded = tf.io.read_file(raw) if from_paths else raw
+        return decode_image(encoded, image_size), label
+
+    return decode
+
+
+def make_batches(
+    ds: tf.data.Dataset,
+    *,
+    batch_size: int,
+    training: bool,
+    decode: Callable | None = None,
+    cache: str = "memory",
+    seed: int = 0,
+    num_examples: int | None = None,
+    skip_errors: bool = False,
+) -> tf.data.Dataset:
+    """Turns unbatched (raw, label) pairs into a batched, prefetched dataset.
+
+    Args:
+        ds: unbatched source.
+        batch_size: examples per batch.
+        training: shuffle (reshuffled every epoch) when True; keep order otherwise.
+        decode: optional parallel map applied first (e.g. `image_decoder`).
+        cache: "memory", "none", or a file prefix for an on-disk cache.
+        seed: shuffle seed.
+        num_examples: size of `ds`, used as the shuffle buffer (a full shuffle).
+        skip_errors: drop elements whose decoding fails (used when files were not
+            validated beforehand); a warning is logged for each.
+
+    Returns:
+        The batched dataset.
+    """
+    if decode is not None:
+        ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if skip_errors:
+        ds = ds.ignore_errors(log_warning=True)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache and cache != "none":
+        ds = ds.cache(cache)
+    if training:
+        buffer = num_examples or 10_000
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)

@@ -1,0 +1,158 @@
+"""Labelled data from any source, split into train/val/test.
+
+`load_splits` reads `DataConfig.source`:
+
+    path/to/folder      a folder of class subfolders (images)
+    tfds:NAME           a TFDS dataset through `tfds.load` (images or text)
+
+and returns `Splits`: unbatched `(raw, label)` datasets per split, where `raw` is
+an image path, encoded image bytes or a text string, plus the decoder that turns
+`raw` into the model's input and a summary of what was read and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.config import DataConfig
+from tfxfer.data.images import SkippedFile, scan_image_folder
+from tfxfer.data.pipeline import image_decoder, make_batches
+from tfxfer.data.split import stratified_split, stratified_subset
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Splits:
+    """Labelled data split three ways, not yet decoded or batched.
+
+    Attributes:
+        class_names: label strings; a label is an index into this list.
+        modality: "image" or "text".
+        raw: split name -> unbatched (raw, label) dataset; a split may be absent.
+        labels: split name -> label of every example, in dataset order.
+        source: where the data came from.
+        decode: map from (raw, label) to (model input, label), or None.
+        from_paths: True when image `raw` values are file paths.
+        skipped: files that were left out, with the reason.
+        files: split name -> file paths, when the source is a folder.
+    """
+
+    class_names: list[str]
+    modality: str
+    raw: dict[str, tf.data.Dataset]
+    labels: dict[str, np.ndarray]
+    source: str
+    decode: Callable | None = None
+    from_paths: bool = False
+    skipped: list[SkippedFile] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    skip_errors: bool = False
+
+    def size(self, split: str) -> int:
+        return len(self.labels.get(split, ()))
+
+    def batches(self, split: str, data: DataConfig, training: bool = False) -> tf.data.Dataset:
+        """The batched pipeline of one split (None when the split is empty)."""
+        if self.size(split) == 0:
+            return None
+        cache = data.cache
+        if cache not in ("memory", "none"):
+            cache = f"{cache}_{split}"
+        return make_batches(
+            self.raw[split], batch_size=data.batch_size, training=training,
+            decode=self.decode, cache=cache, seed=data.seed,
+            num_examples=self.size(split), skip_errors=self.skip_errors,
+        )
+
+    def summary(self) -> dict:
+        """Counts per split and class, and the skipped files: for the run directory."""
+        counts = {
+            split: {
+                name: int(np.sum(self.labels[split] == i))
+                for i, name in enumerate(self.class_names)
+            }
+            for split in SPLITS if split in self.labels
+        }
+        return {
+            "source": self.source,
+            "modality": self.modality,
+            "class_names": self.class_names,
+            "counts": counts,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+
+def source_kind(source: str) -> str:
+    """"tfds", "csv" or "folder", from the form of `source`."""
+    if source.startswith("tfds:"):
+        return "tfds"
+    if Path(source).suffix.lower() in (".csv", ".tsv"):
+        return "csv"
+    return "folder"
+
+
+def subsample_splits(
+    indices: dict[str, np.ndarray], labels: np.ndarray, data: DataConfig
+) -> dict[str, np.ndarray]:
+    """Applies `max_train_examples` / `max_test_examples` (stratified) to split indices."""
+    limits = {"train": data.max_train_examples, "test": data.max_test_examples}
+    return {
+        split: idx if limits.get(split) is None
+        else stratified_subset(idx, labels, limits[split], data.seed)
+        for split, idx in indices.items()
+    }
+
+
+def load_folder_splits(data: DataConfig, image_size: int) -> Splits:
+    """Splits a class-per-subfolder image tree (see `scan_image_folder`)."""
+    folder = scan_image_folder(data.source, validate=data.validate_files)
+    labels = np.asarray(folder.labels, dtype=np.int64)
+    indices = stratified_split(
+        labels, data.val_fraction, data.test_fraction, data.seed, folder.class_names
+    )
+    indices = subsample_splits(indices, labels, data)
+    paths = np.asarray(folder.paths)
+    raw, split_labels, files = {}, {}, {}
+    for split, idx in indices.items():
+        if len(idx):
+            files[split] = paths[idx].tolist()
+            split_labels[split] = labels[idx]
+            raw[split] = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
+    return Splits(
+        folder.class_names, "image", raw, split_labels, str(data.source),
+        decode=image_decoder(image_size, from_paths=True), from_paths=True,
+        skipped=folder.skipped, files=files, skip_errors=not data.validate_files,
+    )
+
+
+def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
+    """Reads and splits the data named by `data.source`.
+
+    Args:
+        data: the data section of the config.
+        image_size: square side images are decoded to (image sources only).
+
+    Returns:
+        Splits with decoders for the model's inputs.
+    """
+    kind = source_kind(data.source)
+    if kind == "tfds":
+        from tfxfer.data.tfds_source import load_tfds_splits
+
+        return load_tfds_splits(data, image_size)
+    if kind == "csv":
+        raise ValueError(
+            f"CSV sources hold text; text data is not supported yet. Received: {data.source}"
+        )
+    if image_size is None:
+        raise ValueError("image_size is required for image folders.")
+    return load_folder_splits(data, image_size)

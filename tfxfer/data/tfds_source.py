@@ -1,0 +1,110 @@
+"""TFDS datasets (`tfds:NAME`) through the real `tfds.load` call.
+
+Official "validation" and "test" splits are used when the dataset has them;
+what is missing is carved from "train" with a stratified split. Images are
+loaded undecoded (`SkipDecoding`) so the shared pipeline decodes and resizes
+them in parallel, exactly as for image folders.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.config import DataConfig
+from tfxfer.data.pipeline import image_decoder
+from tfxfer.data.sources import Splits, subsample_splits
+from tfxfer.data.split import stratified_split
+
+logger = logging.getLogger(__name__)
+
+_OFFICIAL = {"val": "validation", "test": "test"}
+
+
+def _load(name: str, split: str, data: DataConfig, decoders=None):
+    import tensorflow_datasets as tfds
+
+    return tfds.load(
+        name, split=split, data_dir=data.tfds_data_dir, as_supervised=True,
+        with_info=True, decoders=decoders, shuffle_files=False,
+    )
+
+
+def _modality(info) -> str:
+    import tensorflow_datasets as tfds
+
+    input_key = info.supervised_keys[0]
+    feature = info.features[input_key]
+    if isinstance(feature, tfds.features.Image):
+        return "image"
+    if isinstance(feature, tfds.features.Text):
+        return "text"
+    raise ValueError(
+        f"TFDS dataset {info.name!r} has input feature {input_key!r} of type "
+        f"{type(feature).__name__}; tfxfer handles Image and Text inputs."
+    )
+
+
+def _labels(ds: tf.data.Dataset) -> np.ndarray:
+    return np.fromiter(ds.map(lambda x, y: y).as_numpy_iterator(), dtype=np.int64)
+
+
+def _select(ds: tf.data.Dataset, indices: np.ndarray, total: int) -> tf.data.Dataset:
+    if len(indices) == total:
+        return ds
+    mask = np.zeros(total, dtype=bool)
+    mask[indices] = True
+    mask = tf.constant(mask)
+    return ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
+
+
+def available_splits(info) -> set[str]:
+    """Split names the dataset declares ("train" only when its metadata is unknown)."""
+    return set(info.splits.keys()) if info.splits else {"train"}
+
+
+def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
+    """Loads `tfds:NAME` and splits it into train/val/test.
+
+    Args:
+        data: the data section; `source` is "tfds:NAME".
+        image_size: side images are decoded to (image datasets only).
+
+    Returns:
+        Splits of encoded images or text strings.
+    """
+    name = data.source.removeprefix("tfds:")
+    _, info = _load(name, "train", data)
+    modality = _modality(info)
+    input_key, label_key = info.supervised_keys
+    import tensorflow_datasets as tfds
+
+    decoders = {input_key: tfds.decode.SkipDecoding()} if modality == "image" else None
+    class_names = [str(n) for n in info.features[label_key].names]
+    available = available_splits(info)
+    official = {k: v for k, v in _OFFICIAL.items() if v in available}
+
+    datasets = {"train": _load(name, "train", data, decoders)[0]}
+    datasets.update({k: _load(name, v, data, decoders)[0] for k, v in official.items()})
+    labels = {k: _labels(ds) for k, ds in datasets.items()}
+
+    carved = stratified_split(
+        labels["train"],
+        0.0 if "val" in official else data.val_fraction,
+        0.0 if "test" in official else data.test_fraction,
+        data.seed, class_names,
+    )
+    raw, split_labels = {}, {}
+    for split in ("train", "val", "test"):
+        source = split if split in official else "train"
+        indices = carved[split] if source == "train" else np.arange(len(labels[split]))
+        indices = subsample_splits({split: indices}, labels[source], data)[split]
+        if len(indices):
+            raw[split] = _select(datasets[source], indices, len(labels[source]))
+            split_labels[split] = labels[source][indices]
+    logger.info("Loaded tfds:%s (%s), splits %s", name, modality,
+                {k: len(v) for k, v in split_labels.items()})
+    decode = image_decoder(image_size, from_paths=False) if modality == "image" else None
+    return Splits(class_names, modality, raw, split_labels, data.source, decode=decode)
