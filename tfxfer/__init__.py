@@ -1,0 +1,46 @@
+"""tfxfer: transfer learning with Keras 3 and TensorFlow.
+
+The public API is imported lazily, so `import tfxfer` (and `tfxfer --help`)
+does not load TensorFlow until a name that needs it is used.
+
+Example:
+    import tfxfer
+    config = tfxfer.load_config("apps/flowers/config.yaml", {"train": {"epochs": 2}})
+    result = tfxfer.train(config)
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BackboneSpec": "tfxfer.backbones",
+    "build_backbone": "tfxfer.backbones",
+    "get_backbone": "tfxfer.backbones",
+    "list_backbones": "tfxfer.backbones",
+    "register_backbone": "tfxfer.backbones",
+    "DataConfig": "tfxfer.config",
+    "ModelConfig": "tfxfer.config",
+    "RunConfig": "tfxfer.config",
+    "TrainConfig": "tfxfer.config",
+    "load_config": "tfxfer.config",
+    "load_splits": "tfxfer.data",
+    "Evaluation": "tfxfer.evaluation",
+    "evaluate": "tfxfer.evaluation",
+    "build_classifier": "tfxfer.experiment",
+    "evaluate_run": "tfxfer.experiment",
+    "train": "tfxfer.experiment",
+    "build_image_classifier": "tfxfer.models",
+    "load_run": "tfxfer.rundir",
+    "plan_phases": "tfxfer.strategies",
+    "set_phase_trainable": "tfxfer.strategies",
+    "fit_phases": "tfxfer.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tfxfer' has no attribute {name!r}")

@@ -1,0 +1,182 @@
+"""The `tfxfer` command line: parse -> run(args) -> main.
+
+Each subcommand is an entry of `COMMANDS`: a function that adds its arguments
+and a function that runs it. TensorFlow is imported only inside the run
+functions, so `tfxfer --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import yaml
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+# (flag, config section, config key, argparse options)
+_TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
+    ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
+    ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
+    ("--batch-size", "data", "batch_size", {"type": int}),
+    ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
+    ("--val-fraction", "data", "val_fraction", {"type": float}),
+    ("--test-fraction", "data", "test_fraction", {"type": float}),
+    ("--cache", "data", "cache", {"help": "memory, none, or a file prefix"}),
+    ("--max-train-examples", "data", "max_train_examples", {"type": int}),
+    ("--max-test-examples", "data", "max_test_examples", {"type": int}),
+    ("--text-column", "data", "text_column", {}),
+    ("--label-column", "data", "label_column", {}),
+    ("--backbone", "model", "backbone", {"help": "image backbone (see list-backbones)"}),
+    ("--encoder", "model", "encoder", {"help": "text encoder: hub handle or SavedModel dir"}),
+    ("--weights", "model", "weights", {"help": "imagenet, none, or a weights file"}),
+    ("--image-size", "model", "image_size", {"type": int}),
+    ("--dropout", "model", "dropout", {"type": float}),
+    ("--hidden-units", "model", "hidden_units", {"type": int}),
+    ("--strategy", "train", "strategy", {
+        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch"]}),
+    ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
+    ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
+    ("--optimizer", "train", "optimizer", {}),
+    ("--learning-rate", "train", "learning_rate", {"type": float}),
+    ("--fine-tune-learning-rate", "train", "fine_tune_learning_rate", {"type": float}),
+    ("--unfreeze-layers", "train", "unfreeze_layers", {"type": int}),
+    ("--unfreeze-from", "train", "unfreeze_from", {"help": "first backbone layer to unfreeze"}),
+    ("--unfreeze-fraction", "train", "unfreeze_fraction", {"type": float}),
+    ("--layer-lr-decay", "train", "layer_lr_decay", {"type": float}),
+    ("--early-stopping", "train", "early_stopping_patience", {"type": int, "metavar": "PATIENCE"}),
+    ("--verbose", "train", "verbose", {"type": int}),
+]
+
+_TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
+    ("--no-augment", "model", "augment", False),
+    ("--restore-best", "train", "restore_best", True),
+    ("--mixed-precision", "train", "mixed_precision", True),
+    ("--jit-compile", "train", "jit_compile", True),
+]
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML or JSON config file (flags override it)")
+    parser.add_argument("--out", help="run directory (default runs/<timestamp>)")
+    parser.add_argument(
+        "--backbone-arg", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="backbone constructor argument, e.g. alpha=0.25 (repeatable)",
+    )
+    for flag, _, _, options in _TRAIN_FLAGS:
+        parser.add_argument(flag, dest=_dest(flag), **options)
+    for flag, _, _, _ in _TRAIN_SWITCHES:
+        parser.add_argument(flag, dest=_dest(flag), action="store_true")
+
+
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config overrides given on the command line, as a nested dict."""
+    overrides: dict[str, Any] = {"data": {}, "model": {}, "train": {}}
+    for flag, section, key, _ in _TRAIN_FLAGS:
+        value = getattr(args, _dest(flag))
+        if value is not None:
+            overrides[section][key] = value
+    for flag, section, key, value in _TRAIN_SWITCHES:
+        if getattr(args, _dest(flag)):
+            overrides[section][key] = value
+    if args.backbone_arg:
+        overrides["model"]["backbone_kwargs"] = dict(args.backbone_arg)
+    if args.out:
+        overrides["out"] = args.out
+    return overrides
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tfxfer.config import load_config
+    from tfxfer.experiment import train
+
+    result = train(load_config(args.config, train_overrides(args)))
+    print(f"run directory: {result.run_dir}")
+    if result.evaluation is not None:
+        _print_evaluation(result.evaluation)
+    return 0
+
+
+def _print_evaluation(evaluation) -> None:
+    print(f"test accuracy: {evaluation.accuracy:.4f} ({len(evaluation.y_true)} examples)")
+    print(f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+    for row in evaluation.per_class():
+        print(f"{row['class']:<20} {row['precision']:>9.3f} {row['recall']:>9.3f} "
+              f"{row['f1']:>9.3f} {row['support']:>8d}")
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run directory written by `tfxfer train`")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from tfxfer.experiment import evaluate_run
+
+    _print_evaluation(evaluate_run(args.run_dir))
+    return 0
+
+
+def run_list_backbones(args: argparse.Namespace) -> int:
+    from tfxfer.backbones import list_backbones
+
+    print(f"{'name':<20} {'size':>5} {'width':>6}  description")
+    for spec in list_backbones():
+        print(f"{spec.name:<20} {spec.input_size:>5} {spec.feature_width:>6}  {spec.description}")
+    return 0
+
+
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None] | None,
+                Callable[[argparse.Namespace], int]]
+
+COMMANDS: list[Command] = [
+    ("train", "train a classifier (two-phase transfer learning)", add_train_arguments, run_train),
+    ("evaluate", "evaluate a finished run on its test split", add_evaluate_arguments,
+     run_evaluate),
+    ("list-backbones", "list the registered image backbones", None, run_list_backbones),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfxfer", description="Transfer learning with Keras 3 and TensorFlow."
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text, add_arguments, run in COMMANDS:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if add_arguments is not None:
+            add_arguments(command)
+        command.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        logging.getLogger("tfxfer").debug("Traceback", exc_info=True)
+        logging.getLogger("tfxfer").error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

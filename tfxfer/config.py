@@ -1,0 +1,235 @@
+"""Run configuration: dataclasses with commented defaults, overridable from YAML/JSON.
+
+A run is described by one `RunConfig` made of three sections (`data`, `model`,
+`train`). A YAML or JSON file may override any field; command-line flags
+override the file. There is no config framework: `load_config` merges plain
+dicts into the dataclasses and rejects unknown keys by name.
+
+Example:
+    config = load_config("apps/flowers/config.yaml", {"train": {"epochs": 2}})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STRATEGIES = ("feature_extraction", "fine_tune", "fine_tune_all", "from_scratch")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+@dataclass
+class DataConfig:
+    # A folder of class subfolders, a CSV file of text, or "tfds:NAME".
+    source: str = "tfds:tf_flowers"
+    # Where TFDS keeps its downloads and prepared data (None: ~/tensorflow_datasets).
+    tfds_data_dir: str | None = None
+    # Fractions of every class held out for validation and test (stratified).
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    # Seed of the split and of shuffling; the same seed gives the same split.
+    seed: int = 42
+    batch_size: int = 32
+    # Cache decoded examples: "memory", a file path prefix, or "none".
+    cache: str = "memory"
+    # Decode every image once before training to name and skip bad files.
+    validate_files: bool = True
+    # Keep at most this many training examples (stratified), e.g. for label-budget studies.
+    max_train_examples: int | None = None
+    # Keep at most this many test examples (stratified).
+    max_test_examples: int | None = None
+    # Text data: the CSV columns holding the text and the label.
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+@dataclass
+class ModelConfig:
+    # Image backbone name from the registry (`tfxfer list-backbones`).
+    backbone: str = "mobilenet_v2"
+    # Text encoder: a TF-Hub handle, a local SavedModel directory, or a registered name.
+    encoder: str = "glove-6b-50d"
+    # "imagenet", "none", or a path to a local weights file.
+    weights: str | None = "imagenet"
+    # Extra constructor arguments of the backbone, e.g. {"alpha": 0.25} for MobileNet.
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Square input side in pixels; None takes the backbone's default.
+    image_size: int | None = None
+    # Global pooling over the backbone's feature map: "avg" or "max".
+    pooling: str = "avg"
+    dropout: float = 0.2
+    # Units of an optional hidden Dense layer in the head (0: none).
+    hidden_units: int = 0
+    # Random augmentation inside the model, active in training only.
+    augment: bool = True
+    flip: str = "horizontal"
+    rotation: float = 0.1
+    zoom: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    # feature_extraction | fine_tune | fine_tune_all | from_scratch
+    strategy: str = "fine_tune"
+    # Phase 1 epochs (head on the frozen backbone).
+    epochs: int = 5
+    # Phase 2 epochs (top of the backbone unfrozen); counted on from `epochs`.
+    fine_tune_epochs: int = 5
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    # Phase 2 learning rate; None means learning_rate / 10. Must be at least 10x lower.
+    fine_tune_learning_rate: float | None = None
+    # Which top part of the backbone to unfreeze in phase 2 (set at most one;
+    # none set means unfreeze_fraction=0.3).
+    unfreeze_layers: int | None = None
+    unfreeze_from: str | None = None
+    unfreeze_fraction: float | None = None
+    # Discriminative learning rates in phase 2: each unfrozen backbone layer's rate
+    # is multiplied by decay**depth, depth counted in blocks from the top (None: off).
+    layer_lr_decay: float | None = None
+    layer_lr_block: int = 10
+    # Stop a phase when val_loss has not improved for this many epochs (None: off).
+    early_stopping_patience: int | None = None
+    # Restore the weights of the epoch with the best val_loss over both phases.
+    restore_best: bool = False
+    # GPU options; both off by default (slower on this project's reference CPU).
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    # Keras fit verbosity (0 silent, 1 bar, 2 one line per epoch).
+    verbose: int = 2
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Run directory for config, history, metrics, model and labels (None: runs/<timestamp>).
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> RunConfig:
+        _validate_train(self.train)
+        _validate_data(self.data)
+        _validate_model(self.model)
+        return self
+
+
+def _validate_data(data: DataConfig) -> None:
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(data, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"data.{name} must be in [0, 1). Received: {name}={value}")
+    if data.val_fraction + data.test_fraction >= 1.0:
+        raise ValueError(
+            "data.val_fraction + data.test_fraction must leave examples for training. "
+            f"Received: {data.val_fraction} + {data.test_fraction}"
+        )
+    if data.batch_size < 1:
+        raise ValueError(f"data.batch_size must be >= 1. Received: {data.batch_size}")
+
+
+def _validate_model(model: ModelConfig) -> None:
+    if model.pooling not in ("avg", "max"):
+        raise ValueError(f"model.pooling must be 'avg' or 'max'. Received: {model.pooling!r}")
+    if not 0.0 <= model.dropout < 1.0:
+        raise ValueError(f"model.dropout must be in [0, 1). Received: {model.dropout}")
+
+
+def _validate_train(train: TrainConfig) -> None:
+    if train.strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {train.strategy!r}. Valid strategies: {', '.join(STRATEGIES)}"
+        )
+    if train.optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"Unknown optimizer {train.optimizer!r}. Valid optimizers: {', '.join(OPTIMIZERS)}"
+        )
+    if train.epochs < 0 or train.fine_tune_epochs < 0:
+        raise ValueError(
+            "epochs and fine_tune_epochs must be >= 0. "
+            f"Received: epochs={train.epochs}, fine_tune_epochs={train.fine_tune_epochs}"
+        )
+    lr2 = train.fine_tune_learning_rate
+    if lr2 is not None and lr2 > train.learning_rate / 10 * (1 + 1e-9):
+        raise ValueError(
+            "fine_tune_learning_rate must be at least 10x lower than learning_rate. "
+            f"Received: learning_rate={train.learning_rate}, fine_tune_learning_rate={lr2}"
+        )
+    chosen = [
+        n for n in ("unfreeze_layers", "unfreeze_from", "unfreeze_fraction")
+        if getattr(train, n) is not None
+    ]
+    if len(chosen) > 1:
+        raise ValueError(f"Set at most one of unfreeze_layers/from/fraction. Received: {chosen}")
+
+
+def fine_tune_learning_rate(train: TrainConfig) -> float:
+    """The phase-2 learning rate: the configured one, or a tenth of phase 1's."""
+    if train.fine_tune_learning_rate is not None:
+        return train.fine_tune_learning_rate
+    return train.learning_rate / 10
+
+
+def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
+    """Returns a copy of dataclass `obj` with `overrides` applied recursively."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"Config section {where or 'root'} must be a mapping. Got: {overrides!r}")
+    known = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if key not in known:
+            raise ValueError(
+                f"Unknown config key {where + key!r}. Valid keys here: {', '.join(sorted(known))}"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            value = _merge(current, value, f"{where}{key}.")
+        changes[key] = value
+    return dataclasses.replace(obj, **changes)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML or JSON config file into a dict (empty file: empty dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file not found: {path}")
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        data = yaml.safe_load(text)
+    return data or {}
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Builds a validated RunConfig: dataclass defaults < file < overrides.
+
+    Args:
+        path: optional YAML (.yaml/.yml) or JSON (.json) file.
+        overrides: nested dict applied last, e.g. {"train": {"epochs": 1}}.
+
+    Returns:
+        The validated RunConfig.
+    """
+    config = RunConfig()
+    if path is not None:
+        config = _merge(config, read_config_file(path), "")
+    if overrides:
+        config = _merge(config, overrides, "")
+    return config.validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuilds a RunConfig from `RunConfig.to_dict()` output (e.g. a run's config.json)."""
+    return _merge(RunConfig(), data, "").validate()

@@ -1,0 +1,92 @@
+"""Test-set evaluation: accuracy, per-class precision/recall/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class Evaluation:
+    """Predictions on a labelled split and the metrics derived from them.
+
+    Attributes:
+        class_names: label strings, indexed by class id.
+        y_true: true class ids.
+        y_prob: predicted probabilities, shape (examples, classes).
+    """
+
+    class_names: list[str]
+    y_true: np.ndarray
+    y_prob: np.ndarray
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.y_prob.argmax(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.y_pred == self.y_true)) if len(self.y_true) else float("nan")
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.y_true, self.y_pred, len(self.class_names))
+
+    def per_class(self) -> list[dict]:
+        """Precision, recall, F1 and support of every class."""
+        return per_class_metrics(self.confusion, self.class_names)
+
+    def to_dict(self) -> dict:
+        rows = self.per_class()
+        return {
+            "accuracy": self.accuracy,
+            "examples": int(len(self.y_true)),
+            "macro_f1": float(np.mean([r["f1"] for r in rows])),
+            "per_class": rows,
+            "confusion_matrix": self.confusion.tolist(),
+            "class_names": self.class_names,
+        }
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return matrix
+
+
+def per_class_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> list[dict]:
+    """Precision, recall and F1 per class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(confusion).astype(float)
+    predicted = confusion.sum(axis=0)
+    support = confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return [
+        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
+         "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+    ]
+
+
+def predict_dataset(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Runs `model` over batched (inputs, labels); returns (labels, probabilities)."""
+    labels, probs = [], []
+    for inputs, y in ds:
+        probs.append(np.asarray(model.predict_on_batch(inputs)))
+        labels.append(y.numpy())
+    if not labels:
+        raise ValueError("Cannot evaluate on an empty dataset.")
+    return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
+
+
+def evaluate(model: keras.Model, ds: tf.data.Dataset, class_names: Sequence[str]) -> Evaluation:
+    """Predicts a labelled split and returns its Evaluation."""
+    y_true, y_prob = predict_dataset(model, ds)
+    return Evaluation(list(class_names), y_true, y_prob)

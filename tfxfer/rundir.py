@@ -1,0 +1,125 @@
+"""The run directory: everything a training run leaves behind.
+
+    RUN_DIR/
+      config.json          resolved configuration (reload with `load_run`)
+      labels.txt           class names, one per line, in class-id order
+      data_summary.json    source, counts per split and class, skipped files
+      splits.csv           file of every example and its split (folder sources)
+      history.csv          joined per-epoch history of all phases
+      phases.json          per-phase epochs, learning rate, trainable weights, seconds
+      metrics.json         test accuracy, per-class metrics, confusion matrix
+      per_class.csv        precision, recall, F1, support per class
+      confusion_matrix.csv counts, rows true, columns predicted
+      predictions.csv      true label and probabilities of every test example
+      model.keras          the trained model (takes raw images or strings)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import keras
+
+import tfxfer.layers  # noqa: F401  (registers custom layers for loading)
+import tfxfer.optimizers  # noqa: F401  (registers custom optimizers for loading)
+from tfxfer.config import RunConfig, config_from_dict
+from tfxfer.data.sources import Splits
+from tfxfer.evaluation import Evaluation
+from tfxfer.training import TrainingHistory
+
+logger = logging.getLogger(__name__)
+
+CONFIG = "config.json"
+LABELS = "labels.txt"
+DATA_SUMMARY = "data_summary.json"
+SPLITS = "splits.csv"
+HISTORY = "history.csv"
+PHASES = "phases.json"
+METRICS = "metrics.json"
+PER_CLASS = "per_class.csv"
+CONFUSION = "confusion_matrix.csv"
+PREDICTIONS = "predictions.csv"
+MODEL = "model.keras"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_setup(run_dir: Path, config: RunConfig, splits: Splits) -> None:
+    """Writes what is known before training: config, labels and data summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / CONFIG, config.to_dict())
+    (run_dir / LABELS).write_text("".join(f"{name}\n" for name in splits.class_names))
+    _write_json(run_dir / DATA_SUMMARY, splits.summary())
+    rows = [
+        {"split": split, "path": path, "label": splits.class_names[label]}
+        for split, paths in splits.files.items()
+        for path, label in zip(paths, splits.labels[split])
+    ]
+    if rows:
+        _write_csv(run_dir / SPLITS, rows)
+
+
+def write_history(run_dir: Path, history: TrainingHistory) -> None:
+    _write_csv(run_dir / HISTORY, history.rows)
+    _write_json(run_dir / PHASES, [dataclasses.asdict(p) for p in history.phases])
+
+
+def write_evaluation(run_dir: Path, evaluation: Evaluation) -> None:
+    """Writes metrics.json, per_class.csv, confusion_matrix.csv and predictions.csv."""
+    _write_json(run_dir / METRICS, evaluation.to_dict())
+    _write_csv(run_dir / PER_CLASS, evaluation.per_class())
+    names = evaluation.class_names
+    _write_csv(run_dir / CONFUSION, [
+        {"true": names[i], **{names[j]: int(v) for j, v in enumerate(row)}}
+        for i, row in enumerate(evaluation.confusion)
+    ])
+    _write_csv(run_dir / PREDICTIONS, [
+        {"true": names[t], "predicted": names[p],
+         **{f"p_{n}": round(float(v), 6) for n, v in zip(names, probs)}}
+        for t, p, probs in zip(evaluation.y_true, evaluation.y_pred, evaluation.y_prob)
+    ])
+    logger.info("Test accuracy %.4f on %d examples", evaluation.accuracy, len(evaluation.y_true))
+
+
+def save_model(run_dir: Path, model: keras.Model) -> Path:
+    path = run_dir / MODEL
+    model.save(path)
+    return path
+
+
+def read_labels(run_dir: str | Path) -> list[str]:
+    return Path(run_dir, LABELS).read_text().splitlines()
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, keras.Model, list[str]]:
+    """Reloads a finished run: its config, trained model and class names."""
+    run_dir = Path(run_dir)
+    missing = [n for n in (CONFIG, MODEL, LABELS) if not (run_dir / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{run_dir} is not a complete tfxfer run directory; missing: {', '.join(missing)}"
+        )
+    config = config_from_dict(json.loads((run_dir / CONFIG).read_text()))
+    model = keras.models.load_model(run_dir / MODEL)
+    return config, model, read_labels(run_dir)
+
+
+def read_json(run_dir: str | Path, name: str):
+    return json.loads(Path(run_dir, name).read_text())
