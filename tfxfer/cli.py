@@ -55,6 +55,11 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--unfreeze-fraction", "train", "unfreeze_fraction", {"type": float}),
     ("--layer-lr-decay", "train", "layer_lr_decay", {"type": float}),
     ("--early-stopping", "train", "early_stopping_patience", {"type": int, "metavar": "PATIENCE"}),
+    ("--bottleneck-cache", "train", "bottleneck_cache", {
+        "choices": ["auto", "on", "off"], "help": "train phase 1 on cached backbone features"}),
+    ("--augmented-copies", "train", "augmented_copies", {"type": int}),
+    ("--distribute", "train", "distribute", {"choices": ["auto", "mirrored", "none"]}),
+    ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
 ]
 

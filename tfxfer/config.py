@@ -35,8 +35,11 @@ class DataConfig:
     # Seed of the split and of shuffling; the same seed gives the same split.
     seed: int = 42
     batch_size: int = 32
-    # Cache decoded examples: "memory", a file path prefix, or "none".
-    cache: str = "memory"
+    # Cache decoded examples: "auto" (in memory when they fit, else decode every
+    # epoch), "memory", "none", or a file path prefix for an on-disk cache.
+    cache: str = "auto"
+    # Where reusable caches (backbone features) live (None: $TFXFER_CACHE or ~/.cache/tfxfer).
+    cache_dir: str | None = None
     # Decode every image once before training to name and skip bad files.
     validate_files: bool = True
     # Keep at most this many training examples (stratified), e.g. for label-budget studies.
@@ -97,6 +100,15 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     # Restore the weights of the epoch with the best val_loss over both phases.
     restore_best: bool = False
+    # Train phase 1 (frozen backbone) on backbone features computed once and cached:
+    # "auto" (when the backbone is frozen and augmentation is off or cached as copies),
+    # "on" (an error when it cannot), or "off" (run the full model on every batch).
+    bottleneck_cache: str = "auto"
+    # With augmentation on, cache this many augmented copies of each training example
+    # (each epoch draws one per example); 0 runs phase 1 on the full model instead.
+    augmented_copies: int = 0
+    # "auto" (MirroredStrategy when several GPUs are visible), "mirrored", or "none".
+    distribute: str = "auto"
     # GPU options; both off by default (slower on this project's reference CPU).
     mixed_precision: bool = False
     jit_compile: bool = False
@@ -162,6 +174,16 @@ def _validate_train(train: TrainConfig) -> None:
         raise ValueError(
             "fine_tune_learning_rate must be at least 10x lower than learning_rate. "
             f"Received: learning_rate={train.learning_rate}, fine_tune_learning_rate={lr2}"
+        )
+    if train.bottleneck_cache not in ("auto", "on", "off"):
+        raise ValueError(
+            f"bottleneck_cache must be auto, on or off. Received: {train.bottleneck_cache!r}"
+        )
+    if train.augmented_copies < 0:
+        raise ValueError(f"augmented_copies must be >= 0. Received: {train.augmented_copies}")
+    if train.distribute not in ("auto", "mirrored", "none"):
+        raise ValueError(
+            f"distribute must be auto, mirrored or none. Received: {train.distribute!r}"
         )
     chosen = [
         n for n in ("unfreeze_layers", "unfreeze_from", "unfreeze_fraction")

@@ -75,11 +75,22 @@ def per_class_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> list
     ]
 
 
+def inference_function(model: keras.Model, training: bool = False):
+    """`model` as a compiled function of one batch, run on the default device.
+
+    Unlike `predict`/`predict_on_batch`, it does not split batches across the replicas
+    of a tf.distribute strategy, which Keras 3.15 gets wrong for uneven or empty
+    per-replica batches; mirrored variables are read from their primary copy.
+    """
+    return tf.function(lambda x: model(x, training=training), reduce_retracing=True)
+
+
 def predict_dataset(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Runs `model` over batched (inputs, labels); returns (labels, probabilities)."""
+    """Runs `model` over batched (inputs, labels) in order; returns (labels, probabilities)."""
+    predict = inference_function(model)
     labels, probs = [], []
     for inputs, y in ds:
-        probs.append(np.asarray(model.predict_on_batch(inputs)))
+        probs.append(np.asarray(predict(inputs)))
         labels.append(y.numpy())
     if not labels:
         raise ValueError("Cannot evaluate on an empty dataset.")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from tfxfer import rundir
+from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits, load_splits
+from tfxfer.devices import distribution_strategy, set_precision
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.training import TrainingHistory, fit_phases
@@ -59,18 +61,6 @@ def _prepare_run_dir(path: Path) -> Path:
     return path
 
 
-def set_precision(mixed_precision: bool) -> str:
-    """Sets the global Keras dtype policy: mixed_float16 on GPU, mixed_bfloat16 on CPU."""
-    policy = "float32"
-    if mixed_precision:
-        on_gpu = bool(tf.config.list_physical_devices("GPU"))
-        policy = "mixed_float16" if on_gpu else "mixed_bfloat16"
-        if not on_gpu:
-            logger.warning("Mixed precision on CPU (%s) is usually slower than float32.", policy)
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
-
-
 def build_classifier(config: RunConfig, splits: Splits) -> keras.Model:
     """The model for `splits`' modality, built from the model section."""
     from_scratch = config.train.strategy == "from_scratch"
@@ -79,6 +69,37 @@ def build_classifier(config: RunConfig, splits: Splits) -> keras.Model:
             config.model, len(splits.class_names), from_scratch=from_scratch
         )
     raise ValueError(f"No model builder for {splits.modality!r} data ({splits.source}).")
+
+
+def _build_and_fit(
+    config: RunConfig, splits: Splits, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> tuple[keras.Model, TrainingHistory]:
+    """Builds the classifier under the distribution strategy and runs its phases.
+
+    Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it.
+    With several replicas, Keras 3.15 fails on batches that do not split evenly
+    across replicas (random layers, BatchNorm on empty replica batches), so the last
+    partial training and validation batch is dropped; the test evaluation runs on
+    every example (see `evaluation.inference_function`).
+    """
+    strategy = distribution_strategy(config.train.distribute)
+    replicas = strategy.num_replicas_in_sync
+    if config.data.batch_size % replicas:
+        raise ValueError(
+            f"batch_size must be a multiple of the {replicas} replicas. "
+            f"Received: batch_size={config.data.batch_size}"
+        )
+    with strategy.scope():
+        model = build_classifier(config, splits)
+        runners = {}
+        if should_cache(model, config):
+            runners["head"] = head_phase_runner(model, config, splits)
+        even = replicas > 1
+        train_ds = splits.batches("train", config.data, training=True, drop_remainder=even)
+        val_ds = splits.batches("val", config.data, drop_remainder=even)
+        history = fit_phases(model, train_ds, val_ds, config.train, callbacks=callbacks,
+                             runners=runners)
+    return model, history
 
 
 def train(config: RunConfig) -> RunResult:
@@ -97,13 +118,7 @@ def train(config: RunConfig) -> RunResult:
 
     splits = load_splits(config.data, config.model.image_size)
     rundir.write_setup(run_dir, config, splits)
-    model = build_classifier(config, splits)
-    history = fit_phases(
-        model,
-        splits.batches("train", config.data, training=True),
-        splits.batches("val", config.data),
-        config.train,
-    )
+    model, history = _build_and_fit(config, splits)
     rundir.write_history(run_dir, history)
     evaluation = None
     if splits.size("test"):

@@ -49,10 +49,15 @@ class TrainingHistory:
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the epoch with the lowest `monitor` across fit calls."""
+    """Keeps the weights of `model` at the epoch with the lowest `monitor`, across fits.
 
-    def __init__(self, monitor: str = "val_loss") -> None:
+    The snapshot is of the whole classifier even when a phase fits only its head
+    on cached features (then Keras hands the callback the head model).
+    """
+
+    def __init__(self, model: keras.Model, monitor: str = "val_loss") -> None:
         super().__init__()
+        self.classifier = model
         self.monitor = monitor
         self.best = np.inf
         self.best_epoch: int | None = None
@@ -62,11 +67,11 @@ class BestWeights(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value < self.best:
             self.best, self.best_epoch = float(value), epoch + 1
-            self.best_weights = self.model.get_weights()
+            self.best_weights = self.classifier.get_weights()
 
-    def restore(self, model: keras.Model) -> None:
+    def restore(self) -> None:
         if self.best_weights is not None:
-            model.set_weights(self.best_weights)
+            self.classifier.set_weights(self.best_weights)
             logger.info("Restored weights of epoch %d (%s=%.4f)", self.best_epoch,
                         self.monitor, self.best)
 
@@ -110,7 +115,7 @@ def _validate_fit(train: TrainConfig, val_ds: tf.data.Dataset | None) -> None:
         )
 
 
-FitFn = Callable[..., keras.callbacks.History]
+PhaseRunner = Callable[..., keras.callbacks.History]
 
 
 def fit_phases(
@@ -119,7 +124,7 @@ def fit_phases(
     val_ds: tf.data.Dataset | None,
     train: TrainConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    phase_fit: dict[str, FitFn] | None = None,
+    runners: dict[str, PhaseRunner] | None = None,
 ) -> TrainingHistory:
     """Trains `model` through the phases of `train.strategy`.
 
@@ -129,31 +134,36 @@ def fit_phases(
         val_ds: batched validation data, or None.
         train: the training section of the config.
         callbacks: extra Keras callbacks passed to every phase.
-        phase_fit: optional replacement fit functions by phase name, called like
-            `model.fit`; used to train the head on cached backbone features.
+        runners: optional replacements of `model.fit` by phase name, called as
+            `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
+            phase's trainable flags are set; used to train the head on cached
+            backbone features (see `tfxfer.bottleneck`).
 
     Returns:
         The joined history and a record per phase.
     """
     _validate_fit(train, val_ds)
     history = TrainingHistory()
-    best = BestWeights() if train.restore_best else None
+    best = BestWeights(model) if train.restore_best else None
     epoch = 0
     for phase in plan_phases(train):
         set_phase_trainable(model, phase, train)
-        compile_for_phase(model, phase, train)
         logger.info(
             "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
             phase.name, epoch + 1, epoch + phase.epochs, phase.learning_rate,
             len(model.trainable_weights),
         )
-        fit = (phase_fit or {}).get(phase.name, model.fit)
+        fit_args = {
+            "initial_epoch": epoch, "epochs": epoch + phase.epochs, "verbose": train.verbose,
+            "callbacks": [*callbacks, *_phase_callbacks(train), *([best] if best else [])],
+        }
         start = time.perf_counter()
-        result = fit(
-            train_ds, validation_data=val_ds, initial_epoch=epoch,
-            epochs=epoch + phase.epochs, verbose=train.verbose, shuffle=False,
-            callbacks=[*callbacks, *_phase_callbacks(train), *([best] if best else [])],
-        )
+        runner = (runners or {}).get(phase.name)
+        if runner is None:
+            compile_for_phase(model, phase, train)
+            result = model.fit(train_ds, validation_data=val_ds, shuffle=False, **fit_args)
+        else:
+            result = runner(phase, **fit_args)
         seconds = time.perf_counter() - start
         epochs_run = _append_rows(history, result, phase)
         history.phases.append(PhaseRecord(
@@ -162,7 +172,7 @@ def fit_phases(
         ))
         epoch += epochs_run
     if best is not None:
-        best.restore(model)
+        best.restore()
     return history
 
 

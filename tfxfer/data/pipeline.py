@@ -48,6 +48,7 @@ def make_batches(
     seed: int = 0,
     num_examples: int | None = None,
     skip_errors: bool = False,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Turns unbatched (raw, label) pairs into a batched, prefetched dataset.
 
@@ -61,6 +62,8 @@ def make_batches(
         num_examples: size of `ds`, used as the shuffle buffer (a full shuffle).
         skip_errors: drop elements whose decoding fails (used when files were not
             validated beforehand); a warning is logged for each.
+        drop_remainder: drop the last partial batch (multi-replica training needs
+            batches that split evenly).
 
     Returns:
         The batched dataset.
@@ -76,4 +79,4 @@ def make_batches(
     if training:
         buffer = num_examples or 10_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

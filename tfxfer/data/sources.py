@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfxfer.cache import fits_in_memory
 from tfxfer.config import DataConfig
 from tfxfer.data.images import SkippedFile, scan_image_folder
 from tfxfer.data.pipeline import image_decoder, make_batches
@@ -56,21 +57,45 @@ class Splits:
     skipped: list[SkippedFile] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)
     skip_errors: bool = False
+    # Bytes of one decoded example (images: side * side * 3), for the "auto" cache.
+    example_bytes: int = 0
 
     def size(self, split: str) -> int:
         return len(self.labels.get(split, ()))
 
-    def batches(self, split: str, data: DataConfig, training: bool = False) -> tf.data.Dataset:
-        """The batched pipeline of one split (None when the split is empty)."""
+    def cache_mode(self, split: str, data: DataConfig) -> str:
+        """Resolves `data.cache` for one split: "memory", "none" or a file path."""
+        if data.cache == "auto":
+            nbytes = self.size(split) * self.example_bytes
+            if fits_in_memory(nbytes):
+                return "memory"
+            logger.info("Decoded %s split (%.1f GB) does not fit in memory: not cached",
+                        split, nbytes / 1e9)
+            return "none"
+        if data.cache in ("memory", "none"):
+            return data.cache
+        return f"{data.cache}_{split}"
+
+    def batches(
+        self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False
+    ) -> tf.data.Dataset:
+        """The batched pipeline of one split.
+
+        None when the split is empty, or holds no full batch while `drop_remainder`
+        is set.
+        """
         if self.size(split) == 0:
             return None
-        cache = data.cache
-        if cache not in ("memory", "none"):
-            cache = f"{cache}_{split}"
+        if drop_remainder and self.size(split) < data.batch_size:
+            logger.warning("The %s split (%d examples) holds no full batch of %d; not used.",
+                           split, self.size(split), data.batch_size)
+            return None
+        cache = self.cache_mode(split, data)
         return make_batches(
             self.raw[split], batch_size=data.batch_size, training=training,
             decode=self.decode, cache=cache, seed=data.seed,
             num_examples=self.size(split), skip_errors=self.skip_errors,
+            drop_remainder=drop_remainder,
         )
 
     def summary(self) -> dict:
@@ -131,6 +156,7 @@ def load_folder_splits(data: DataConfig, image_size: int) -> Splits:
         folder.class_names, "image", raw, split_labels, str(data.source),
         decode=image_decoder(image_size, from_paths=True), from_paths=True,
         skipped=folder.skipped, files=files, skip_errors=not data.validate_files,
+        example_bytes=image_size * image_size * 3,
     )
 
 

@@ -107,4 +107,6 @@ def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
     logger.info("Loaded tfds:%s (%s), splits %s", name, modality,
                 {k: len(v) for k, v in split_labels.items()})
     decode = image_decoder(image_size, from_paths=False) if modality == "image" else None
-    return Splits(class_names, modality, raw, split_labels, data.source, decode=decode)
+    example_bytes = image_size * image_size * 3 if modality == "image" else 0
+    return Splits(class_names, modality, raw, split_labels, data.source, decode=decode,
+                  example_bytes=example_bytes)

@@ -1,0 +1,126 @@
+import logging
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import tiny_config, write_image
+
+from tfxfer import bottleneck
+from tfxfer.config import load_config
+from tfxfer.data import load_splits
+from tfxfer.experiment import train
+
+
+def _config(folder, out, cache_dir, **train_overrides):
+    config = tiny_config(folder, out, strategy="feature_extraction", epochs=2,
+                         bottleneck_cache="on", **train_overrides)
+    data = {**config.data.__dict__, "cache_dir": str(cache_dir)}
+    model = {**config.model.__dict__, "augment": False}
+    return load_config(overrides={"data": data, "model": model,
+                                  "train": config.train.__dict__, "out": config.out})
+
+
+def test_head_on_cached_features_equals_the_full_model(image_folder, tmp_path):
+    config = _config(image_folder, tmp_path / "run", tmp_path / "cache")
+    result = train(config)
+    x, y = bottleneck.cached_split(result.model, result.config, result.splits, "train")
+    assert x.shape == (result.splits.size("train"), 256) and np.isfinite(x).all()
+    np.testing.assert_array_equal(y, result.splits.labels["train"])
+    images = np.concatenate([batch.numpy() for batch, _ in
+                             result.splits.batches("train", result.config.data)])
+    from_images = result.model.predict(images, verbose=0)
+    from_cache = bottleneck.head_model(result.model).predict(x, verbose=0)
+    np.testing.assert_allclose(from_cache, from_images, atol=1e-5)
+
+
+def test_second_run_reuses_the_cache_and_new_data_does_not(image_folder, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    train(_config(image_folder, tmp_path / "a", cache))
+    with caplog.at_level(logging.INFO, logger="tfxfer.bottleneck"):
+        train(_config(image_folder, tmp_path / "b", cache))
+    assert "Reusing cached train features" in caplog.text
+    assert len(list((cache / "features").iterdir())) == 2  # train and val
+    write_image(image_folder / "red" / "extra.jpg", (200, 30, 30), seed=99)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfxfer.bottleneck"):
+        train(_config(image_folder, tmp_path / "c", cache))
+    assert "Computing train features" in caplog.text
+
+
+def test_augmentation_without_copies_falls_back_to_the_full_model(image_folder, tmp_path,
+                                                                  caplog):
+    config = tiny_config(image_folder, tmp_path / "run", strategy="feature_extraction")
+    with caplog.at_level(logging.INFO, logger="tfxfer.bottleneck"):
+        train(config)  # bottleneck_cache="auto", augmentation on, no copies
+    assert "Bottleneck cache off: augmentation is on" in caplog.text
+    strict = tiny_config(image_folder, tmp_path / "run2", strategy="feature_extraction",
+                         bottleneck_cache="on")
+    with pytest.raises(ValueError, match="bottleneck_cache='on' cannot be honoured"):
+        train(strict)
+
+
+def test_augmented_copies_are_cached_and_differ(image_folder, tmp_path):
+    config = tiny_config(image_folder, tmp_path / "run", strategy="fine_tune",
+                         bottleneck_cache="on", augmented_copies=3)
+    config.data.cache_dir = str(tmp_path / "cache")
+    result = train(config)
+    assert [p.name for p in result.history.phases] == ["head", "fine_tune"]
+    x, _ = bottleneck.cached_split(result.model, result.config, result.splits, "train", 3)
+    assert x.shape[:2] == (result.splits.size("train"), 3)
+    assert np.abs(x[:, 0] - x[:, 1]).max() > 0.01 * np.abs(x).max()  # copies differ
+
+
+def test_features_dataset_from_a_memory_map(tmp_path):
+    x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32,
+                                  shape=(10, 2, 4))
+    x[:] = np.arange(80, dtype=np.float32).reshape(10, 2, 4)
+    x.flush()
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.arange(10)
+    ds = bottleneck.features_dataset(mapped, y, batch_size=4, training=True, seed=0)
+    seen = []
+    for features, labels in ds:
+        assert features.shape[1:] == (4,)
+        for f, label in zip(features.numpy(), labels.numpy()):
+            assert f[0] in (label * 8, label * 8 + 4)  # one of that example's two copies
+            seen.append(int(label))
+    assert sorted(seen) == list(range(10))
+
+
+def test_cache_key_depends_on_the_backbone_settings(image_folder, tmp_path):
+    config = _config(image_folder, tmp_path / "run", tmp_path / "cache")
+    splits = load_splits(config.data, 32)
+    key = bottleneck.cache_key(config, splits, "train", 0)
+    assert key == bottleneck.cache_key(config, splits, "train", 0)
+    config.model.image_size = 40
+    assert key != bottleneck.cache_key(config, splits, "train", 0)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(image_folder, tmp_path):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import sys; sys.path.insert(0, {str(tmp_path)!r})
+        from tfxfer.config import load_config
+        from tfxfer.experiment import train
+        config = load_config(overrides={{
+            "data": {{"source": {str(image_folder)!r}, "batch_size": 4, "seed": 1,
+                      "val_fraction": 0.2, "test_fraction": 0.2}},
+            "model": {{"backbone": "mobilenet", "weights": "none", "image_size": 32,
+                       "backbone_kwargs": {{"alpha": 0.25}}}},
+            "train": {{"epochs": 1, "fine_tune_epochs": 1, "distribute": "mirrored",
+                       "verbose": 0}},
+            "out": {str(tmp_path / "run")!r}}})
+        result = train(config)
+        import tensorflow as tf
+        print("replicas", result.model.distribute_strategy.num_replicas_in_sync)
+        print("accuracy", result.evaluation.accuracy)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2" in done.stdout

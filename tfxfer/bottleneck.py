@@ -1,0 +1,236 @@
+"""Bottleneck caching: train the head on backbone features computed once.
+
+While the backbone is frozen (phase 1, feature extraction) its output for an
+example never changes, yet the Keras-guide recipe recomputes it every epoch.
+Here the classifier is split at the head's input:
+
+    features = everything up to the layer named "dropout" (input of the head)
+    head     = dropout -> [hidden] -> predictions, the *same* layer objects
+
+The features of the train and validation splits are computed once, the head is
+trained on them, and since the head shares its layers with the classifier, the
+trained head is already in place when the phase ends. The same split works for
+image backbones and text encoders.
+
+Features are stored under the cache directory, keyed by everything that
+determines them (backbone, weights, input size, pooling, the data itself and
+the augmentation copies), so a second run on the same data reuses them. They
+are read into memory when they fit, and memory-mapped from disk otherwise.
+With augmentation on, `augmented_copies` copies of every training example are
+cached and each epoch draws one copy per example; with no copies, phase 1 falls
+back to the full model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.cache import cache_root, fits_in_memory
+from tfxfer.config import RunConfig
+from tfxfer.data.sources import Splits
+from tfxfer.evaluation import inference_function
+from tfxfer.models import AUGMENTATION, DROPOUT, HIDDEN, PREDICTIONS
+from tfxfer.training import PhaseRunner, compile_for_phase
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """The classifier from its input up to the head's input (the pooled features)."""
+    return keras.Model(model.inputs, model.get_layer(DROPOUT).input, name="features")
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """The classifier's head as a model on feature vectors, sharing its layers."""
+    width = model.get_layer(DROPOUT).input.shape[-1]
+    features = keras.Input(shape=(width,), name="features")
+    x = model.get_layer(DROPOUT)(features)
+    names = [layer.name for layer in model.layers]
+    if HIDDEN in names:
+        x = model.get_layer(HIDDEN)(x)
+    return keras.Model(features, model.get_layer(PREDICTIONS)(x), name="head")
+
+
+def has_augmentation(model: keras.Model) -> bool:
+    return AUGMENTATION in [layer.name for layer in model.layers]
+
+
+def should_cache(model: keras.Model, config: RunConfig) -> bool:
+    """Whether phase 1 trains on cached features; logs the reason either way."""
+    train = config.train
+    if train.bottleneck_cache == "off" or train.strategy == "from_scratch":
+        return False
+    if has_augmentation(model) and train.augmented_copies == 0:
+        message = ("augmentation is on and train.augmented_copies=0, so phase 1 runs the "
+                   "full model on every batch")
+        if train.bottleneck_cache == "on":
+            raise ValueError(f"bottleneck_cache='on' cannot be honoured: {message}.")
+        logger.info("Bottleneck cache off: %s (set augmented_copies=N to cache N "
+                    "augmented copies per example).", message)
+        return False
+    copies = train.augmented_copies if has_augmentation(model) else 0
+    logger.info("Bottleneck cache on: phase 1 trains the head on cached features%s.",
+                f" ({copies} augmented copies per training example)" if copies else "")
+    return True
+
+
+def _file_identity(path: str) -> str:
+    stat = os.stat(path)
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _data_digest(splits: Splits, split: str) -> str:
+    """Digest of one split's inputs and labels (file identities for path sources)."""
+    digest = hashlib.sha256()
+    for raw, label in splits.raw[split].as_numpy_iterator():
+        value = _file_identity(raw.decode()) if splits.from_paths else raw
+        digest.update(value.encode() if isinstance(value, str) else bytes(value))
+        digest.update(int(label).to_bytes(8, "little", signed=True))
+    return digest.hexdigest()
+
+
+def _weights_identity(weights: str | None) -> str | None:
+    if weights and os.path.isfile(weights):
+        return _file_identity(weights)
+    return weights
+
+
+def cache_key(config: RunConfig, splits: Splits, split: str, copies: int) -> str:
+    """A key for one split's features: model feature settings plus the data itself."""
+    model = config.model
+    identity = {
+        "format": FORMAT_VERSION,
+        "modality": splits.modality,
+        "backbone": model.backbone if splits.modality == "image" else model.encoder,
+        "weights": _weights_identity(model.weights),
+        "backbone_kwargs": model.backbone_kwargs,
+        "image_size": model.image_size,
+        "pooling": model.pooling,
+        "copies": copies,
+        "seed": config.data.seed if copies else None,
+        "data": _data_digest(splits, split),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def compute_features(
+    features: keras.Model, ds: tf.data.Dataset, path: Path, size: int, copies: int, seed: int
+) -> None:
+    """Writes the features of batched (inputs, labels) `ds` to `path` (.npz-like folder).
+
+    Shapes on disk: `x.npy` (size, width) or (size, copies, width); `y.npy` (size,).
+    Augmented copies come from the model's own augmentation layers (training=True;
+    the frozen backbone still runs in inference mode).
+    """
+    width = features.output.shape[-1]
+    shape = (size, copies, width) if copies else (size, width)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    x = np.lib.format.open_memmap(tmp / "x.npy", mode="w+", dtype=np.float32, shape=shape)
+    y = np.lib.format.open_memmap(tmp / "y.npy", mode="w+", dtype=np.int64, shape=(size,))
+    keras.utils.set_random_seed(seed)
+    extract = inference_function(features, training=bool(copies))
+    start = 0
+    for inputs, labels in ds:
+        end = start + len(labels)
+        y[start:end] = labels.numpy()
+        for c in range(max(copies, 1)):
+            rows = np.asarray(extract(inputs), np.float32)
+            if copies:
+                x[start:end, c] = rows
+            else:
+                x[start:end] = rows
+        start = end
+    if start != size:
+        raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
+    x.flush(), y.flush()
+    del x, y
+    os.replace(tmp, path)  # atomic: a half-written cache is never picked up
+
+
+def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels from `path`: in memory when they fit, memory-mapped otherwise."""
+    nbytes = (path / "x.npy").stat().st_size
+    mode = None if fits_in_memory(nbytes) else "r"
+    return np.load(path / "x.npy", mmap_mode=mode), np.load(path / "y.npy")
+
+
+def cached_split(
+    model: keras.Model, config: RunConfig, splits: Splits, split: str, copies: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features of one split, computed once and then read from the cache."""
+    key = cache_key(config, splits, split, copies)
+    path = cache_root(config.data.cache_dir) / "features" / key
+    if path.is_dir():
+        logger.info("Reusing cached %s features %s", split, path)
+    else:
+        logger.info("Computing %s features of %d examples into %s", split,
+                    splits.size(split), path)
+        ds = splits.batches(split, config.data, training=False)
+        compute_features(feature_model(model), ds, path, splits.size(split), copies,
+                         config.data.seed)
+    return load_features(path)
+
+
+def features_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, seed: int,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of cached (features, labels); works for in-memory and memory-mapped arrays.
+
+    With augmented copies (`x` of rank 3) every example contributes one randomly
+    drawn copy per epoch, as live augmentation would.
+    """
+    rng = np.random.default_rng(seed)
+
+    def rows(index):
+        index = np.sort(index)  # sequential reads from a memory map
+        batch = x[index]
+        if batch.ndim == 3:
+            batch = batch[np.arange(len(index)), rng.integers(0, batch.shape[1], len(index))]
+        return np.asarray(batch, np.float32), y[index]
+
+    ds = tf.data.Dataset.range(len(y))
+    if training:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda i: tf.numpy_function(rows, [i], (tf.float32, tf.int64), stateful=True)
+    )
+    width = x.shape[-1]
+    ds = ds.map(lambda f, label: (tf.ensure_shape(f, [None, width]),
+                                  tf.ensure_shape(label, [None])))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def head_phase_runner(model: keras.Model, config: RunConfig, splits: Splits) -> PhaseRunner:
+    """A runner for the frozen-backbone phase that trains the head on cached features.
+
+    Features are computed when the runner is called, after the phase has frozen the
+    backbone, so augmented copies never touch BatchNorm statistics.
+    """
+    def run(phase, *, initial_epoch, epochs, verbose, callbacks):
+        copies = config.train.augmented_copies if has_augmentation(model) else 0
+        batch, seed = config.data.batch_size, config.data.seed
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        train = features_dataset(*cached_split(model, config, splits, "train", copies),
+                                 batch, training=True, seed=seed, drop_remainder=replicas > 1)
+        val = None
+        if splits.batches("val", config.data, drop_remainder=replicas > 1) is not None:
+            val = features_dataset(*cached_split(model, config, splits, "val"),
+                                   batch, training=False, seed=seed, drop_remainder=replicas > 1)
+        head = head_model(model)
+        compile_for_phase(head, phase, config.train)
+        return head.fit(train, validation_data=val, initial_epoch=initial_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, shuffle=False)
+
+    return run
