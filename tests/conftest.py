@@ -27,6 +27,8 @@ def pytest_configure(config):
     if assets and Path(assets, "keras", "models").is_dir():
         shutil.copytree(Path(assets, "keras", "models"), Path(home, "models"))
     os.environ["KERAS_HOME"] = home
+    # Reusable caches (features, built encoders) go to a scratch dir, not ~/.cache.
+    os.environ["TFXFER_CACHE"] = os.path.join(home, "tfxfer-cache")
 
 
 def pytest_unconfigure(config):
