@@ -68,6 +68,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--restore-best", "train", "restore_best", True),
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),
+    ("--no-tensorboard", "train", "tensorboard", False),
 ]
 
 
@@ -135,6 +136,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from tfxfer.reports import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
 def run_list_backbones(args: argparse.Namespace) -> int:
     from tfxfer.backbones import list_backbones
 
@@ -151,6 +159,8 @@ COMMANDS: list[Command] = [
     ("train", "train a classifier (two-phase transfer learning)", add_train_arguments, run_train),
     ("evaluate", "evaluate a finished run on its test split", add_evaluate_arguments,
      run_evaluate),
+    ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
+     run_report),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
 ]
 

@@ -114,6 +114,8 @@ class TrainConfig:
     jit_compile: bool = False
     # Keras fit verbosity (0 silent, 1 bar, 2 one line per epoch).
     verbose: int = 2
+    # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
+    tensorboard: bool = True
 
 
 @dataclass

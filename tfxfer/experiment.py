@@ -22,6 +22,7 @@ from tfxfer.data.sources import Splits, load_splits
 from tfxfer.devices import distribution_strategy, set_precision
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for
+from tfxfer.reports import tensorboard_callbacks, write_report
 from tfxfer.training import TrainingHistory, fit_phases
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,16 @@ def train(config: RunConfig) -> RunResult:
 
     splits = load_splits(config.data, config.model.image_size)
     rundir.write_setup(run_dir, config, splits)
-    model, history = _build_and_fit(config, splits)
+    model, history = _build_and_fit(
+        config, splits, tensorboard_callbacks(run_dir, config.train.tensorboard)
+    )
     rundir.write_history(run_dir, history)
     evaluation = None
     if splits.size("test"):
         evaluation = evaluate(model, splits.batches("test", config.data), splits.class_names)
-        rundir.write_evaluation(run_dir, evaluation)
+        rundir.write_evaluation(run_dir, evaluation, rundir.split_inputs(splits, "test"))
     rundir.save_model(run_dir, model)
+    write_report(run_dir, splits)
     logger.info("Run written to %s", run_dir)
     return RunResult(run_dir, config, model, splits, history, evaluation)
 
@@ -141,5 +145,6 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
     if not splits.size("test"):
         raise ValueError(f"The run at {run_dir} has no test split (test_fraction=0).")
     evaluation = evaluate(model, splits.batches("test", config.data), class_names)
-    rundir.write_evaluation(Path(run_dir), evaluation)
+    rundir.write_evaluation(Path(run_dir), evaluation, rundir.split_inputs(splits, "test"))
+    write_report(run_dir, splits)
     return evaluation

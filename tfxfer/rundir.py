@@ -10,8 +10,13 @@
       metrics.json         test accuracy, per-class metrics, confusion matrix
       per_class.csv        precision, recall, F1, support per class
       confusion_matrix.csv counts, rows true, columns predicted
-      predictions.csv      true label and probabilities of every test example
+      predictions.csv      input (file path or text), true label and probabilities of
+                           every test example, in test-split order
       model.keras          the trained model (takes raw images or strings)
+
+and the report (`tfxfer.reports`): report.html, learning_curves.png,
+confusion_matrix.png, prediction_grid.png (images), confused_pairs.csv,
+confident_mistakes.csv (text) and tensorboard/ (logs of both phases).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import csv
 import dataclasses
 import json
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -81,8 +88,33 @@ def write_history(run_dir: Path, history: TrainingHistory) -> None:
     _write_json(run_dir / PHASES, [dataclasses.asdict(p) for p in history.phases])
 
 
-def write_evaluation(run_dir: Path, evaluation: Evaluation) -> None:
-    """Writes metrics.json, per_class.csv, confusion_matrix.csv and predictions.csv."""
+def split_inputs(splits: Splits, split: str) -> list[str] | None:
+    """The input of every example of `split`, in split order, for predictions.csv.
+
+    Returns:
+        Absolute file paths (folder sources), the texts (text sources), or None
+        (TFDS images have neither).
+    """
+    if split in splits.files:
+        return [os.path.abspath(path) for path in splits.files[split]]
+    if splits.modality == "text" and split in splits.raw:
+        return [x.decode("utf-8", "replace")
+                for x, _ in splits.raw[split].as_numpy_iterator()]
+    return None
+
+
+def write_evaluation(
+    run_dir: Path, evaluation: Evaluation, inputs: Sequence[str] | None = None
+) -> None:
+    """Writes metrics.json, per_class.csv, confusion_matrix.csv and predictions.csv.
+
+    `inputs` (see `split_inputs`) become the `input` column of predictions.csv
+    when there is one per prediction (files dropped while decoding break that).
+    """
+    if inputs is not None and len(inputs) != len(evaluation.y_true):
+        logger.warning("%d inputs for %d predictions: predictions.csv gets no input column",
+                       len(inputs), len(evaluation.y_true))
+        inputs = None
     _write_json(run_dir / METRICS, evaluation.to_dict())
     _write_csv(run_dir / PER_CLASS, evaluation.per_class())
     names = evaluation.class_names
@@ -91,9 +123,11 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation) -> None:
         for i, row in enumerate(evaluation.confusion)
     ])
     _write_csv(run_dir / PREDICTIONS, [
-        {"true": names[t], "predicted": names[p],
+        {**({"input": inputs[i]} if inputs is not None else {}),
+         "true": names[t], "predicted": names[p],
          **{f"p_{n}": round(float(v), 6) for n, v in zip(names, probs)}}
-        for t, p, probs in zip(evaluation.y_true, evaluation.y_pred, evaluation.y_prob)
+        for i, (t, p, probs) in enumerate(
+            zip(evaluation.y_true, evaluation.y_pred, evaluation.y_prob))
     ])
     logger.info("Test accuracy %.4f on %d examples", evaluation.accuracy, len(evaluation.y_true))
 
