@@ -123,33 +123,52 @@ def cache_key(config: RunConfig, splits: Splits, split: str, copies: int) -> str
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
+class FeatureExtractor:
+    """The classifier's feature part as compiled functions, traced once per mode.
+
+    Args:
+        model: a tfxfer classifier.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        self.model = feature_model(model)
+        self._functions: dict[bool, object] = {}
+
+    @property
+    def width(self) -> int:
+        return self.model.output.shape[-1]
+
+    def __call__(self, inputs, training: bool = False) -> np.ndarray:
+        if training not in self._functions:
+            self._functions[training] = inference_function(self.model, training=training)
+        return np.asarray(self._functions[training](inputs), np.float32)
+
+
 def compute_features(
-    features: keras.Model, ds: tf.data.Dataset, path: Path, size: int, copies: int, seed: int
+    extract: FeatureExtractor, ds: tf.data.Dataset, path: Path, size: int, copies: int,
+    seed: int,
 ) -> None:
-    """Writes the features of batched (inputs, labels) `ds` to `path` (.npz-like folder).
+    """Writes the features of batched (inputs, labels) `ds` to `path` (a folder).
 
     Shapes on disk: `x.npy` (size, width) or (size, copies, width); `y.npy` (size,).
     Augmented copies come from the model's own augmentation layers (training=True;
     the frozen backbone still runs in inference mode).
     """
-    width = features.output.shape[-1]
-    shape = (size, copies, width) if copies else (size, width)
+    shape = (size, copies, extract.width) if copies else (size, extract.width)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(tmp / "x.npy", mode="w+", dtype=np.float32, shape=shape)
     y = np.lib.format.open_memmap(tmp / "y.npy", mode="w+", dtype=np.int64, shape=(size,))
     keras.utils.set_random_seed(seed)
-    extract = inference_function(features, training=bool(copies))
     start = 0
     for inputs, labels in ds:
         end = start + len(labels)
         y[start:end] = labels.numpy()
-        for c in range(max(copies, 1)):
-            rows = np.asarray(extract(inputs), np.float32)
-            if copies:
-                x[start:end, c] = rows
-            else:
-                x[start:end] = rows
+        if copies:
+            for c in range(copies):
+                x[start:end, c] = extract(inputs, training=True)
+        else:
+            x[start:end] = extract(inputs)
         start = end
     if start != size:
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
@@ -166,9 +185,22 @@ def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cached_split(
-    model: keras.Model, config: RunConfig, splits: Splits, split: str, copies: int = 0
+    model: keras.Model, config: RunConfig, splits: Splits, split: str, copies: int = 0,
+    extract: FeatureExtractor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The features of one split, computed once and then read from the cache."""
+    """The features of one split, computed once and then read from the cache.
+
+    Args:
+        model: the classifier whose feature part computes the features.
+        config: the resolved run config (feature settings and cache directory).
+        splits: the data.
+        split: "train", "val" or "test".
+        copies: augmented copies per example (0: none).
+        extract: a FeatureExtractor of `model` to reuse across splits.
+
+    Returns:
+        (features, labels); features are memory-mapped when they do not fit in memory.
+    """
     key = cache_key(config, splits, split, copies)
     path = cache_root(config.data.cache_dir) / "features" / key
     if path.is_dir():
@@ -177,8 +209,8 @@ def cached_split(
         logger.info("Computing %s features of %d examples into %s", split,
                     splits.size(split), path)
         ds = splits.batches(split, config.data, training=False)
-        compute_features(feature_model(model), ds, path, splits.size(split), copies,
-                         config.data.seed)
+        compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
+                         copies, config.data.seed)
     return load_features(path)
 
 
@@ -221,13 +253,14 @@ def head_phase_runner(model: keras.Model, config: RunConfig, splits: Splits) -> 
     def run(phase, *, initial_epoch, epochs, verbose, callbacks):
         copies = config.train.augmented_copies if has_augmentation(model) else 0
         batch, seed = config.data.batch_size, config.data.seed
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        train = features_dataset(*cached_split(model, config, splits, "train", copies),
-                                 batch, training=True, seed=seed, drop_remainder=replicas > 1)
+        even = tf.distribute.get_strategy().num_replicas_in_sync > 1
+        extract = FeatureExtractor(model)
+        train = features_dataset(*cached_split(model, config, splits, "train", copies, extract),
+                                 batch, training=True, seed=seed, drop_remainder=even)
         val = None
-        if splits.batches("val", config.data, drop_remainder=replicas > 1) is not None:
-            val = features_dataset(*cached_split(model, config, splits, "val"),
-                                   batch, training=False, seed=seed, drop_remainder=replicas > 1)
+        if splits.batches("val", config.data, drop_remainder=even) is not None:
+            val = features_dataset(*cached_split(model, config, splits, "val", 0, extract),
+                                   batch, training=False, seed=seed, drop_remainder=even)
         head = head_model(model)
         compile_for_phase(head, phase, config.train)
         return head.fit(train, validation_data=val, initial_epoch=initial_epoch, epochs=epochs,
