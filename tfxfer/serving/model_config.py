@@ -1,0 +1,132 @@
+"""models.config for `tensorflow_model_server --model_config_file`.
+
+One `config` entry per model found under the base directory, written as a
+`ModelServerConfig` text proto built with the tensorflow-serving-api protos:
+
+    model_config_list {
+      config {
+        name: "flowers"
+        base_path: "/models/flowers"
+        model_platform: "tensorflow"
+        model_version_policy { latest { num_versions: 1 } }
+      }
+    }
+
+`mount_path` rewrites the base paths for a server that sees the base directory
+elsewhere, e.g. `/models` inside the tensorflow/serving container.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from tfxfer.serving.layout import find_models
+
+POLICIES = ("latest", "all", "specific")
+CONFIG_FILE = "models.config"
+
+
+def _validate_policy(policy: str, num_versions: int, versions: Sequence[int]) -> None:
+    if policy not in POLICIES:
+        raise ValueError(
+            f"Unknown version policy {policy!r}. Valid policies: {', '.join(POLICIES)}"
+        )
+    if policy == "latest" and num_versions < 1:
+        raise ValueError(f"num_versions must be >= 1. Received: {num_versions}")
+    if policy == "specific" and not versions:
+        raise ValueError("The 'specific' policy needs the versions to serve (e.g. --versions 1,2).")
+    if policy != "specific" and versions:
+        raise ValueError(f"Versions are given only with the 'specific' policy. Received: "
+                         f"policy={policy!r}, versions={list(versions)}")
+
+
+def build_model_config(
+    base: str | Path,
+    *,
+    policy: str = "latest",
+    num_versions: int = 1,
+    versions: Sequence[int] = (),
+    mount_path: str | None = None,
+) -> model_server_config_pb2.ModelServerConfig:
+    """A `ModelServerConfig` listing every model under `base`.
+
+    Args:
+        base: the base directory of exported models (BASE/NAME/VERSION).
+        policy: "latest" (the newest `num_versions`), "all", or "specific" (`versions`).
+        num_versions: versions served under the "latest" policy.
+        versions: versions served under the "specific" policy; each must exist
+            for every model.
+        mount_path: where the server sees `base` (e.g. "/models" in docker);
+            None writes absolute paths of this machine.
+
+    Returns:
+        The config proto.
+    """
+    _validate_policy(policy, num_versions, versions)
+    models = find_models(base)
+    if not models:
+        raise FileNotFoundError(f"No exported models (NAME/VERSION/saved_model.pb) under {base}")
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, found in models.items():
+        entry = config.model_config_list.config.add()
+        entry.name = name
+        entry.base_path = (str(PurePosixPath(mount_path, name)) if mount_path
+                           else str(Path(base, name).resolve()))
+        entry.model_platform = "tensorflow"
+        _set_policy(entry.model_version_policy, policy, num_versions, versions, name, found)
+    return config
+
+
+def _set_policy(message, policy, num_versions, versions, name, found) -> None:
+    if policy == "latest":
+        message.latest.num_versions = num_versions
+    elif policy == "all":
+        message.all.SetInParent()
+    else:
+        missing = sorted(set(versions) - set(found))
+        if missing:
+            raise ValueError(f"Model {name!r} has no version(s) {missing}; it has {found}.")
+        message.specific.versions.extend(sorted(set(versions)))
+
+
+def to_text(config: model_server_config_pb2.ModelServerConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
+    """Parses a models.config text proto (as tensorflow_model_server does)."""
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def write_model_config(
+    base: str | Path, out: str | Path | None = None, **options
+) -> tuple[Path, model_server_config_pb2.ModelServerConfig]:
+    """Writes models.config (default BASE/models.config) atomically.
+
+    Args:
+        base: the base directory of exported models.
+        out: the file to write.
+        **options: see `build_model_config`.
+
+    Returns:
+        The written path and the config.
+    """
+    config = build_model_config(base, **options)
+    out = Path(out) if out else Path(base, CONFIG_FILE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(to_text(config))
+        os.chmod(temp, 0o644)
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return out, config
