@@ -164,6 +164,19 @@ def test_text_run_reports_the_most_confident_mistakes(tmp_path):
         ("fox & hound", "fox", "cat"), ("<b>barks</b> & purrs", "cat", "dog")]
 
 
+def test_split_inputs_name_every_example(tmp_path, monkeypatch):
+    labels = {"test": np.array([0, 1])}
+    folder = Splits(CLASSES, "image", {}, labels, "f", files={"test": ["a/x.jpg", "b/y.jpg"]})
+    monkeypatch.chdir(tmp_path)
+    assert rundir.split_inputs(folder, "test") == [str(tmp_path / "a/x.jpg"),
+                                                     str(tmp_path / "b/y.jpg")]
+    raw = {"test": tf.data.Dataset.from_tensor_slices((["großartig", "bad"], [0, 1]))}
+    assert rundir.split_inputs(Splits(CLASSES, "text", raw, labels, "t"), "test") == [
+        "großartig", "bad"]
+    images = {"test": tf.data.Dataset.from_tensor_slices(([b"\xff\xd8", b"\xff\xd8"], [0, 1]))}
+    assert rundir.split_inputs(Splits(CLASSES, "image", images, labels, "tfds:x"), "test") is None
+
+
 def test_missing_images_leave_a_note_instead_of_a_grid(image_run, tmp_path):
     for path in (tmp_path / "img").iterdir():
         path.unlink()
