@@ -2,6 +2,7 @@
 
 import base64
 import csv
+import html
 import json
 import re
 
@@ -151,7 +152,8 @@ def test_learning_curves_mark_the_phase_boundary():
 
 
 def test_text_run_reports_the_most_confident_mistakes(tmp_path):
-    texts = ["a fine cat", "<b>barks</b> & purrs", "a dog", "a red fox", "fox & hound", "dog"]
+    long = "fox & hound " + "and so on " * 200
+    texts = ["a fine cat", "<b>barks</b> & purrs", "a dog", "a red fox", long, "dog"]
     _write_run(tmp_path / "run", "text", texts)
     page = write_report(tmp_path / "run").read_text()
     assert not (tmp_path / "run" / report.PREDICTION_GRID).exists()
@@ -161,7 +163,8 @@ def test_text_run_reports_the_most_confident_mistakes(tmp_path):
     assert "<b>barks</b>" not in page and "a fine cat" not in page  # escaped; correct rows out
     rows = list(csv.DictReader((tmp_path / "run" / report.CONFIDENT_MISTAKES).open()))
     assert [(r["input"], r["true"], r["predicted"]) for r in rows] == [
-        ("fox & hound", "fox", "cat"), ("<b>barks</b> & purrs", "cat", "dog")]
+        (long, "fox", "cat"), ("<b>barks</b> & purrs", "cat", "dog")]
+    assert html.escape(long[:600]) + " […]</td>" in page  # cut in the page, whole in the CSV
 
 
 def test_split_inputs_name_every_example(tmp_path, monkeypatch):

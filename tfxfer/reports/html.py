@@ -44,8 +44,17 @@ class ReportParts:
     tensorboard_dir: Path | None = None
 
 
+# Longer lists and texts are cut in the page; the run's CSV/JSON files hold them whole.
+_MAX_ROWS = 500
+_MAX_TEXT = 600
+
+
 def _e(value) -> str:
     return html.escape(str(value))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + " […]"
 
 
 def _cell(value) -> str:
@@ -116,7 +125,7 @@ def _plots(parts: ReportParts) -> str:
     mistakes = ""
     if parts.mistakes is not None:
         rows = "".join(
-            f'<tr><td class="num">{m["row"]}</td><td class="text">{_e(m["input"])}</td>'
+            f'<tr><td class="num">{m["row"]}</td><td class="text">{_e(_clip(m["input"]))}</td>'
             f'<td>{_e(m["true"])}</td><td class="wrong">{_e(m["predicted"])}</td>'
             f'<td class="num">{m["confidence"]:.1%}</td></tr>'
             for m in parts.mistakes
@@ -159,8 +168,11 @@ def _data(run: RunData) -> str:
     rows.append(["total", *(sum(counts[s].values()) for s in splits),
                  sum(sum(c.values()) for c in counts.values())])
     skipped = summary.get("skipped", [])
-    skipped_html = (_table(("file", "reason"), [(s["path"], s["reason"]) for s in skipped])
+    skipped_html = (_table(("file", "reason"),
+                           [(s["path"], s["reason"]) for s in skipped[:_MAX_ROWS]])
                     if skipped else "<p>No file was skipped.</p>")
+    if len(skipped) > _MAX_ROWS:
+        skipped_html += f"<p>… and {len(skipped) - _MAX_ROWS} more in data_summary.json.</p>"
     return (f"<h2>Data</h2><p>Source <code>{_e(summary.get('source', ''))}</code>.</p>"
             f"{_table(('class', *splits, 'total'), rows)}"
             f"<h3>Skipped files ({len(skipped)})</h3>{skipped_html}")
