@@ -1,0 +1,113 @@
+"""Tiny SavedModels in TF Serving's layout, and small HTTP helpers, for the server tests.
+
+The models are plain `tf.Module`s (not tfxfer exports), so the server is tested
+on any SavedModel with signatures:
+
+    serving_default  inputs [None] string -> score [None] float32 (len * scale),
+                                             echo_bytes [None] string, upper [None] string,
+                                             calls [None] int64 (requests seen, warmup included)
+    floats           x [None, 3] float32  -> sum [None] float32 (row sum * scale)
+    decode           images [None] string -> mean [None] float32 (mean pixel; decodes images)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+_BUILT: dict[float, Path] = {}
+
+
+class _Tiny(tf.Module):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = tf.Variable(float(scale))
+        self.calls = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def serve(self, inputs):
+        calls = self.calls.assign_add(1)
+        length = tf.cast(tf.strings.length(inputs), tf.float32)
+        return {"score": length * self.scale, "echo_bytes": inputs,
+                "upper": tf.strings.upper(inputs),
+                "calls": tf.fill(tf.shape(inputs), calls)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def floats(self, x):
+        return {"sum": tf.reduce_sum(x, axis=1) * self.scale}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def decode(self, images):
+        def mean(data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return tf.reduce_mean(tf.cast(image, tf.float32))
+
+        return {"mean": tf.map_fn(mean, images, fn_output_signature=tf.float32)}
+
+
+def _warmup_request(texts: list[str]) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    request.inputs["inputs"].CopyFrom(tf.make_tensor_proto([t.encode() for t in texts]))
+    return request
+
+
+WARMUP_RECORDS = 3
+
+
+def _write_warmup(path: Path) -> None:
+    (path / "assets.extra").mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        for texts in (["a"], ["bb"], ["a", "bb"]):
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=_warmup_request(texts)))
+            w.write(log.SerializeToString())
+
+
+def tiny_model(scale: float) -> Path:
+    """A SavedModel (with a warmup file) of the given scale, built once per session."""
+    if scale not in _BUILT:
+        module = _Tiny(scale)
+        path = Path(tempfile.mkdtemp(prefix="tfxfer-tiny-")) / "model"
+        tf.saved_model.save(module, str(path), signatures={
+            "serving_default": module.serve, "floats": module.floats, "decode": module.decode})
+        _write_warmup(path)
+        _BUILT[scale] = path
+    return _BUILT[scale]
+
+
+def publish(model_dir: Path, version: int, scale: float) -> Path:
+    """Copies a tiny model into MODEL_DIR/VERSION atomically (temp name, then rename)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    temp = model_dir / f".tmp-export-{os.getpid()}-{version}"
+    shutil.copytree(tiny_model(scale), temp)
+    target = model_dir / str(version)
+    os.rename(temp, target)
+    return target
+
+
+def cleanup_built() -> None:
+    for path in _BUILT.values():
+        shutil.rmtree(path.parent, ignore_errors=True)
+    _BUILT.clear()
+
+
+def http_request(port: int, method: str, path: str, body=None, timeout: float = 30.0):
+    """(status, parsed JSON body) of one request to 127.0.0.1:port."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()

@@ -1,0 +1,163 @@
+"""`tfxfer serve`: the model manager, the REST API and the gRPC API, started and stopped together.
+
+    with ModelServer(ServerConfig("saved_models", rest_port=0, grpc_port=0)) as server:
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/flowers:predict"
+
+The REST API runs an aiohttp event loop on its own thread, the gRPC API
+grpcio's thread pool; both read the same `ModelManager`. Ports 0 pick free
+ports (see `rest_port` / `grpc_port` once started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from tfxfer.server.grpc_service import build_grpc_server
+from tfxfer.server.models import ModelManager, VersionPolicy
+from tfxfer.server.rest import RestApi
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ServerConfig:
+    """How `tfxfer serve` runs.
+
+    Attributes:
+        base_path: directory with one subdirectory per model (BASE/NAME/VERSION).
+        host: interface to bind; 127.0.0.1 keeps the server private to this machine.
+        rest_port: REST API port (TF Serving's 8501); 0 picks a free port.
+        grpc_port: gRPC API port (TF Serving's 8500); 0 picks a free port.
+        poll_seconds: how often the base path is checked for new versions.
+        policy: which versions to serve.
+        version_labels: optional model -> {label: version}.
+        max_request_bytes: larger request bodies are refused (413 / RESOURCE_EXHAUSTED).
+        rest_threads: threads running REST requests (parse, infer, write JSON).
+        grpc_threads: threads running gRPC requests.
+        warmup: replay assets.extra/tf_serving_warmup_requests before a version serves.
+    """
+
+    base_path: str | Path
+    host: str = "127.0.0.1"
+    rest_port: int = 8501
+    grpc_port: int = 8500
+    poll_seconds: float = 1.0
+    policy: VersionPolicy = field(default_factory=VersionPolicy)
+    version_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    rest_threads: int = 4
+    grpc_threads: int = 4
+    warmup: bool = True
+
+    def __post_init__(self):
+        if self.poll_seconds <= 0:
+            raise ValueError(f"poll_seconds must be > 0. Received: {self.poll_seconds}")
+        if self.max_request_bytes < 1:
+            raise ValueError(f"max_request_bytes must be >= 1. Received: "
+                             f"{self.max_request_bytes}")
+        for name in ("rest_threads", "grpc_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {getattr(self, name)}")
+        if not Path(self.base_path).is_dir():
+            raise FileNotFoundError(f"Base path of the models not found: {self.base_path}")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ModelServer:
+    """The running endpoint: models loaded, REST and gRPC listening."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.manager = ModelManager(config.base_path, config.policy,
+                                    version_labels=config.version_labels, warmup=config.warmup)
+        self.rest_port: int | None = None
+        self.grpc_port: int | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._grpc = None
+        self._stopped = threading.Event()
+
+    def start(self) -> ModelServer:
+        """Loads the models (first poll), then opens both ports."""
+        config = self.config
+        self.manager.start(config.poll_seconds)
+        try:
+            self._start_rest()
+            self._grpc, self.grpc_port = build_grpc_server(
+                self.manager, _address(config.host, config.grpc_port),
+                max_request_bytes=config.max_request_bytes, threads=config.grpc_threads)
+            self._grpc.start()
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("Serving %s: REST on http://%s, gRPC on %s", config.base_path,
+                    _address(config.host, self.rest_port), _address(config.host, self.grpc_port))
+        return self
+
+    def _start_rest(self) -> None:
+        config = self.config
+        sock = _bind(config.host, config.rest_port)
+        self.rest_port = sock.getsockname()[1]
+        self._executor = ThreadPoolExecutor(config.rest_threads, thread_name_prefix="tfxfer-rest")
+        api = RestApi(self.manager, self._executor, config.max_request_bytes)
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever,
+                                             name="tfxfer-rest-loop", daemon=True)
+        self._loop_thread.start()
+        self._runner = web.AppRunner(api.build_app(), access_log=None)
+
+        async def open_site():
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+
+        asyncio.run_coroutine_threadsafe(open_site(), self._loop).result()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stops taking requests, lets running ones finish (up to `grace` s), unloads."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join()
+            self._loop.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.manager.stop()
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

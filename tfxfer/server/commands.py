@@ -1,0 +1,87 @@
+"""The `tfxfer serve` command: arguments and run (TensorFlow is imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+
+def _versions(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected versions like 1,2, got {text!r}") from err
+
+
+def _label(text: str) -> tuple[str, str, int]:
+    model, _, rest = text.partition(":")
+    label, sep, version = rest.partition("=")
+    if not (model and label and sep and version.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected MODEL:LABEL=VERSION, got {text!r}")
+    return model, label, int(version)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base_dir", help="directory of exported models: BASE/NAME/VERSION/")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--rest-port", type=int, default=8501,
+                        help="REST API port (default 8501; 0 picks a free port)")
+    parser.add_argument("--grpc-port", type=int, default=8500,
+                        help="gRPC API port (default 8500; 0 picks a free port)")
+    parser.add_argument("--poll-seconds", type=float, default=1.0,
+                        help="how often BASE_DIR is checked for new versions (default 1)")
+    parser.add_argument("--policy", choices=["latest", "all", "specific"], default="latest",
+                        help="versions to serve (TF Serving's model_version_policy)")
+    parser.add_argument("--num-versions", type=int, default=1,
+                        help="with --policy latest: how many of the newest versions")
+    parser.add_argument("--versions", type=_versions, default=(),
+                        help="with --policy specific: the versions, e.g. 1,2")
+    parser.add_argument("--version-label", type=_label, action="append", default=[],
+                        metavar="MODEL:LABEL=VERSION",
+                        help="a version label for /labels/LABEL requests (repeatable)")
+    parser.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
+                        help="larger request bodies are refused (default 16 MiB)")
+    parser.add_argument("--rest-threads", type=int, default=4,
+                        help="threads running REST requests (default 4)")
+    parser.add_argument("--grpc-threads", type=int, default=4,
+                        help="threads running gRPC requests (default 4)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="do not replay assets.extra/tf_serving_warmup_requests")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The ServerConfig the command line asks for."""
+    from tfxfer.server.app import ServerConfig
+    from tfxfer.server.models import VersionPolicy
+
+    labels: dict[str, dict[str, int]] = {}
+    for model, label, version in args.version_label:
+        labels.setdefault(model, {})[label] = version
+    return ServerConfig(
+        args.base_dir, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+        poll_seconds=args.poll_seconds,
+        policy=VersionPolicy(args.policy, args.num_versions, tuple(args.versions)),
+        version_labels=labels, max_request_bytes=args.max_request_bytes,
+        rest_threads=args.rest_threads, grpc_threads=args.grpc_threads,
+        warmup=not args.no_warmup,
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serves until SIGINT or SIGTERM, then stops cleanly."""
+    from tfxfer.server.app import ModelServer
+
+    server = ModelServer(config_from_args(args)).start()
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"tfxfer serve: REST http://{host}:{server.rest_port} gRPC {host}:{server.grpc_port} "
+          f"models {', '.join(server.manager.model_names()) or '(none yet)'}", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1.0):
+        pass
+    print("tfxfer serve: stopping", flush=True)
+    server.stop()
+    return 0

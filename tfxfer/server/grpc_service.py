@@ -1,0 +1,105 @@
+"""TF Serving's gRPC API (port 8500): PredictionService and ModelService on grpcio.
+
+    PredictionService.Predict           PredictRequest -> PredictResponse
+    PredictionService.GetModelMetadata  signature_def metadata, packed in Any
+    ModelService.GetModelStatus         version states
+
+Classify, Regress, MultiInference and HandleReloadConfigRequest answer
+UNIMPLEMENTED (grpcio's default for a servicer method not overridden).
+Errors carry TF Serving's status codes; a request larger than
+`max_request_bytes` is refused by grpcio with RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+from tfxfer.server.errors import ServingError
+from tfxfer.server.models import ModelManager
+from tfxfer.server.predict import predict_request
+from tfxfer.server.responses import model_metadata, model_status
+
+logger = logging.getLogger(__name__)
+
+
+def _spec(model_spec) -> tuple[str, int | None, str | None]:
+    choice = model_spec.WhichOneof("version_choice")
+    version = model_spec.version.value if choice == "version" else None
+    label = model_spec.version_label if choice == "version_label" else None
+    return model_spec.name, version, label
+
+
+def _answer(context: grpc.ServicerContext, work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except ServingError as err:
+        context.abort(grpc.StatusCode[err.code.name], err.message)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata over the models of a `ModelManager`."""
+
+    def __init__(self, manager: ModelManager):
+        self.manager = manager
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        def work():
+            name, version, label = _spec(request.model_spec)
+            with self.manager.handle(name, version, label) as servable:
+                return predict_request(servable, request)
+
+        return _answer(context, work)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        name, version, label = _spec(request.model_spec)
+        return _answer(context, lambda: model_metadata(
+            self.manager, name, version, label, tuple(request.metadata_field)))
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus over the models of a `ModelManager`."""
+
+    def __init__(self, manager: ModelManager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        name, version, label = _spec(request.model_spec)
+        return _answer(context, lambda: model_status(self.manager, name, version, label))
+
+
+def build_grpc_server(
+    manager: ModelManager, address: str, *, max_request_bytes: int, threads: int
+) -> tuple[grpc.Server, int]:
+    """A started-to-be gRPC server bound to `address` ("HOST:PORT"; port 0 picks one).
+
+    Returns:
+        The server (call `.start()`) and the port it is bound to.
+
+    Raises:
+        OSError: the address could not be bound.
+    """
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfxfer-grpc"),
+        options=[("grpc.max_receive_message_length", max_request_bytes),
+                 ("grpc.max_send_message_length", -1),
+                 ("grpc.so_reuseport", 0)],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise OSError(f"Cannot bind the gRPC server to {address}: {err}") from err
+    if port == 0:
+        raise OSError(f"Cannot bind the gRPC server to {address}")
+    return server, port
