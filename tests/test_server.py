@@ -349,7 +349,7 @@ GRPC_BAD = [
     ("wrong-shape", {"x": np.ones((2, 4), np.float32)}, "floats", "tiny",
      grpc.StatusCode.INVALID_ARGUMENT, "expects shape [None,3]"),
     ("missing-input", {"y": np.ones((2, 3), np.float32)}, "floats", "tiny",
-     grpc.StatusCode.INVALID_ARGUMENT, "Missing but required: {x}"),
+     grpc.StatusCode.INVALID_ARGUMENT, "input tensor alias not found in signature: y"),
     ("not-an-image", {"images": [b"nope"]}, "decode", "tiny", grpc.StatusCode.INVALID_ARGUMENT,
      "Unknown image file format"),
     ("escape", {"inputs": [b"a"]}, "", "../tiny", grpc.StatusCode.INVALID_ARGUMENT,

@@ -351,8 +351,8 @@ class ModelManager:
         while not self._stop.wait(poll_seconds):
             try:
                 self.poll()
-            except OSError as err:
-                logger.error("Polling %s failed: %s", self.base_path, err)
+            except Exception:  # the poller must outlive any error; the next poll retries
+                logger.exception("Polling %s failed", self.base_path)
 
     def stop(self) -> None:
         """Stops polling and unloads every version."""
@@ -414,8 +414,8 @@ class ModelManager:
         try:
             servable = load_servable(model.name, version, path)
             warmed = warm_up(servable) if self.warmup else 0
-        except (OSError, ValueError, TypeError, KeyError, tf.errors.OpError,
-                ServingError) as err:
+        except Exception as err:  # any file can be under BASE: report it, keep serving
+            logger.debug("Load of %s failed", path, exc_info=True)
             code, message = _error_of(err)
             model.failed[version] = fingerprint
             self._set_status(model, VersionStatus(version, State.END, code, message))

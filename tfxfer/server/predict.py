@@ -70,6 +70,10 @@ def _check_input(signature_name: str, name: str, info, array: np.ndarray) -> Non
 
 def _check_names(signature, names: Sequence[str]) -> None:
     sent, expected = set(names), set(signature.inputs)
+    if len(sent) == len(expected) and sent != expected:
+        raise invalid_argument(
+            f"input tensor alias not found in signature: {sorted(sent - expected)[0]}. Inputs "
+            f"expected to be in the set {{{','.join(sorted(expected))}}}.")
     if sent != expected:
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
