@@ -121,6 +121,7 @@ class Servable:
         self.path = path
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = signature_defs
         self.functions = functions
+        self.warmup_records = 0  # warmup requests replayed before it served
         self._module = module  # keeps the variables and functions alive
         self._active = 0
         self._idle = threading.Condition()
@@ -423,6 +424,7 @@ class ModelManager:
                          "keep serving): %s", model.name, version, path, message)
             return
         model.failed.pop(version, None)
+        servable.warmup_records = warmed
         with self._lock:
             model.servables[version] = servable
             model.statuses[version] = VersionStatus(version, State.AVAILABLE)
