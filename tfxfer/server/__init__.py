@@ -8,11 +8,26 @@
     rest.py          the REST API on aiohttp
     grpc_service.py  PredictionService and ModelService on grpcio
     errors.py        TensorFlow status codes -> HTTP statuses
+    commands.py      the `tfxfer serve` command line
+
+The public names are imported on first use, so `tfxfer --help` does not load TensorFlow.
 """
 
-from tfxfer.server.app import ModelServer, ServerConfig
-from tfxfer.server.errors import Code, ServingError
-from tfxfer.server.models import ModelManager, VersionPolicy
+import importlib
 
-__all__ = ["Code", "ModelManager", "ModelServer", "ServerConfig", "ServingError",
-           "VersionPolicy"]
+_PUBLIC = {
+    "ModelServer": "tfxfer.server.app",
+    "ServerConfig": "tfxfer.server.app",
+    "Code": "tfxfer.server.errors",
+    "ServingError": "tfxfer.server.errors",
+    "ModelManager": "tfxfer.server.models",
+    "VersionPolicy": "tfxfer.server.models",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'tfxfer.server' has no attribute {name!r}")
