@@ -1,0 +1,56 @@
+"""TF Serving warmup requests: `assets.extra/tf_serving_warmup_requests`.
+
+TF Serving replays these requests when it loads a version, before marking it
+available, so the first real request does not pay for graph initialisation.
+The file is a TFRecord of `tensorflow.serving.PredictionLog` protos, each
+holding a `PredictRequest` (https://www.tensorflow.org/tfx/serving/saved_model_warmup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from tfxfer.serving.client import grpc_predict_request
+from tfxfer.serving.signatures import ASSETS_EXTRA, WARMUP_FILE
+
+
+def warmup_path(saved_model_dir: str | Path) -> Path:
+    return Path(saved_model_dir) / ASSETS_EXTRA / WARMUP_FILE
+
+
+def write_warmup(
+    saved_model_dir: str | Path, values: Sequence[bytes | str], model_name: str
+) -> int:
+    """Writes one single-input request per value and one request with all of them.
+
+    Returns:
+        The number of records written.
+    """
+    if not values:
+        raise ValueError("Warmup needs at least one example input. Received: none")
+    path = warmup_path(saved_model_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batches = [[v] for v in values] + ([list(values)] if len(values) > 1 else [])
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in batches:
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(
+                    request=grpc_predict_request(batch, model_name)
+                )
+            )
+            writer.write(log.SerializeToString())
+    return len(batches)
+
+
+def read_warmup(saved_model_dir: str | Path) -> list[prediction_log_pb2.PredictionLog]:
+    """Parses the warmup file of an export back into PredictionLog protos."""
+    records = []
+    for raw in tf.data.TFRecordDataset(str(warmup_path(saved_model_dir))):
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(raw.numpy())
+        records.append(log)
+    return records
