@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from tfxfer.serving import commands as serving_commands
+
 
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
@@ -162,6 +164,12 @@ COMMANDS: list[Command] = [
     ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
      run_report),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
+    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION)",
+     serving_commands.add_export_arguments, serving_commands.run_export),
+    ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",
+     serving_commands.add_predict_arguments, serving_commands.run_predict),
+    ("serving-config", "write models.config for every model under a base directory",
+     serving_commands.add_serving_config_arguments, serving_commands.run_serving_config),
 ]
 
 
