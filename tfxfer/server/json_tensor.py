@@ -31,6 +31,7 @@ from tfxfer.server.errors import Code, ServingError, invalid_argument
 ROW = "row"
 COLUMNAR = "columnar"
 BYTES_SUFFIX = "_bytes"
+MAX_RANK = 254  # TensorShape's limit
 
 _FLOAT32_MAX_INT = (1 << 24) - 1
 _FLOAT64_MAX_INT = (1 << 53) - 1
@@ -196,6 +197,9 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
                                                f"to type: {dtype_name(dtype)}")
     np_dtype, convert = _CONVERTERS[dtype]
     shape = _dense_shape(value)
+    if len(shape) > MAX_RANK:
+        raise invalid_argument(f"JSON value nested {len(shape)} lists deep; a tensor has at "
+                               f"most {MAX_RANK} dimensions")
     values: list = []
     _fill(value, 0, shape, convert, values)
     array = np.empty(len(values), dtype=np_dtype)
@@ -217,6 +221,8 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
                                f"{err.start}") from err
     except json.JSONDecodeError as err:
         raise invalid_argument(f"JSON Parse error: {err.msg} at offset: {err.pos}") from err
+    except RecursionError as err:
+        raise invalid_argument("JSON Parse error: the document is nested too deeply") from err
     if not isinstance(document, dict):
         raise invalid_argument(f"JSON Value: {_json_text(document)} Is not object")
     return document
