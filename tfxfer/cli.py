@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
 
 
@@ -170,6 +171,8 @@ COMMANDS: list[Command] = [
      serving_commands.add_predict_arguments, serving_commands.run_predict),
     ("serving-config", "write models.config for every model under a base directory",
      serving_commands.add_serving_config_arguments, serving_commands.run_serving_config),
+    ("serve", "serve every model under a base directory with TF Serving's REST and gRPC APIs",
+     server_commands.add_serve_arguments, server_commands.run_serve),
 ]
 
 
