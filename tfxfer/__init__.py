@@ -32,6 +32,8 @@ _EXPORTS = {
     "train": "tfxfer.experiment",
     "build_image_classifier": "tfxfer.models",
     "load_run": "tfxfer.rundir",
+    "export_model": "tfxfer.serving.export",
+    "export_run": "tfxfer.serving.export",
     "plan_phases": "tfxfer.strategies",
     "set_phase_trainable": "tfxfer.strategies",
     "fit_phases": "tfxfer.training",
