@@ -117,6 +117,9 @@ class ModelServer:
         except BaseException:
             self.stop()
             raise
+        if config.host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("Listening on %s: anyone who can reach this address can query the "
+                           "models (there is no authentication or TLS).", config.host)
         logger.info("Serving %s: REST on http://%s, gRPC on %s", config.base_path,
                     _address(config.host, self.rest_port), _address(config.host, self.grpc_port))
         return self
