@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,17 @@ def test_serve_flags_make_the_config(tmp_path):
     defaults = config_from_args(cli.build_parser().parse_args(["serve", str(tmp_path)]))
     assert (defaults.host, defaults.rest_port, defaults.grpc_port) == ("127.0.0.1", 8501, 8500)
     assert defaults.policy == VersionPolicy()
+
+
+def test_serve_command_reports_a_taken_port(tmp_path, caplog):
+    publish(tmp_path / "tiny", 1, scale=1.0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli.main(["serve", str(tmp_path), "--rest-port", str(port), "--grpc-port", "0"])
+    assert code == 2
+    assert "could not start" in caplog.text and "Address already in use" in caplog.text
 
 
 def test_serve_command_serves_until_sigterm(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 
@@ -73,7 +74,13 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serves until SIGINT or SIGTERM, then stops cleanly."""
     from tfxfer.server.app import ModelServer
 
-    server = ModelServer(config_from_args(args)).start()
+    try:
+        server = ModelServer(config_from_args(args)).start()
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # e.g. the port is taken
+        logging.getLogger("tfxfer").error("tfxfer serve could not start: %s", err)
+        return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tfxfer serve: REST http://{host}:{server.rest_port} gRPC {host}:{server.grpc_port} "
           f"models {', '.join(server.manager.model_names()) or '(none yet)'}", flush=True)
