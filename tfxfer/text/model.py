@@ -1,0 +1,80 @@
+"""The text classifier: raw strings -> pretrained text encoder -> the shared head.
+
+    text (string) -> html_line_breaks -> backbone (HubTextEmbedding)
+        -> dropout -> [hidden] -> predictions (softmax)
+
+The encoder is the layer named "backbone", like an image model's backbone, so
+strategies, bottleneck caching, discriminative learning rates and exports treat
+both modalities alike. An encoder is one layer, so phase 2 ("top" or "all")
+unfreezes it whole.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfxfer.config import ModelConfig
+from tfxfer.models import BACKBONE, build_head
+from tfxfer.text.hub_layer import HubTextEmbedding
+from tfxfer.text.preprocess import HtmlLineBreaks
+
+TEXT_INPUT = "text"
+CLEANUP = "html_line_breaks"
+
+# Range of a from-scratch embedding: Keras' own default for `keras.layers.Embedding`.
+RANDOM_INIT_LIMIT = 0.05
+
+
+def randomize_encoder(encoder: HubTextEmbedding, seed: int | None = None) -> int:
+    """Re-initialises an encoder's trainable variables, as if it were never pretrained.
+
+    Matrices (embedding tables, kernels) get uniform values in +-0.05, Keras'
+    default for a new `Embedding`; vectors (biases) get zeros. The shapes, the
+    vocabulary and the tokenization stay those of the pretrained encoder.
+
+    Args:
+        encoder: the encoder layer.
+        seed: seed of the random values.
+
+    Returns:
+        The number of variables re-initialised.
+    """
+    rng = np.random.default_rng(seed)
+    count = 0
+    for variable in encoder.module_trainable_weights:
+        if not variable.dtype.startswith("float"):
+            continue
+        shape = tuple(variable.shape)
+        if len(shape) >= 2:
+            value = rng.uniform(-RANDOM_INIT_LIMIT, RANDOM_INIT_LIMIT, shape)
+        else:
+            value = np.zeros(shape)
+        variable.assign(value.astype(variable.dtype))
+        count += 1
+    return count
+
+
+def build_text_classifier(
+    config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None
+) -> keras.Model:
+    """Builds a classifier on a pretrained text encoder (`config.encoder`).
+
+    Args:
+        config: the model section: encoder handle, dropout, hidden_units.
+        num_classes: number of classes.
+        from_scratch: re-initialise the encoder's variables randomly (same shapes
+            and vocabulary), for the `from_scratch` strategy and learning curves.
+        seed: seed of that random initialisation.
+
+    Returns:
+        An uncompiled `keras.Model` from a batch of strings to class probabilities,
+        with the encoder frozen.
+    """
+    inputs = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
+    text = HtmlLineBreaks(name=CLEANUP)(inputs)
+    encoder = HubTextEmbedding(config.encoder, name=BACKBONE)
+    if from_scratch:
+        randomize_encoder(encoder, seed)
+    outputs = build_head(encoder(text), num_classes, config)
+    return keras.Model(inputs, outputs, name="text_classifier")
