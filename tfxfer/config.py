@@ -27,6 +27,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 class DataConfig:
     # A folder of class subfolders, a CSV file of text, or "tfds:NAME".
     source: str = "tfds:tf_flowers"
+    # A separate test set of the same kind (folder or CSV file), e.g. IMDB's official
+    # test reviews: when set, the test split is all of it and test_fraction is not carved.
+    test_source: str | None = None
     # Where TFDS keeps its downloads and prepared data (None: ~/tensorflow_datasets).
     tfds_data_dir: str | None = None
     # Fractions of every class held out for validation and test (stratified).

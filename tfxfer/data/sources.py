@@ -3,11 +3,13 @@
 `load_splits` reads `DataConfig.source`:
 
     path/to/folder      a folder of class subfolders (images)
+    path/to/file.csv    a CSV/TSV table of texts and labels (see `tfxfer.data.text`)
     tfds:NAME           a TFDS dataset through `tfds.load` (images or text)
 
 and returns `Splits`: unbatched `(raw, label)` datasets per split, where `raw` is
 an image path, encoded image bytes or a text string, plus the decoder that turns
 `raw` into the model's input and a summary of what was read and skipped.
+`DataConfig.test_source` optionally names a separate test folder or CSV file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tensorflow as tf
 
 from tfxfer.cache import fits_in_memory
 from tfxfer.config import DataConfig
-from tfxfer.data.images import SkippedFile, scan_image_folder
+from tfxfer.data.images import ImageFolder, SkippedFile, scan_image_folder
 from tfxfer.data.pipeline import image_decoder, make_batches
 from tfxfer.data.split import stratified_split, stratified_subset
 
@@ -137,21 +139,39 @@ def subsample_splits(
     }
 
 
+def _test_folder(data: DataConfig, folder: ImageFolder) -> tuple:
+    """(paths, labels, indices) of the separate test folder; its skipped files join `folder`'s."""
+    test = scan_image_folder(data.test_source, validate=data.validate_files)
+    if test.class_names != folder.class_names:
+        raise ValueError(
+            f"Test folder {data.test_source} has classes {test.class_names}; the training "
+            f"folder {data.source} has {folder.class_names}."
+        )
+    folder.skipped.extend(test.skipped)
+    labels = np.asarray(test.labels, dtype=np.int64)
+    indices = subsample_splits({"test": np.arange(len(labels))}, labels, data)["test"]
+    return np.asarray(test.paths), labels, indices
+
+
 def load_folder_splits(data: DataConfig, image_size: int) -> Splits:
     """Splits a class-per-subfolder image tree (see `scan_image_folder`)."""
     folder = scan_image_folder(data.source, validate=data.validate_files)
     labels = np.asarray(folder.labels, dtype=np.int64)
+    test_fraction = 0.0 if data.test_source else data.test_fraction
     indices = stratified_split(
-        labels, data.val_fraction, data.test_fraction, data.seed, folder.class_names
+        labels, data.val_fraction, test_fraction, data.seed, folder.class_names
     )
     indices = subsample_splits(indices, labels, data)
     paths = np.asarray(folder.paths)
+    tables = {split: (paths, labels, idx) for split, idx in indices.items()}
+    if data.test_source:
+        tables["test"] = _test_folder(data, folder)
     raw, split_labels, files = {}, {}, {}
-    for split, idx in indices.items():
+    for split, (split_paths, split_ids, idx) in tables.items():
         if len(idx):
-            files[split] = paths[idx].tolist()
-            split_labels[split] = labels[idx]
-            raw[split] = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
+            files[split] = split_paths[idx].tolist()
+            split_labels[split] = split_ids[idx]
+            raw[split] = tf.data.Dataset.from_tensor_slices((split_paths[idx], split_ids[idx]))
     return Splits(
         folder.class_names, "image", raw, split_labels, str(data.source),
         decode=image_decoder(image_size, from_paths=True), from_paths=True,
@@ -171,14 +191,20 @@ def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
         Splits with decoders for the model's inputs.
     """
     kind = source_kind(data.source)
+    if data.test_source and (kind == "tfds" or source_kind(data.test_source) != kind):
+        raise ValueError(
+            f"test_source must be the same kind of source as source (a folder or a CSV file; "
+            f"TFDS uses its own test split). Received: source={data.source!r}, "
+            f"test_source={data.test_source!r}"
+        )
     if kind == "tfds":
         from tfxfer.data.tfds_source import load_tfds_splits
 
         return load_tfds_splits(data, image_size)
     if kind == "csv":
-        raise ValueError(
-            f"CSV sources hold text; text data is not supported yet. Received: {data.source}"
-        )
+        from tfxfer.data.text import load_csv_splits
+
+        return load_csv_splits(data)
     if image_size is None:
         raise ValueError("image_size is required for image folders.")
     return load_folder_splits(data, image_size)
