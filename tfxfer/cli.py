@@ -18,6 +18,7 @@ import yaml
 
 from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
+from tfxfer.text import commands as text_commands
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -30,6 +31,8 @@ def _key_value(text: str) -> tuple[str, Any]:
 # (flag, config section, config key, argparse options)
 _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
+    ("--test-data", "data", "test_source", {
+        "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -41,7 +44,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
     ("--backbone", "model", "backbone", {"help": "image backbone (see list-backbones)"}),
-    ("--encoder", "model", "encoder", {"help": "text encoder: hub handle or SavedModel dir"}),
+    ("--encoder", "model", "encoder", {
+        "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "
+                "or word-vector file"}),
     ("--weights", "model", "weights", {"help": "imagenet, none, or a weights file"}),
     ("--image-size", "model", "image_size", {"type": int}),
     ("--dropout", "model", "dropout", {"type": float}),
@@ -165,6 +170,9 @@ COMMANDS: list[Command] = [
     ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
      run_report),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
+    ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
+    ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",
+     text_commands.add_build_encoder_arguments, text_commands.run_build_encoder),
     ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION)",
      serving_commands.add_export_arguments, serving_commands.run_export),
     ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",

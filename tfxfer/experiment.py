@@ -23,6 +23,7 @@ from tfxfer.devices import distribution_strategy, set_precision
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
+from tfxfer.text.model import build_text_classifier
 from tfxfer.training import TrainingHistory, fit_phases
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,11 @@ def build_classifier(config: RunConfig, splits: Splits) -> keras.Model:
         return build_image_classifier(
             config.model, len(splits.class_names), from_scratch=from_scratch
         )
+    if splits.modality == "text":
+        return build_text_classifier(
+            config.model, len(splits.class_names), from_scratch=from_scratch,
+            seed=config.data.seed,
+        )
     raise ValueError(f"No model builder for {splits.modality!r} data ({splits.source}).")
 
 
@@ -103,11 +109,13 @@ def _build_and_fit(
     return model, history
 
 
-def train(config: RunConfig) -> RunResult:
+def train(config: RunConfig, splits: Splits | None = None) -> RunResult:
     """Runs a full training job described by `config` and writes its run directory.
 
     Args:
         config: the run configuration (see `tfxfer.config`).
+        splits: data loaded already, e.g. from pandas with
+            `tfxfer.data.text.load_dataframe_splits`; default: `config.data.source`.
 
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
@@ -117,7 +125,8 @@ def train(config: RunConfig) -> RunResult:
     set_precision(config.train.mixed_precision)
     keras.utils.set_random_seed(config.data.seed)
 
-    splits = load_splits(config.data, config.model.image_size)
+    if splits is None:
+        splits = load_splits(config.data, config.model.image_size)
     rundir.write_setup(run_dir, config, splits)
     model, history = _build_and_fit(
         config, splits, tensorboard_callbacks(run_dir, config.train.tensorboard)
