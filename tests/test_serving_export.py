@@ -253,6 +253,55 @@ def test_text_model_with_a_scalar_string_input(tmp_path):
     assert all(len(r["top_k_class_names"]) == 2 for r in rows)
 
 
+class _Vocabulary(tf.Module):
+    """Strings -> embedding rows through a lookup table: a TF-Hub-style text module."""
+
+    def __init__(self, words, dim):
+        super().__init__()
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(words, tf.range(len(words), dtype=tf.int64)),
+            default_value=len(words))
+        self.embeddings = tf.Variable(tf.random.stateless_normal([len(words) + 1, dim], [1, 2]))
+
+    def __call__(self, text):
+        return tf.gather(self.embeddings, self.table.lookup(tf.strings.lower(text)))
+
+
+class _ModuleLayer(keras.layers.Layer):
+    """Holds a tf.Module and a Keras variable wrapping the module's own tf.Variable."""
+
+    def __init__(self, module, **kwargs):
+        super().__init__(**kwargs)
+        self.module = module
+        self.wrapped = [keras.Variable(initializer=module.embeddings, name="embeddings")]
+        self._track_variable(self.wrapped[0])
+
+    def call(self, text):
+        return self.module(text)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.module.embeddings.shape[1])
+
+
+def test_a_wrapped_module_variable_is_written_once(tmp_path):
+    words = [f"w{i}" for i in range(3000)]
+    layer = _ModuleLayer(_Vocabulary(words, 64))
+    assert layer.wrapped[0].value is layer.module.embeddings  # one tensor, two objects
+    inputs = keras.Input(shape=(), dtype="string")
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(layer(inputs)))
+
+    result = export_model(model, TEXT_LABELS, tmp_path, "wrapped", warmup=False)
+
+    shapes = tf.train.load_checkpoint(str(result.path / "variables" / "variables")) \
+        .get_variable_to_shape_map().values()
+    assert [list(s) for s in shapes].count([3001, 64]) == 1
+    assert result.variables_bytes <= 1.1 * result.weights_bytes + 64 * 1024
+    texts = ["w1 is", "W2", "unknown"]
+    rows = client.predict_local(result.path, texts)
+    expected = model(tf.constant(texts)).numpy()
+    np.testing.assert_allclose([r[PROBABILITIES] for r in rows], expected, atol=1e-6)
+
+
 class _PythonCallback(keras.layers.Layer):
     def call(self, x):
         y = tf.py_function(lambda t: t * 2.0, [x], tf.float32)

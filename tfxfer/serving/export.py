@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -182,9 +183,9 @@ def build_serving_module(
 ) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
     """A `tf.Module` around `model` with serving signatures, ready for `tf.saved_model.save`.
 
-    The module tracks the model's layers (and their variables), never the model
-    object: a model reloaded from `.keras` carries its optimizer and compiled
-    metrics, whose variables would otherwise be exported too (Adam: 3x the weights).
+    The module tracks what `serving_state` finds, never the model object: a model
+    reloaded from `.keras` carries its optimizer and compiled metrics, whose
+    variables would otherwise be exported too (Adam: 3x the weights).
 
     Args:
         model: a single-input classifier whose output is class probabilities.
@@ -202,10 +203,7 @@ def build_serving_module(
     Path(labels_file).write_text("".join(f"{n}\n" for n in class_names))
 
     module = tf.Module(name="tfxfer_serving")
-    module.keras_layers = list(model.layers)
-    # Weights plus non-weight state the layers do not track themselves (e.g. the seed
-    # generators of augmentation layers); variables reached twice are saved once.
-    module.keras_variables = list(model.variables)
+    module.model_variables, module.model_objects = serving_state(model)
     module.labels = tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(
             str(labels_file), tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
@@ -232,6 +230,51 @@ def build_serving_module(
         DEFAULT_SIGNATURE: module.serve.get_concrete_function(),
         PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function(),
     }
+
+
+def _backing(variable):
+    """The `tf.Variable` behind a Keras variable (a Keras variable wraps one)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def serving_state(model: keras.Model) -> tuple[list[tf.Variable], list[Any]]:
+    """What a SavedModel of `model` must track, each tensor once.
+
+    Returns the `tf.Variable`s behind all of the model's variables (weights and
+    non-weight state such as the seed generators of augmentation layers, which
+    layers do not track), deduplicated, and the non-Keras objects the layers hold
+    (lookup tables, assets, loaded TF-Hub modules), found by walking the layers'
+    SavedModel children. Keras variables met on the walk are replaced by their
+    `tf.Variable`: a layer that keeps both a Keras variable and the variable it
+    wraps (as a layer around a TF-Hub module does) would otherwise have the same
+    tensor written twice. The model object itself is never tracked, so neither
+    are its optimizer and metrics.
+    """
+    variables: dict[int, tf.Variable] = {}
+    objects: dict[int, Any] = {}
+    visited: set[int] = set()
+
+    def add_variable(variable) -> None:
+        backing = _backing(variable)
+        variables.setdefault(id(backing), backing)
+
+    def visit(obj) -> None:
+        if id(obj) in visited:
+            return
+        visited.add(id(obj))
+        for child in tf.train.TrackableView.children(obj, save_type="savedmodel").values():
+            if isinstance(child, (keras.Variable, tf.Variable)):
+                add_variable(child)
+            elif isinstance(child, (keras.layers.Layer, list, tuple, Mapping)):
+                visit(child)
+            else:
+                objects.setdefault(id(child), child)
+
+    for variable in model.variables:
+        add_variable(variable)
+    for layer in model.layers:
+        visit(layer)
+    return list(variables.values()), list(objects.values())
 
 
 def _classifier(model: keras.Model, labels: tf.lookup.StaticHashTable, k: int) -> Callable:
