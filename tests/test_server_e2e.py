@@ -1,14 +1,16 @@
 """tfxfer exports served by `tfxfer serve`, queried with the `tfxfer predict` clients.
 
-A tiny image classifier (MobileNet alpha 0.25, 32 px, random weights) and a
-tiny text classifier are exported with the tfxfer exporter; the REST and gRPC
-clients must get exactly what the SavedModel returns in this process.
+A tiny image classifier (MobileNet alpha 0.25, 32 px, random weights) and a tiny
+text classifier (tfxfer's, on an encoder built from dim-4 word vectors) are exported
+with the tfxfer exporter; the REST and gRPC clients must get exactly what the
+SavedModel returns in this process.
 """
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from text_helpers import build_tiny_encoder
 
 from tfxfer.config import ModelConfig
 from tfxfer.models import build_image_classifier
@@ -18,23 +20,16 @@ from tfxfer.serving.export import export_model
 from tfxfer.serving.samples import TEXT_SAMPLES, synthetic_images
 from tfxfer.serving.signatures import CLASS_ID, CLASS_NAME, PROBABILITIES, TOP_K_CLASS_NAMES
 from tfxfer.serving.warmup import read_warmup
+from tfxfer.text.model import build_text_classifier
 
 IMAGE_LABELS = ["daisy", "roses", "tulips"]
 TEXT_LABELS = ["negative", "neutral", "positive"]
 
 
-def _text_model():
-    """A tiny string-in classifier: vocabulary lookup, embedding, mean, softmax."""
-    inputs = keras.Input(shape=(1,), dtype="string", name="text")
-    x = keras.layers.TextVectorization(
-        max_tokens=12, output_sequence_length=6,
-        vocabulary=["good", "bad", "film", "story", "dull", "fine", "great", "plot"])(inputs)
-    spread = keras.initializers.RandomNormal(stddev=1.0, seed=0)
-    x = keras.layers.Embedding(12, 4, embeddings_initializer=spread)(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    outputs = keras.layers.Dense(len(TEXT_LABELS), activation="softmax",
-                                 kernel_initializer=spread, name="predictions")(x)
-    return keras.Model(inputs, outputs)
+def _text_model(encoder_dir):
+    """A tfxfer text classifier on a tiny encoder built from dim-4 word vectors."""
+    return build_text_classifier(ModelConfig(encoder=str(build_tiny_encoder(encoder_dir))),
+                                 num_classes=len(TEXT_LABELS), seed=0)
 
 
 def _calibrate_batch_norm(model, images):
@@ -63,7 +58,8 @@ def served(tmp_path_factory):
     images = synthetic_images(count=3)
     _calibrate_batch_norm(image_model, images)
     image = export_model(image_model, IMAGE_LABELS, base, "flowers", samples=images)
-    text = export_model(_text_model(), TEXT_LABELS, base, "reviews", samples=TEXT_SAMPLES)
+    text_model = _text_model(tmp_path_factory.mktemp("encoder") / "tiny")
+    text = export_model(text_model, TEXT_LABELS, base, "reviews", samples=TEXT_SAMPLES)
     config = ServerConfig(base, rest_port=0, grpc_port=0, poll_seconds=0.5)
     with ModelServer(config) as server:
         yield {"server": server, "flowers": (image.path, images),
