@@ -9,7 +9,7 @@ SavedModel returns in this process.
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from conftest import spread_backbone_weights
 from text_helpers import build_tiny_encoder
 
 from tfxfer.config import ModelConfig
@@ -32,22 +32,6 @@ def _text_model(encoder_dir):
                                  num_classes=len(TEXT_LABELS), seed=0)
 
 
-def _calibrate_batch_norm(model, images):
-    """Sets BatchNorm statistics from `images`, weights unchanged (one step, learning rate 0).
-
-    With random weights and BatchNorm's initial statistics, MobileNet's features
-    vanish and every image gets the same probabilities; calibrated, the untrained
-    model tells the images apart, so equal outputs mean something.
-    """
-    decoded = [tf.image.resize(tf.io.decode_image(b, channels=3), (40, 48)) for b in images]
-    pixels = np.stack([d.numpy().astype("uint8") for d in decoded])
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
-    model.fit(pixels, np.arange(len(images)) % 3, batch_size=len(images), epochs=1, verbose=0)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
@@ -56,7 +40,7 @@ def served(tmp_path_factory):
         ModelConfig(backbone="mobilenet", weights="none", image_size=32, augment=False,
                     backbone_kwargs={"alpha": 0.25}), num_classes=len(IMAGE_LABELS))
     images = synthetic_images(count=3)
-    _calibrate_batch_norm(image_model, images)
+    spread_backbone_weights(image_model)
     image = export_model(image_model, IMAGE_LABELS, base, "flowers", samples=images)
     text_model = _text_model(tmp_path_factory.mktemp("encoder") / "tiny")
     text = export_model(text_model, TEXT_LABELS, base, "reviews", samples=TEXT_SAMPLES)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_image_folder, tiny_config
+from conftest import make_image_folder, spread_backbone_weights, tiny_config
 from tensorflow_serving.apis import prediction_log_pb2
 from text_helpers import build_tiny_encoder, review_rows, write_csv
 
@@ -53,27 +53,6 @@ TEXT_LABELS = ["negative", "neutral", "positive"]
 VOCABULARY = ["good", "bad", "film", "great", "dull", "fine", "story", "long"]
 
 
-def _spread_weights(model, seed=0):
-    """He-normal conv kernels and BatchNorm gamma 1.5 in the backbone.
-
-    With Keras' default initialisation a random MobileNet at 32 px pools features
-    of about 1e-17, so every image gets probabilities 1/3: comparisons of served and
-    Keras outputs would hold trivially. These weights make outputs depend on the image.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in model.get_layer("backbone").layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            fan_in = int(np.prod(layer.kernel.shape[:2]))
-        elif isinstance(layer, keras.layers.Conv2D):
-            fan_in = int(np.prod(layer.kernel.shape[:-1]))
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            layer.gamma.assign(np.full(layer.gamma.shape, 1.5, "float32"))
-            continue
-        else:
-            continue
-        layer.kernel.assign(rng.normal(0, np.sqrt(2 / fan_in), layer.kernel.shape))
-
-
 def _image_run(run_dir, images):
     """A run directory as `tfxfer train` leaves it (model.keras with optimizer state)."""
     keras.utils.set_random_seed(0)
@@ -81,7 +60,7 @@ def _image_run(run_dir, images):
     class_names = sorted(p.name for p in images.iterdir())
     files = sorted(images.rglob("*.jpg"))
     model = build_image_classifier(config.model, len(class_names))
-    _spread_weights(model)
+    spread_backbone_weights(model)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.optimizer.build(model.trainable_variables)  # Adam state, saved in model.keras
     run_dir.mkdir()
