@@ -2,7 +2,10 @@
 
 Needs $TFXFER_ASSETS (the 600 tf_flowers photos and the MobileNet alpha=0.25
 ImageNet weights, copied into a scratch KERAS_HOME by conftest). Runs in CI.
+The flowers app's own config is used, with the offline data and backbone.
 """
+
+from pathlib import Path
 
 import pytest
 
@@ -11,15 +14,14 @@ from tfxfer.experiment import train
 
 pytestmark = pytest.mark.assets
 
+APP_CONFIG = Path(__file__).parents[1] / "apps" / "flowers" / "config.yaml"
+
 
 def _config(assets, out, strategy):
-    return load_config(overrides={
-        "data": {"source": str(assets / "flower_photos"), "val_fraction": 0.1,
-                 "test_fraction": 0.3, "seed": 42},
-        "model": {"backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25},
-                  "weights": "imagenet", "image_size": 224},
-        "train": {"strategy": strategy, "epochs": 10, "fine_tune_epochs": 10,
-                  "learning_rate": 0.005, "fine_tune_learning_rate": 0.0001, "verbose": 0},
+    return load_config(APP_CONFIG, {
+        "data": {"source": str(assets / "flower_photos")},
+        "model": {"backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25}},
+        "train": {"strategy": strategy, "verbose": 0},
         "out": str(out),
     })
 
