@@ -125,3 +125,22 @@ def test_mirrored_strategy_on_two_logical_cpus(image_folder, tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2" in done.stdout
+
+
+def test_text_cache_key_follows_the_encoder_files(tmp_path):
+    import os
+
+    from text_helpers import build_tiny_encoder, review_rows, write_csv
+
+    from tfxfer.text.model import build_text_classifier
+
+    encoder = build_tiny_encoder(tmp_path / "encoder")
+    csv = write_csv(tmp_path / "reviews.csv", review_rows(20))
+    config = load_config(overrides={"data": {"source": str(csv)},
+                                    "model": {"encoder": str(encoder)}})
+    splits = load_splits(config.data)
+    key = bottleneck.cache_key(config, splits, "train", 0, build_text_classifier(config.model, 2))
+    pb = encoder / "saved_model.pb"
+    os.utime(pb, ns=(pb.stat().st_atime_ns, pb.stat().st_mtime_ns + 10**9))  # "rebuilt"
+    rebuilt = build_text_classifier(config.model, 2)
+    assert key != bottleneck.cache_key(config, splits, "train", 0, rebuilt)

@@ -37,7 +37,7 @@ from tfxfer.cache import cache_root, fits_in_memory
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits
 from tfxfer.evaluation import inference_function
-from tfxfer.models import AUGMENTATION, DROPOUT, HIDDEN, PREDICTIONS
+from tfxfer.models import AUGMENTATION, BACKBONE, DROPOUT, HIDDEN, PREDICTIONS
 from tfxfer.training import PhaseRunner, compile_for_phase
 
 logger = logging.getLogger(__name__)
@@ -105,13 +105,35 @@ def _weights_identity(weights: str | None) -> str | None:
     return weights
 
 
-def cache_key(config: RunConfig, splits: Splits, split: str, copies: int) -> str:
-    """A key for one split's features: model feature settings plus the data itself."""
+def _encoder_identity(classifier: keras.Model | None) -> str | None:
+    """The files behind a text encoder, so a rebuilt encoder gets new features."""
+    path = getattr(_backbone_layer(classifier), "module_path", None)
+    if path and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return _file_identity(os.path.join(path, "saved_model.pb"))
+    return path
+
+
+def _backbone_layer(classifier: keras.Model | None):
+    if classifier is None:
+        return None
+    return classifier.get_layer(BACKBONE)
+
+
+def cache_key(
+    config: RunConfig, splits: Splits, split: str, copies: int,
+    classifier: keras.Model | None = None,
+) -> str:
+    """A key for one split's features: model feature settings plus the data itself.
+
+    For text, the key also holds the identity of the encoder's SavedModel file taken
+    from `classifier`, so rebuilding an encoder under the same name is noticed.
+    """
     model = config.model
     identity = {
         "format": FORMAT_VERSION,
         "modality": splits.modality,
         "backbone": model.backbone if splits.modality == "image" else model.encoder,
+        "encoder_files": _encoder_identity(classifier) if splits.modality == "text" else None,
         "weights": _weights_identity(model.weights),
         "backbone_kwargs": model.backbone_kwargs,
         "image_size": model.image_size,
@@ -201,7 +223,7 @@ def cached_split(
     Returns:
         (features, labels); features are memory-mapped when they do not fit in memory.
     """
-    key = cache_key(config, splits, split, copies)
+    key = cache_key(config, splits, split, copies, model)
     path = cache_root(config.data.cache_dir) / "features" / key
     if path.is_dir():
         logger.info("Reusing cached %s features %s", split, path)

@@ -57,7 +57,9 @@ def _select(ds: tf.data.Dataset, indices: np.ndarray, total: int) -> tf.data.Dat
     mask = np.zeros(total, dtype=bool)
     mask[indices] = True
     mask = tf.constant(mask)
-    return ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
+    selected = ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
+    # `filter` loses the length; stating it lets Keras count steps per epoch.
+    return selected.apply(tf.data.experimental.assert_cardinality(len(indices)))
 
 
 def available_splits(info) -> set[str]:

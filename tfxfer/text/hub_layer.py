@@ -74,6 +74,7 @@ class HubTextEmbedding(keras.layers.Layer):
         import tensorflow_hub as hub
 
         path = resolve_encoder(handle)
+        self.module_path = path  # the resolved local SavedModel (feature-cache keys use it)
         self._module = hub.load(path)
         if not callable(self._module):
             raise ValueError(
