@@ -181,7 +181,8 @@ def compute_features(
     tmp.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(tmp / "x.npy", mode="w+", dtype=np.float32, shape=shape)
     y = np.lib.format.open_memmap(tmp / "y.npy", mode="w+", dtype=np.int64, shape=(size,))
-    keras.utils.set_random_seed(seed)
+    if copies:  # the augmentation draws from the global generator: make the copies repeatable
+        keras.utils.set_random_seed(seed)
     start = 0
     for inputs, labels in ds:
         end = start + len(labels)
