@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tfxfer.onednn import enable_onednn_default
 from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
 from tfxfer.text import commands as text_commands
@@ -66,6 +67,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--bottleneck-cache", "train", "bottleneck_cache", {
         "choices": ["auto", "on", "off"], "help": "train phase 1 on cached backbone features"}),
     ("--augmented-copies", "train", "augmented_copies", {"type": int}),
+    ("--phase2-cache", "train", "phase2_cache", {
+        "choices": ["auto", "off"],
+        "help": "train phase 2 on cached activations of the frozen bottom of the backbone"}),
     ("--distribute", "train", "distribute", {"choices": ["auto", "mirrored", "none"]}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
@@ -204,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    enable_onednn_default()  # before any command imports TensorFlow
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -110,6 +110,10 @@ class TrainConfig:
     # With augmentation on, cache this many augmented copies of each training example
     # (each epoch draws one per example); 0 runs phase 1 on the full model instead.
     augmented_copies: int = 0
+    # Train phase 2 (top of the backbone unfrozen) on activations of the frozen bottom
+    # computed once and cached: "auto" (when the conditions hold, else the full model
+    # with a log line saying why) or "off". See tfxfer/boundary.py.
+    phase2_cache: str = "auto"
     # "auto" (MirroredStrategy when several GPUs are visible), "mirrored", or "none".
     distribute: str = "auto"
     # GPU options; both off by default (slower on this project's reference CPU).
@@ -184,6 +188,8 @@ def _validate_train(train: TrainConfig) -> None:
         raise ValueError(
             f"bottleneck_cache must be auto, on or off. Received: {train.bottleneck_cache!r}"
         )
+    if train.phase2_cache not in ("auto", "off"):
+        raise ValueError(f"phase2_cache must be auto or off. Received: {train.phase2_cache!r}")
     if train.augmented_copies < 0:
         raise ValueError(f"augmented_copies must be >= 0. Received: {train.augmented_copies}")
     if train.distribute not in ("auto", "mirrored", "none"):

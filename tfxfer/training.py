@@ -35,6 +35,8 @@ class PhaseRecord:
     trainable_weights: int
     trainable_params: int
     seconds: float
+    # How the phase ran: "full model", or the cached variant its runner chose.
+    mode: str = "full model"
 
 
 @dataclass
@@ -115,7 +117,9 @@ def _validate_fit(train: TrainConfig, val_ds: tf.data.Dataset | None) -> None:
         )
 
 
-PhaseRunner = Callable[..., keras.callbacks.History]
+# Called as runner(phase, initial_epoch=, epochs=, verbose=, callbacks=); returns the
+# Keras history and how the phase ran (recorded as PhaseRecord.mode).
+PhaseRunner = Callable[..., tuple[keras.callbacks.History, str]]
 
 
 def fit_phases(
@@ -136,8 +140,9 @@ def fit_phases(
         callbacks: extra Keras callbacks passed to every phase.
         runners: optional replacements of `model.fit` by phase name, called as
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
-            phase's trainable flags are set; used to train the head on cached
-            backbone features (see `tfxfer.bottleneck`).
+            phase's trainable flags are set and returning (history, mode); used to
+            train on cached backbone features (`tfxfer.bottleneck`) or cached
+            activations at the unfreeze boundary (`tfxfer.boundary`).
 
     Returns:
         The joined history and a record per phase.
@@ -162,13 +167,15 @@ def fit_phases(
         if runner is None:
             compile_for_phase(model, phase, train)
             result = model.fit(train_ds, validation_data=val_ds, shuffle=False, **fit_args)
+            mode = "full model"
         else:
-            result = runner(phase, **fit_args)
+            result, mode = runner(phase, **fit_args)
         seconds = time.perf_counter() - start
         epochs_run = _append_rows(history, result, phase)
         history.phases.append(PhaseRecord(
             phase.name, epoch + 1, epochs_run, phase.learning_rate,
             len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
+            mode,
         ))
         epoch += epochs_run
     if best is not None:
