@@ -44,8 +44,8 @@ def _app(args: argparse.Namespace) -> dict:
         subprocess.run(
             [sys.executable, str(APP / "train.py"), "--data", args.data, "--backbone",
              args.backbone, "--backbone-arg", f"alpha={args.alpha}", "--out", f"{tmp}/run",
-             "--cache-dir", f"{tmp}/cache", "--verbose", "0", "--log-level", "WARNING"],
-            check=True, stdout=subprocess.DEVNULL,
+             "--cache-dir", f"{tmp}/cache", "--verbose", "0"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         metrics = json.loads(Path(tmp, "run", "metrics.json").read_text())
         phases = json.loads(Path(tmp, "run", "phases.json").read_text())

@@ -1,7 +1,8 @@
 """Benchmark: MobileNetV2 inference with oneDNN on vs off (TF_ENABLE_ONEDNN_OPTS=1/0).
 
-oneDNN is chosen when TensorFlow is imported, so every measurement runs in its own
-fresh process; the arms alternate (off, on, on, off, off, on, ...) so that a change of
+A third arm leaves the variable unset: TensorFlow's own default for this CPU (on with
+AVX-512 or AMX, off on AVX2-only CPUs). oneDNN is chosen when TensorFlow is imported, so
+every measurement runs in its own fresh process; the arms rotate so that a change of
 machine load hits both, and each process warms up before it is timed. Prints the
 images per second of every run, the medians and their ratio, and the load average.
 
@@ -19,6 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+SETTINGS = ("0", "1", "unset")
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -40,7 +43,10 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _measure(setting: str, args: argparse.Namespace) -> float:
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if setting != "unset":  # unset: TensorFlow's own default for this CPU
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
     out = subprocess.run(
         [sys.executable, __file__, "--worker", setting, "--batch", str(args.batch),
          "--batches", str(args.batches)],
@@ -54,22 +60,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--batches", type=int, default=10, help="timed batches per run")
-    parser.add_argument("--worker", choices=["0", "1"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=SETTINGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         _worker(args)
         return
-    rates: dict[str, list[float]] = {"0": [], "1": []}
+    rates: dict[str, list[float]] = {setting: [] for setting in SETTINGS}
     for i in range(args.repeats):
-        order = ("0", "1") if i % 2 == 0 else ("1", "0")
-        for setting in order:
+        shift = i % len(SETTINGS)
+        for setting in (*SETTINGS[shift:], *SETTINGS[:shift]):
             rate = _measure(setting, args)
             rates[setting].append(rate)
             print(f"run {i + 1} TF_ENABLE_ONEDNN_OPTS={setting}: {rate:6.1f} img/s  "
                   f"(load {' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
     off, on = statistics.median(rates["0"]), statistics.median(rates["1"])
+    default = statistics.median(rates["unset"])
     print(f"MobileNetV2 224px batch {args.batch}, median of {args.repeats} per arm: "
-          f"off {off:.1f} img/s, on {on:.1f} img/s, ratio {on / off:.2f}x (goal >= 1.5x)")
+          f"off {off:.1f} img/s, on {on:.1f} img/s, ratio {on / off:.2f}x (goal >= 1.5x); "
+          f"unset (TensorFlow's default here) {default:.1f} img/s")
 
 
 if __name__ == "__main__":

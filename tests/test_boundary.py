@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import spread_backbone_weights, tiny_config
 
-from tfxfer import boundary, rundir
+from tfxfer import bottleneck, boundary, rundir
 from tfxfer.data import load_splits
 from tfxfer.experiment import resolve_config, train
 from tfxfer.models import build_image_classifier
@@ -134,5 +134,18 @@ def test_run_records_how_each_phase_ran(image_folder, tmp_path):
         "cached activations at 'conv_dw_10' (2 augmented copies)",
     ]
     assert set(phases[1]["onednn"]) == {"TF_ENABLE_ONEDNN_OPTS", "decided_by"}
-    # Train and val activations at the boundary were cached beside the features.
-    assert len(list((tmp_path / "cache" / "features").iterdir())) == 4
+    # Only the train and val activations were cached: phase 1 pooled its features from them.
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+
+
+def test_phase1_features_pooled_from_the_boundary_equal_the_direct_ones(image_folder,
+                                                                        tmp_path):
+    config, splits, model = _setup(image_folder, tmp_path)
+    phases = plan_phases(config.train)
+    set_phase_trainable(model, phases[0], config.train)
+    pooled, y = boundary.features_via_boundary(model, config, splits)("train", 0)
+    assert not model.get_layer("backbone").trainable  # phase 1's flags are back
+    direct, y_direct = bottleneck.cached_split(model, config, splits, "train")
+    np.testing.assert_array_equal(y, y_direct)
+    assert pooled.shape == direct.shape and np.ptp(direct) > 1e-3
+    np.testing.assert_allclose(pooled, direct, atol=1e-5)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -285,23 +286,37 @@ def features_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def head_phase_runner(model: keras.Model, config: RunConfig, splits: Splits) -> PhaseRunner:
+# Another way to get a split's (features, labels) given its copies; None: not available.
+FeatureSource = Callable[[str, int], "tuple[np.ndarray, np.ndarray] | None"]
+
+
+def head_phase_runner(
+    model: keras.Model, config: RunConfig, splits: Splits, source: FeatureSource | None = None
+) -> PhaseRunner:
     """A runner for the frozen-backbone phase that trains the head on cached features.
 
     Features are computed when the runner is called, after the phase has frozen the
-    backbone, so augmented copies never touch BatchNorm statistics.
+    backbone, so augmented copies never touch BatchNorm statistics. `source` may
+    provide them another way (`tfxfer.boundary.features_via_boundary`); where it
+    returns None they are computed here.
     """
     def run(phase, *, initial_epoch, epochs, verbose, callbacks):
         copies = config.train.augmented_copies if has_augmentation(model) else 0
         batch, seed = config.data.batch_size, config.data.seed
         even = tf.distribute.get_strategy().num_replicas_in_sync > 1
         extract = FeatureExtractor(model)
-        train = features_dataset(*cached_split(model, config, splits, "train", copies, extract),
-                                 batch, training=True, seed=seed, drop_remainder=even)
+
+        def features(split: str, n: int):
+            found = source(split, n) if source is not None else None
+            return found if found is not None else cached_split(
+                model, config, splits, split, n, extract)
+
+        train = features_dataset(*features("train", copies), batch, training=True, seed=seed,
+                                 drop_remainder=even)
         val = None
         if splits.batches("val", config.data, drop_remainder=even) is not None:
-            val = features_dataset(*cached_split(model, config, splits, "val", 0, extract),
-                                   batch, training=False, seed=seed, drop_remainder=even)
+            val = features_dataset(*features("val", 0), batch, training=False, seed=seed,
+                                   drop_remainder=even)
         head = head_model(model)
         compile_for_phase(head, phase, config.train)
         history = head.fit(train, validation_data=val, initial_epoch=initial_epoch,

@@ -36,11 +36,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.bottleneck import FeatureExtractor, cached_split, features_dataset, has_augmentation
+from tfxfer.bottleneck import (
+    FeatureExtractor,
+    FeatureSource,
+    cached_split,
+    features_dataset,
+    has_augmentation,
+)
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits
-from tfxfer.models import BACKBONE
-from tfxfer.strategies import Phase, backbone_of
+from tfxfer.evaluation import inference_function
+from tfxfer.models import BACKBONE, DROPOUT
+from tfxfer.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
 from tfxfer.training import PhaseRunner, compile_for_phase
 
 logger = logging.getLogger(__name__)
@@ -64,11 +71,13 @@ class SplitModel:
         layer: name of the backbone layer whose input is the boundary.
         bottom: raw images -> activations at the boundary.
         top: activations at the boundary -> class probabilities.
+        top_features: activations at the boundary -> the head's input (pooled features).
     """
 
     layer: str
     bottom: keras.Model
     top: keras.Model
+    top_features: keras.Model
 
 
 def _sublayers(backbone: keras.Model) -> list[keras.layers.Layer]:
@@ -136,14 +145,18 @@ def split_model(model: keras.Model) -> SplitModel:
     boundary = layers[index].input
     backbone_top = keras.Model(boundary, backbone.output, name=BACKBONE)
     backbone_bottom = keras.Model(backbone.inputs, boundary, name="backbone_bottom")
-    after = keras.Model(_output_in(model, backbone), model.output, name="after_backbone")
+    backbone_out = _output_in(model, backbone)
+    after = keras.Model(backbone_out, model.output, name="after_backbone")
+    pooling = keras.Model(backbone_out, model.get_layer(DROPOUT).input, name="pooling_part")
     before = keras.Model(model.inputs, model.get_layer(PREPROCESS).output, name="before_backbone")
 
     images = keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
     bottom = keras.Model(images, backbone_bottom(before(images)), name="bottom")
     activations = keras.Input(shape=boundary.shape[1:], name="activations")
-    top = keras.Model(activations, after(backbone_top(activations)), name="top")
-    return SplitModel(layers[index].name, bottom, top)
+    top_out = backbone_top(activations)
+    top = keras.Model(activations, after(top_out), name="top")
+    top_features = keras.Model(activations, pooling(top_out), name="top_features")
+    return SplitModel(layers[index].name, bottom, top, top_features)
 
 
 def max_difference(model: keras.Model, split: SplitModel, images) -> float:
@@ -236,3 +249,51 @@ def _cached_datasets(
             batch, training=False, seed=seed, drop_remainder=even, feature_rank=rank,
         )
     return train, val
+
+
+def features_via_boundary(model: keras.Model, config: RunConfig, splits: Splits) -> FeatureSource:
+    """Phase 1's features derived from the activations phase 2 will train on.
+
+    When phase 2 will run on cached boundary activations, phase 1 computes those (the
+    frozen bottom, with its augmented copies) and pools its features from them through
+    the frozen top, so the bottom runs once for both phases. Returns None for a split
+    when phase 2 will not be cached (phase 1 then computes its features directly).
+    """
+    planned: list[SplitModel | None] = []
+
+    def features(split_name: str, copies: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if not planned:
+            planned.append(_plan_phase2(model, config, splits))
+        split = planned[0]
+        if split is None:
+            return None
+        extract = FeatureExtractor(model, split.bottom)
+        x, y = cached_split(model, config, splits, split_name, copies, extract, split.layer)
+        logger.info("Phase 1 %s features pooled from the activations at %r", split_name,
+                    split.layer)
+        return _pool(split.top_features, x, len(extract.shape), config.data.batch_size), y
+
+    return features
+
+
+def _plan_phase2(model: keras.Model, config: RunConfig, splits: Splits) -> SplitModel | None:
+    """Phase 2's split, planned during phase 1 (whose trainable flags are restored)."""
+    phases = plan_phases(config.train)
+    if len(phases) < 2 or phases[1].name != "fine_tune":
+        return None
+    set_phase_trainable(model, phases[1], config.train)
+    try:
+        return plan_split(model, config, phases[1], splits)
+    except NoBoundary:
+        return None  # phase 2 logs the reason when it runs
+    finally:
+        set_phase_trainable(model, phases[0], config.train)
+
+
+def _pool(top_features: keras.Model, x: np.ndarray, rank: int, batch: int) -> np.ndarray:
+    """Pooled features of boundary activations `x` (n, [copies,] *shape), in batches."""
+    run = inference_function(top_features)
+    rows = x.reshape(-1, *x.shape[x.ndim - rank:])  # a view, also of a memory map
+    out = np.concatenate([np.asarray(run(rows[i:i + batch]), np.float32)
+                          for i in range(0, len(rows), batch)])
+    return out.reshape(*x.shape[:x.ndim - rank], -1)

@@ -17,7 +17,7 @@ import keras
 
 from tfxfer import rundir
 from tfxfer.bottleneck import head_phase_runner, should_cache
-from tfxfer.boundary import boundary_phase_runner
+from tfxfer.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits, load_splits
 from tfxfer.devices import distribution_strategy, set_precision
@@ -85,7 +85,8 @@ def _build_and_fit(
     """Builds the classifier under the distribution strategy and runs its phases.
 
     Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it,
-    phase 2 on cached activations of the frozen bottom when `tfxfer.boundary` does.
+    phase 2 on cached activations of the frozen bottom when `tfxfer.boundary` does
+    (then phase 1's features are pooled from those activations: the bottom runs once).
     With several replicas, Keras 3.15 fails on batches that do not split evenly
     across replicas (random layers, BatchNorm on empty replica batches), so the last
     partial training and validation batch is dropped; the test evaluation runs on
@@ -105,7 +106,8 @@ def _build_and_fit(
         val_ds = splits.batches("val", config.data, drop_remainder=even)
         runners = {"fine_tune": boundary_phase_runner(model, config, splits, train_ds, val_ds)}
         if should_cache(model, config):
-            runners["head"] = head_phase_runner(model, config, splits)
+            runners["head"] = head_phase_runner(
+                model, config, splits, features_via_boundary(model, config, splits))
         history = fit_phases(model, train_ds, val_ds, config.train, callbacks=callbacks,
                              runners=runners)
     return model, history
