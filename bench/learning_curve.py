@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from tfxfer.config import load_config
-from tfxfer.data.split import stratified_subset
+from tfxfer.data.splits import stratified_subset
 from tfxfer.data.text import load_dataframe_splits, read_csv
 from tfxfer.experiment import train
 

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from tfxfer import cli, rundir
 from tfxfer.config import RunConfig
 from tfxfer.data.images import SkippedFile
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation
 from tfxfer.experiment import train
 from tfxfer.reports import report, tensorboard_callbacks, write_report

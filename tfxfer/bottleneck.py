@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from tfxfer.cache import cache_root, fits_in_memory
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import inference_function
 from tfxfer.models import AUGMENTATION, BACKBONE, DROPOUT, HIDDEN, PREDICTIONS
 from tfxfer.training import PhaseRunner, compile_for_phase

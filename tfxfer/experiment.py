@@ -18,7 +18,8 @@ import keras
 from tfxfer import rundir
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits, load_splits
+from tfxfer.data.sources import load_splits
+from tfxfer.data.splits import Splits
 from tfxfer.devices import distribution_strategy, set_precision
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for

@@ -35,7 +35,7 @@ import tfxfer.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.optimizers  # noqa: F401  (registers custom optimizers for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)
 from tfxfer.config import RunConfig, config_from_dict
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation
 from tfxfer.training import TrainingHistory
 

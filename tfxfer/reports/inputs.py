@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from tfxfer.config import config_from_dict
 from tfxfer.data.pipeline import decode_image
-from tfxfer.data.sources import Splits, load_splits
+from tfxfer.data.sources import load_splits
+from tfxfer.data.splits import Splits
 from tfxfer.reports.rundata import RunData
 
 logger = logging.getLogger(__name__)

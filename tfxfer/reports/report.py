@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.reports.confusion import confused_pairs, plot_confusion_matrix
 from tfxfer.reports.curves import plot_learning_curves
 from tfxfer.reports.grid import GridCell, plot_prediction_grid, select_examples
