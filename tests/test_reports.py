@@ -215,7 +215,7 @@ def test_tfds_images_come_from_the_test_split(tmp_path):
 
 def _tfds_run(tmp_path, splits, data):
     config = RunConfig(data=data)
-    config.model.image_size = 24
+    config.model.image.image_size = 24
     run_dir = tmp_path / "tfds_run"
     run_dir.mkdir()
     rundir.write_setup(run_dir, config, splits)

@@ -25,7 +25,7 @@ def _overrides(source, out, encoder, **train):
     return {
         "data": {"source": str(source), "batch_size": 4, "seed": 1,
                  "val_fraction": 0.2, "test_fraction": 0.2},
-        "model": {"encoder": str(encoder), "hidden_units": 4},
+        "model": {"text": {"encoder": str(encoder)}, "hidden_units": 4},
         "train": {"epochs": 1, "fine_tune_epochs": 1, "verbose": 0, "tensorboard": False,
                   "learning_rate": 0.05, **train},
         "out": str(out),
@@ -69,7 +69,7 @@ def test_train_csv_with_the_default_offline_glove_encoder(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(data), "--out", str(out), *FAST]) == 0
     config = json.loads((out / rundir.CONFIG).read_text())
-    assert config["model"]["encoder"] == "glove-6b-50d"
+    assert config["model"]["text"]["encoder"] == "glove_6b_50d"
     phases = json.loads((out / rundir.PHASES).read_text())
     assert phases[1]["trainable_params"] - phases[0]["trainable_params"] == 101_000 * 50
     assert "test accuracy:" in capsys.readouterr().out

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer.config import ModelConfig, TrainConfig, load_config
+from tfxfer.config import ImageConfig, ModelConfig, TrainConfig, load_config
 from tfxfer.models import build_image_classifier
 from tfxfer.optimizers import LayerwiseAdam, layerwise_multipliers
 from tfxfer.strategies import Phase, set_phase_trainable
 from tfxfer.training import fit_phases
 
-CONFIG = ModelConfig(backbone="mobilenet", weights=None, image_size=32,
-                     backbone_kwargs={"alpha": 0.25}, augment=False)
+CONFIG = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=32,
+                                 backbone_kwargs={"alpha": 0.25}, augment=False))
 
 
 def _data(n=12, seed=0):
