@@ -16,7 +16,15 @@ from typing import Any
 
 import yaml
 
-from tfxfer.config import BOTTLENECK_CACHE, DISTRIBUTE, OPTIMIZERS, POOLINGS, STRATEGIES
+from tfxfer.config import (
+    BOTTLENECK_CACHE,
+    DISTRIBUTE,
+    OPTIMIZERS,
+    POOLINGS,
+    STRATEGIES,
+    RunConfig,
+    load_config,
+)
 from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
 from tfxfer.text import commands as text_commands
@@ -125,8 +133,42 @@ def _section(tree: dict[str, Any], path: str) -> dict[str, Any]:
     return tree
 
 
+def parse_train_config(
+    argv: Sequence[str] | None = None,
+    *,
+    config_file: str | os.PathLike | None = None,
+    description: str | None = None,
+) -> RunConfig:
+    """Reads `tfxfer train` flags from a command line into a validated RunConfig.
+
+    For scripts such as the apps: they take every flag `tfxfer train` takes, over
+    their own config file. Logging is set up as `tfxfer` sets it up.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+        config_file: the config file used when `--config` is not given.
+        description: the `--help` text.
+
+    Returns:
+        The config: dataclass defaults < config file < flags.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return load_config(args.config or config_file, train_overrides(args))
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Quiet TensorFlow's C++ log and log tfxfer's progress to stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from tfxfer.config import load_config
     from tfxfer.experiment import train
 
     result = train(load_config(args.config, train_overrides(args)))
@@ -203,10 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
