@@ -1,6 +1,6 @@
 """Registry of text encoders and resolution of `--encoder` handles to SavedModels.
 
-`ModelConfig.encoder` (and `--encoder`) accepts:
+`ModelConfig.text.encoder` (and `--encoder`) accepts:
 
     a registered name     `tfxfer list-encoders`; offline ones are built once into
                           the cache ($TFXFER_CACHE or ~/.cache/tfxfer, `encoders/`)
