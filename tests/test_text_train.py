@@ -32,15 +32,19 @@ def _overrides(source, out, encoder, **train):
     }
 
 
-def test_train_csv_with_test_data_end_to_end(encoder_dir, tmp_path, capsys):
+def test_train_csv_with_test_data_end_to_end(encoder_dir, tmp_path, capsys, caplog):
     train_csv = write_csv(tmp_path / "train.csv", review_rows(24))
     test_rows = review_rows(8, seed=3)
     test_csv = write_csv(tmp_path / "test.csv", test_rows)
     out = tmp_path / "run"
     code = cli.main(["train", "--data", str(train_csv), "--test-data", str(test_csv),
-                     "--encoder", str(encoder_dir), "--out", str(out),
+                     "--encoder", str(encoder_dir), "--out", str(out), "--image-size", "64",
                      "--strategy", "fine_tune", "--val-fraction", "0.25", *FAST])
     assert code == 0
+    # An image setting given to a text run is named as unused, and not kept.
+    assert "The data are text: these settings are not used: model.image.image_size=64" in (
+        caplog.text)
+    assert json.loads((out / rundir.CONFIG).read_text())["model"]["image"] is None
     for name in (rundir.CONFIG, rundir.LABELS, rundir.DATA_SUMMARY, rundir.HISTORY,
                  rundir.PHASES, rundir.METRICS, rundir.PREDICTIONS, rundir.MODEL):
         assert (out / name).is_file(), name

@@ -117,12 +117,6 @@ _FLAT_MODEL_KEYS = {
 }
 
 
-def _changed_fields(section: Any) -> list[str]:
-    default = type(section)()
-    return [f"{f.name}={getattr(section, f.name)!r}" for f in dataclasses.fields(section)
-            if getattr(section, f.name) != getattr(default, f.name)]
-
-
 def nest_flat_model_keys(values: dict[str, Any], where: str = "model") -> dict[str, Any]:
     """Moves pre-sections flat keys (`backbone`, `encoder`, ...) into their section dicts.
 
@@ -173,7 +167,8 @@ class ModelConfig:
     """The classifier: a head shared by both modalities, and one section per modality.
 
     Before the data are read both sections are present (the data decide which one
-    is used); a run's resolved config keeps only its own (`for_modality`).
+    is used); a run's resolved config keeps only its own (`for_modality`), and the
+    run warns about settings of the other one (`unused_settings`).
     Flat keyword arguments of the pre-sections form, `ModelConfig(backbone=...)`,
     are still accepted and put into their section, with a warning.
     """
@@ -200,15 +195,20 @@ class ModelConfig:
         return value
 
     def for_modality(self, modality: str) -> ModelConfig:
-        """This config with only `modality`'s section; other settings given are named."""
+        """This config with only `modality`'s section (the other one set to None)."""
+        other = TEXT if validate_modality(modality) == IMAGE else IMAGE
+        return dataclasses.replace(self, **{other: None})
+
+    def unused_settings(self, modality: str) -> list[str]:
+        """The other modality's settings changed from their defaults, as "model.x.k=v"."""
         other = TEXT if validate_modality(modality) == IMAGE else IMAGE
         section = getattr(self, other)
-        if section is not None:
-            changed = _changed_fields(section)
-            if changed:
-                logger.warning("The data are %s: model.%s settings are not used (%s).",
-                               modality, other, ", ".join(changed))
-        return dataclasses.replace(self, **{other: None})
+        if section is None:
+            return []
+        default = type(section)()
+        return [f"model.{other}.{f.name}={getattr(section, f.name)!r}"
+                for f in dataclasses.fields(section)
+                if getattr(section, f.name) != getattr(default, f.name)]
 
 
 @dataclass

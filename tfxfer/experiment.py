@@ -114,7 +114,8 @@ class Experiment:
     """
 
     def __init__(self, config: RunConfig) -> None:
-        self.config = resolve_config(config.validate())
+        self.given_model = config.validate().model
+        self.config = resolve_config(config)
         self.run_dir = _prepare_run_dir(Path(self.config.out))
         set_precision(self.config.train.mixed_precision)
         keras.utils.set_random_seed(self.config.data.seed)
@@ -142,8 +143,12 @@ class Experiment:
         """
         model = self.config.model
         self.splits = splits or load_splits(self.config.data, model.image_input_size)
-        self.config = dataclasses.replace(
-            self.config, model=model.for_modality(self.splits.modality))
+        modality = self.splits.modality
+        unused = self.given_model.unused_settings(modality)
+        if unused:
+            logger.warning("The data are %s: these settings are not used: %s",
+                           modality, ", ".join(unused))
+        self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
         rundir.write_setup(self.run_dir, self.config, self.splits)
         return self.splits
 
