@@ -92,7 +92,7 @@ def export_untrained(kind: str, base: Path, name: str) -> bytes:
     from tfxfer.config import ModelConfig
     from tfxfer.models import build_image_classifier
     from tfxfer.serving.export import export_model
-    from tfxfer.serving.samples import synthetic_images
+    from tfxfer.serving.export.samples import synthetic_images
 
     config = ModelConfig(weights="none", **EXPORTS[kind])
     model = build_image_classifier(config, num_classes=5)

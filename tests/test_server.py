@@ -24,10 +24,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tfxfer.server import ModelServer, ServerConfig, VersionPolicy
-from tfxfer.server.json_tensor import COLUMNAR, ROW, inputs_from_json, outputs_to_json
-from tfxfer.server.models import read_meta_graph
-from tfxfer.server.rest import Route, parse_route
+from tfxfer.serving.server import ModelServer, ServerConfig, VersionPolicy
+from tfxfer.serving.server.json_tensor import COLUMNAR, ROW, inputs_from_json, outputs_to_json
+from tfxfer.serving.server.rest import Route, parse_route
+from tfxfer.serving.server.servable import read_meta_graph
 
 MAX_BYTES = 64 * 1024
 

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.serving import layout
-from tfxfer.serving.signatures import DEFAULT_SIGNATURE, LABELS_ASSET
+from tfxfer.serving.contract import DEFAULT_SIGNATURE, LABELS_ASSET
+from tfxfer.serving.export import layout
 
 LABELS = ["a", "b", "c"]
 CHILDREN = 3

@@ -23,16 +23,8 @@ from tfxfer.config import load_config
 from tfxfer.data.pipeline import decode_image
 from tfxfer.experiment import train
 from tfxfer.models import build_image_classifier
-from tfxfer.serving import client, layout
-from tfxfer.serving.export import (
-    ExportError,
-    check_variables_size,
-    export_model,
-    export_run,
-    graph_ops,
-)
-from tfxfer.serving.samples import TEXT_SAMPLES
-from tfxfer.serving.signatures import (
+from tfxfer.serving import client
+from tfxfer.serving.contract import (
     DEFAULT_SIGNATURE,
     INPUT_KEY,
     OUTPUTS,
@@ -40,13 +32,16 @@ from tfxfer.serving.signatures import (
     PIXELS_SIGNATURE,
     PROBABILITIES,
 )
-from tfxfer.serving.verify import (
+from tfxfer.serving.export import ExportError, export_model, export_run, layout
+from tfxfer.serving.export.checks import check_variables_size, graph_ops
+from tfxfer.serving.export.samples import TEXT_SAMPLES
+from tfxfer.serving.export.verify import (
     VerifyCase,
     expected_signatures,
     reference_probabilities,
     verify_saved_models,
 )
-from tfxfer.serving.warmup import read_warmup
+from tfxfer.serving.export.warmup import read_warmup
 
 IMAGE_SIZE = 32
 TEXT_LABELS = ["negative", "neutral", "positive"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tfxfer.serving import layout
+from tfxfer.serving.export import layout
 
 
 def _version(path, number, complete=True):

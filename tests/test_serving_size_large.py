@@ -18,8 +18,10 @@ import tensorflow as tf
 
 from tfxfer.config import ModelConfig
 from tfxfer.models import build_image_classifier
-from tfxfer.serving.export import directory_bytes, export_model, weights_bytes
-from tfxfer.serving.samples import TEXT_SAMPLES, synthetic_images
+from tfxfer.serving.export import export_model
+from tfxfer.serving.export.checks import directory_bytes
+from tfxfer.serving.export.introspect import weights_bytes
+from tfxfer.serving.export.samples import TEXT_SAMPLES, synthetic_images
 
 pytestmark = pytest.mark.large
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
+from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from tfxfer.serving.signatures import DEFAULT_SIGNATURE
+from tfxfer.serving.contract import DEFAULT_SIGNATURE
 
 logger = logging.getLogger("tfxfer")
 
@@ -114,7 +114,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[str], list[bytes | str]
 
 
 def _local_version_dir(path: str) -> Path:
-    from tfxfer.serving.layout import list_versions
+    from tfxfer.serving.export.layout import list_versions
 
     path = Path(path)
     if (path / "saved_model.pb").is_file():

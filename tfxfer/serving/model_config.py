@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfxfer.serving.layout import find_models
+from tfxfer.serving.export.layout import find_models
 
 POLICIES = ("latest", "all", "specific")
 CONFIG_FILE = "models.config"

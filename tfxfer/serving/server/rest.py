@@ -28,16 +28,16 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from tfxfer.server.errors import Code, ServingError, invalid_argument, too_large
-from tfxfer.server.json_tensor import (
+from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, too_large
+from tfxfer.serving.server.json_tensor import (
     inputs_from_json,
     outputs_to_json,
     parse_json_body,
     signature_name_of,
 )
-from tfxfer.server.models import ModelManager
-from tfxfer.server.predict import input_dtypes, run_signature
-from tfxfer.server.responses import metadata_json, model_metadata, model_status, status_json
+from tfxfer.serving.server.manager import ModelManager
+from tfxfer.serving.server.predict import input_dtypes, run_signature
+from tfxfer.serving.server.responses import metadata_json, model_metadata, model_status, status_json
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfxfer.serving.client import grpc_predict_request
-from tfxfer.serving.signatures import ASSETS_EXTRA, WARMUP_FILE
+from tfxfer.serving.contract import ASSETS_EXTRA, WARMUP_FILE
 
 
 def warmup_path(saved_model_dir: str | Path) -> Path:

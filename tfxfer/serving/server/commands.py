@@ -54,8 +54,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
-    from tfxfer.server.app import ServerConfig
-    from tfxfer.server.models import VersionPolicy
+    from tfxfer.serving.policy import VersionPolicy
+    from tfxfer.serving.server.app import ServerConfig
 
     labels: dict[str, dict[str, int]] = {}
     for model, label, version in args.version_label:
@@ -72,7 +72,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serves until SIGINT or SIGTERM, then stops cleanly."""
-    from tfxfer.server.app import ModelServer
+    from tfxfer.serving.server.app import ModelServer
 
     try:
         server = ModelServer(config_from_args(args)).start()
