@@ -31,6 +31,7 @@ from tfxfer.serving.contract import (
     PIXELS_KEY,
     PIXELS_SIGNATURE,
     PROBABILITIES,
+    read_warmup,
 )
 from tfxfer.serving.export import ExportError, export_model, export_run, layout
 from tfxfer.serving.export.checks import check_variables_size, graph_ops
@@ -41,7 +42,6 @@ from tfxfer.serving.export.verify import (
     reference_probabilities,
     verify_saved_models,
 )
-from tfxfer.serving.export.warmup import read_warmup
 
 IMAGE_SIZE = 32
 TEXT_LABELS = ["negative", "neutral", "positive"]

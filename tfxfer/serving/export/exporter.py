@@ -143,7 +143,10 @@ def export_model(
         if verify:
             report = verify_export(temp, model, class_names, samples, modality=modality,
                                    image_size=size, top_k=k)
-        chosen, path = _publish(temp, target_dir, version)
+        if version is None:
+            chosen, path = layout.publish_next(temp, target_dir)
+        else:
+            chosen, path = version, layout.publish(temp, target_dir, version)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -152,20 +155,6 @@ def export_model(
         report.saved_model = path
     return ExportResult(path, chosen, modality, list(class_names), signatures, written,
                         expected, records, report)
-
-
-def _publish(temp: Path, target_dir: Path, version: int | None) -> tuple[int, Path]:
-    """Publishes as `version`, or as the next free version (retried if a concurrent
-    export takes it first)."""
-    if version is not None:
-        return version, layout.publish(temp, target_dir, version)
-    for _ in range(100):
-        chosen = layout.next_version(target_dir)
-        try:
-            return chosen, layout.publish(temp, target_dir, chosen)
-        except FileExistsError:
-            logger.info("Version %d was taken meanwhile; trying the next one.", chosen)
-    raise ExportError(f"Could not find a free version under {target_dir}.")
 
 
 def export_run(

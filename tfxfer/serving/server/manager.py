@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -35,14 +34,13 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfxfer.serving.contract import check_model_name, list_versions, model_dirs
 from tfxfer.serving.policy import VersionPolicy
 from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, not_found
 from tfxfer.serving.server.predict import warm_up
 from tfxfer.serving.server.servable import Servable, load_servable
 
 logger = logging.getLogger(__name__)
-
-_VERSION_DIR = re.compile(r"^[0-9]+$")
 
 
 class State(enum.Enum):
@@ -100,16 +98,15 @@ class _Model:
 
 
 def validate_model_name(name: str) -> None:
-    """A request's model name: a plain directory name, never a path.
+    """A request's model name, by the rule of `contract.check_model_name`.
 
     Raises:
-        ServingError: INVALID_ARGUMENT for empty names, path separators, "." / ".."
-            and hidden names.
+        ServingError: INVALID_ARGUMENT for a name no model directory can have.
     """
-    if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise invalid_argument(
-            f"Invalid model name {name!r}: a model name is the name of a directory under the "
-            "base path (no path separators, no leading '.').")
+    try:
+        check_model_name(name)
+    except ValueError as err:
+        raise invalid_argument(str(err)) from err
 
 
 class ModelManager:
@@ -250,20 +247,14 @@ class ModelManager:
                 self._sync(self._models[name])  # its directory is gone: unload it
 
     def _discover(self) -> dict[str, Path]:
-        if not self.base_path.is_dir():
+        try:
+            return model_dirs(self.base_path)
+        except FileNotFoundError:
             logger.error("Base path %s does not exist or is not a directory", self.base_path)
             return {}
-        return {p.name: p for p in sorted(self.base_path.iterdir())
-                if p.is_dir() and not p.name.startswith(".")}
-
-    def _versions_on_disk(self, model: _Model) -> list[int]:
-        if not model.path.is_dir():
-            return []
-        return sorted(int(p.name) for p in model.path.iterdir()
-                      if _VERSION_DIR.match(p.name) and p.is_dir())
 
     def _sync(self, model: _Model) -> None:
-        wanted = self.policy.select(self._versions_on_disk(model))
+        wanted = self.policy.select(list_versions(model.path))
         for version in wanted:
             if version not in model.servables and self._should_try(model, version):
                 self._load(model, version)

@@ -13,22 +13,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+from tensorflow_serving.apis import predict_pb2
 
+from tfxfer.serving.contract import DEFAULT_SIGNATURE, read_warmup, warmup_path
 from tfxfer.serving.server.errors import Code, ServingError, invalid_argument
 from tfxfer.serving.server.json_tensor import dtype_name
 from tfxfer.serving.server.servable import Servable
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warmup records
 
 
 def resolve_signature(servable: Servable, signature_name: str):
@@ -223,16 +219,11 @@ def warm_up(servable: Servable) -> int:
     Raises:
         ServingError: a warmup request failed (the version is not loaded, as in TF Serving).
     """
-    path = servable.path / WARMUP_FILE
-    if not path.is_file():
-        return 0
     count = 0
-    for raw in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
-        log = prediction_log_pb2.PredictionLog()
-        log.ParseFromString(raw.numpy())
+    for log in read_warmup(servable.path):
         if log.WhichOneof("log_type") != "predict_log":
             logger.warning("%s: skipping a %s warmup record (only predict is served)",
-                           path, log.WhichOneof("log_type"))
+                           warmup_path(servable.path), log.WhichOneof("log_type"))
             continue
         predict_request(servable, log.predict_log.request)
         count += 1

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from tfxfer.serving.contract import DEFAULT_SIGNATURE
 from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, too_large
 from tfxfer.serving.server.json_tensor import (
     inputs_from_json,
@@ -171,7 +172,7 @@ class RestApi:
                 dtypes = input_dtypes(servable, signature_name)
             except ServingError as err:
                 raise invalid_argument(
-                    f'Serving signature name: "{signature_name or "serving_default"}" not found '
+                    f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}" not found '
                     f"in signature def. Model {servable.name} version {servable.version} has: "
                     f"{', '.join(sorted(servable.functions))}.") from err
             inputs, layout = inputs_from_json(document, dtypes)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-SERVE_TAG = "serve"
+from tfxfer.serving.contract import SAVED_MODEL_FILES, SERVE_TAG
 
 
 class Servable:
@@ -54,13 +54,14 @@ class Servable:
 def read_meta_graph(path: str | Path) -> meta_graph_pb2.MetaGraphDef:
     """The MetaGraphDef tagged "serve" of a SavedModel (saved_model.pb or .pbtxt)."""
     path = Path(path)
+    binary, text = (path / name for name in SAVED_MODEL_FILES)
     saved_model = saved_model_pb2.SavedModel()
-    if (path / "saved_model.pb").is_file():
-        saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
-    elif (path / "saved_model.pbtxt").is_file():
-        text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model)
+    if binary.is_file():
+        saved_model.ParseFromString(binary.read_bytes())
+    elif text.is_file():
+        text_format.Parse(text.read_text(), saved_model)
     else:
-        raise FileNotFoundError(f"No saved_model.pb or saved_model.pbtxt in {path}")
+        raise FileNotFoundError(f"No {' or '.join(SAVED_MODEL_FILES)} in {path}")
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
             return meta_graph
