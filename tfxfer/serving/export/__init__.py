@@ -14,7 +14,7 @@
 The public names are imported on first use, so importing `layout` does not load Keras.
 """
 
-import importlib
+from tfxfer.lazy import lazy_getattr
 
 _PUBLIC = {
     "ExportError": "tfxfer.serving.export.errors",
@@ -24,9 +24,4 @@ _PUBLIC = {
 }
 
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'tfxfer.serving.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC)

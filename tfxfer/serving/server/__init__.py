@@ -14,7 +14,7 @@
 The public names are imported on first use, so `tfxfer --help` does not load TensorFlow.
 """
 
-import importlib
+from tfxfer.lazy import lazy_getattr
 
 _PUBLIC = {
     "ModelServer": "tfxfer.serving.server.app",
@@ -26,9 +26,4 @@ _PUBLIC = {
 }
 
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'tfxfer.serving.server' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC)
