@@ -235,6 +235,8 @@ BAD_REQUESTS = [
      400, "Unrecognized servable version label: canary"),
     ("hidden-dir-as-model", "POST", "/v1/models/.tmp-export-1-x:predict",
      {"instances": ["a"]}, 400, "Invalid model name"),
+    ("integer-model-name", "POST", "/v1/models/12:predict", {"instances": ["a"]}, 400,
+     "not an integer"),
     ("escape-encoded-slash", "GET", "/v1/models/..%2F..%2Fetc", None, 400, "Invalid model name"),
     ("escape-dotdot", "GET", "/v1/models/%2E%2E/metadata", None, 400, "Invalid model name"),
     ("escape-backslash", "POST", "/v1/models/..%5Ctiny:predict", {"instances": ["a"]}, 400,
