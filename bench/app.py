@@ -62,7 +62,8 @@ def recipe(args: argparse.Namespace) -> dict:
 
     config = load_config(APP / "config.yaml", {"data": {"source": args.data}})
     data, model_cfg, train_cfg = config.data, config.model, config.train
-    size = model_cfg.image_size
+    image_cfg = model_cfg.image
+    size = image_cfg.image_size
     splits = load_splits(data, size)  # the app's split: same training and test photos
     train_ds = splits.batches("train", data, training=True)
     val_ds = splits.batches("val", data)
@@ -75,8 +76,8 @@ def recipe(args: argparse.Namespace) -> dict:
     base_model.trainable = False
     augmentation = keras.Sequential([
         keras.layers.RandomFlip("horizontal"),
-        keras.layers.RandomRotation(model_cfg.rotation),
-        keras.layers.RandomZoom(model_cfg.zoom),
+        keras.layers.RandomRotation(image_cfg.rotation),
+        keras.layers.RandomZoom(image_cfg.zoom),
     ])
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8")
     x = keras.layers.Resizing(size, size)(inputs)

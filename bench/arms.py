@@ -52,7 +52,7 @@ def fill_decoded_cache(config) -> dict:
     from tfxfer.experiment import resolve_config
 
     config = resolve_config(config)
-    splits = load_splits(config.data, config.model.image_size)
+    splits = load_splits(config.data, config.model.image_input_size)
     for split in ("train", "val", "test"):
         if splits.size(split):
             for _ in splits.batches(split, config.data):

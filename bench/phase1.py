@@ -45,7 +45,7 @@ def _worker(args: argparse.Namespace) -> None:
             "data": {"source": args.data, "val_fraction": 0.1, "test_fraction": 0.3,
                      "seed": args.seed, "cache_dir": str(Path(tmp, "cache")),
                      "cache": args.decoded_cache or "auto"},
-            "model": model,
+            "model": {"image": model},
             "train": {"strategy": "feature_extraction", "epochs": args.epochs,
                       "learning_rate": args.learning_rate, "verbose": 0, "tensorboard": False,
                       "bottleneck_cache": "off" if args.worker == "recipe" else "on"},

@@ -46,7 +46,7 @@ def _worker(args: argparse.Namespace) -> None:
             "data": {"source": args.data, "val_fraction": 0.1, "test_fraction": 0.3,
                      "seed": args.seed, "cache_dir": str(Path(tmp, "cache")),
                      "cache": args.decoded_cache or "auto"},
-            "model": model,
+            "model": {"image": model},
             "train": {"strategy": "fine_tune", "epochs": args.head_epochs,
                       "fine_tune_epochs": args.epochs, "learning_rate": args.learning_rate,
                       "fine_tune_learning_rate": args.fine_tune_learning_rate,

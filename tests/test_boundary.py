@@ -18,8 +18,9 @@ from tfxfer.training import fit_phases
 def _setup(image_folder, tmp_path, backbone="mobilenet", alpha=0.25, augment=False, **train_kw):
     train_kw = {"strategy": "fine_tune", **train_kw}
     config = tiny_config(image_folder, tmp_path / "run", **train_kw)
-    model_cfg = dataclasses.replace(config.model, backbone=backbone, augment=augment,
-                                    backbone_kwargs={"alpha": alpha})
+    image = dataclasses.replace(config.model.image, backbone=backbone, augment=augment,
+                                backbone_kwargs={"alpha": alpha})
+    model_cfg = dataclasses.replace(config.model, image=image)
     data = dataclasses.replace(config.data, cache_dir=str(tmp_path / "cache"))
     config = resolve_config(dataclasses.replace(config, model=model_cfg, data=data))
     splits = load_splits(config.data, 32)

@@ -44,7 +44,7 @@ from tfxfer.bottleneck import (
     has_augmentation,
 )
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import inference_function
 from tfxfer.models import BACKBONE, DROPOUT
 from tfxfer.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
