@@ -88,10 +88,13 @@ def device_function(
 
 
 def _converter(
-    function, model: keras.Model, quantization: str,
+    function, quantization: str,
     representative: Callable[[], Iterable[list[np.ndarray]]] | None, io_type: str,
 ) -> tf.lite.TFLiteConverter:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    # Without a trackable object the converter freezes every variable; with the model
+    # passed, it may keep some as resource variables (READ_VARIABLE ops, unfused Dense
+    # layers, and a calibration that fails to run).
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     if quantization == "none":
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -155,7 +158,7 @@ def convert_image_model(
         representative = representative_dataset(representative_images)
     function = device_function(model, image_size, float_input=spec.needs_representative,
                                resize_in_model=resize_in_model)
-    converter = _converter(function, model, quantization, representative, io_type)
+    converter = _converter(function, quantization, representative, io_type)
     try:
         return converter.convert()
     except ConverterError as err:
@@ -175,21 +178,29 @@ def unsupported_ops(error: ConverterError) -> list[str]:
     return sorted(names)
 
 
-def _try_convert(function, model: keras.Model) -> list[str] | None:
-    """None when `function` converts with builtin ops, else the missing op names."""
-    try:
-        tf.lite.TFLiteConverter.from_concrete_functions([function], model).convert()
-    except ConverterError as err:
-        return unsupported_ops(err) or [str(err).splitlines()[0][:200]]
-    return None
-
-
 def _model_function(model: keras.Model):
     spec = model.inputs[0]
     dtype = tf.as_dtype(keras.backend.standardize_dtype(spec.dtype))
     shape = [1, *spec.shape[1:]]
     return tf.function(lambda x: model(x, training=False),
                        input_signature=[tf.TensorSpec(shape, dtype)]).get_concrete_function()
+
+
+def _try_convert(model: keras.Model) -> list[str] | None:
+    """None when `model` converts with builtin ops, else the missing op names (may be empty).
+
+    A part of a model cut after a string layer may not even trace (its symbolic input
+    claims float32 where strings flow): that part does not convert either.
+    """
+    try:
+        function = _model_function(model)
+    except (ValueError, TypeError):
+        return []
+    try:
+        tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
+    except ConverterError as err:
+        return unsupported_ops(err) or [str(err).splitlines()[0][:200]]
+    return None
 
 
 def unsupported_model_error(model: keras.Model) -> LiteConversionError:
@@ -199,7 +210,7 @@ def unsupported_model_error(model: keras.Model) -> LiteConversionError:
     model is cut after each layer in turn, and the first remainder that converts
     tells where the on-device part could begin.
     """
-    missing = _try_convert(_model_function(model), model)
+    missing = _try_convert(model)
     if missing is None:
         return LiteConversionError(
             f"{model.name} converts, but tfxfer exports only image models (one [batch, H, W, 3] "
@@ -210,7 +221,7 @@ def unsupported_model_error(model: keras.Model) -> LiteConversionError:
     for index, layer in enumerate(layers[:-1]):
         blocked.append(layer.name)
         rest = keras.Model(layer.output, model.output)
-        if _try_convert(_model_function(rest), rest) is None:
+        if _try_convert(rest) is None:
             return LiteConversionError(_message(model, missing, blocked, layers[index + 1].name,
                                                 layer.output.shape))
     return LiteConversionError(_message(model, missing, [la.name for la in layers], None, None))
