@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Callable, Iterable
 
 import keras
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 RESIZE_LAYER = "resize"
 _OP_PATTERN = re.compile(r"'(tf\.\w+)' op is neither a custom op nor a flex op")
+# Reported with the missing ops, but a graph input (e.g. a lookup table's handle), not an op.
+_NOT_OPS = {"tf.Placeholder"}
 
 
 class LiteConversionError(ValueError):
@@ -160,7 +163,10 @@ def convert_image_model(
                                resize_in_model=resize_in_model)
     converter = _converter(function, quantization, representative, io_type)
     try:
-        return converter.convert()
+        with warnings.catch_warnings():
+            # The converter warns about input statistics before it calibrates them itself.
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+            return converter.convert()
     except ConverterError as err:
         raise LiteConversionError(
             f"The LiteRT converter failed on {model.name} ({quantization}): "
@@ -175,7 +181,7 @@ def unsupported_ops(error: ConverterError) -> list[str]:
     """The TensorFlow op names a ConverterError reports as missing from LiteRT."""
     names = {e.operator.name for e in getattr(error, "errors", ()) if e.operator.name}
     names.update(_OP_PATTERN.findall(str(error)))
-    return sorted(names)
+    return sorted(names - _NOT_OPS)
 
 
 def _model_function(model: keras.Model):
