@@ -4,8 +4,10 @@ The on-device model takes what a phone camera gives after the app has scaled
 the picture to the model's side S (resizing is the app's job, like cropping):
 
     none / float16 / dynamic   uint8 [1, S, S, 3] RGB  -> float32 [1, C] probabilities
-    int8                       uint8 (or int8) [1, S, S, 3] with scale 1 and zero
-                               point 0 (-128)           -> uint8 (int8) [1, C], scale 1/256
+    int8                       uint8 (or int8) [1, S, S, 3] -> uint8 (int8) [1, C], scale 1/256
+                               zero point 0 (-128); input scale and zero point are
+                               calibrated: 1 and 0 (-128) when the calibration
+                               images span 0-255, as photos do
 
 The backbone's own preprocessing stays inside the model. The Keras model's
 `resize` layer is left out (it would resize S x S to S x S); with
