@@ -195,7 +195,8 @@ def test_compare_counts_accuracy_points_and_agreement():
     lite_probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.3, 0.7]])
     report = compare(keras_probs, lite_probs, np.array([0, 1, 0, 0]), "int8")
     assert (report.keras_accuracy, report.tflite_accuracy) == (0.75, 0.5)
-    assert report.accuracy_drop_points == pytest.approx(25.0) and report.passed  # one example of four
+    # One example of four: 25 points, allowed (see below).
+    assert report.accuracy_drop_points == pytest.approx(25.0) and report.passed
     assert report.top1_agreement == 0.75
     assert report.max_abs_diff == pytest.approx(0.2)
     better = compare(lite_probs, keras_probs, np.array([0, 1, 0, 0]), "int8")

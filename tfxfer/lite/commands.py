@@ -13,11 +13,11 @@ import argparse
 
 from tfxfer.lite.quantization import (
     DEFAULT_QUANTIZATION,
+    DEFAULT_REPRESENTATIVE_EXAMPLES,
     INT8_IO_TYPES,
     QUANTIZATIONS,
     list_quantizations,
 )
-from tfxfer.lite.representative import DEFAULT_EXAMPLES
 
 FORMATS = ("savedmodel", "tflite")
 
@@ -33,8 +33,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                        help="input and output type of an int8 model (default uint8)")
     group.add_argument("--out", help="tflite export directory (default RUN_DIR/tflite-MODE); "
                        "never overwritten")
-    group.add_argument("--representative-examples", type=int, default=DEFAULT_EXAMPLES,
-                       help=f"training images to calibrate int8 on (default {DEFAULT_EXAMPLES})")
+    group.add_argument("--representative-examples", type=int,
+                       default=DEFAULT_REPRESENTATIVE_EXAMPLES, metavar="N",
+                       help="training images to calibrate int8 on (default "
+                            f"{DEFAULT_REPRESENTATIVE_EXAMPLES})")
     group.add_argument("--resize-in-model", action="store_true",
                        help="keep the model's resize layer: the .tflite takes any image size "
                             "(not with int8)")

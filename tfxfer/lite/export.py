@@ -29,13 +29,12 @@ import numpy as np
 from tfxfer.lite.convert import LiteConversionError, convert_image_model, unsupported_model_error
 from tfxfer.lite.metadata import io_description, write_labels
 from tfxfer.lite.publish import check_new_target, make_temp_dir, publish_directory
-from tfxfer.lite.quantization import get_quantization, validate_io_type
-from tfxfer.lite.representative import (
-    DEFAULT_EXAMPLES,
-    RepresentativeSet,
-    collect_images,
-    training_examples,
+from tfxfer.lite.quantization import (
+    DEFAULT_REPRESENTATIVE_EXAMPLES,
+    get_quantization,
+    validate_io_type,
 )
+from tfxfer.lite.representative import RepresentativeSet, collect_images, training_examples
 from tfxfer.lite.runtime import LiteClassifier, interpreter_class
 from tfxfer.lite.verify import LiteVerificationError, LiteVerifyReport, verify
 
@@ -191,7 +190,7 @@ def export_run_tflite(
     *,
     quantization: str = "dynamic",
     io_type: str = "uint8",
-    representative_examples: int = DEFAULT_EXAMPLES,
+    representative_examples: int = DEFAULT_REPRESENTATIVE_EXAMPLES,
     force: bool = False,
     resize_in_model: bool = False,
 ) -> LiteExportResult:

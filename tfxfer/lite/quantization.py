@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_QUANTIZATION = "dynamic"
+# Training images the int8 mode calibrates on ("a few hundred").
+DEFAULT_REPRESENTATIVE_EXAMPLES = 300
 INT8_IO_TYPES = ("uint8", "int8")
 
 

@@ -18,11 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.data.pipeline import decode_image
+from tfxfer.lite.quantization import DEFAULT_REPRESENTATIVE_EXAMPLES
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_EXAMPLES = 300
-
 
 @dataclass
 class RepresentativeSet:
@@ -55,7 +53,9 @@ def _encoded(item: bytes | str | Path) -> tuple[str, bytes]:
 
 
 def collect_images(
-    items: Iterable[bytes | str | Path], image_size: int, limit: int = DEFAULT_EXAMPLES,
+    items: Iterable[bytes | str | Path],
+    image_size: int,
+    limit: int = DEFAULT_REPRESENTATIVE_EXAMPLES,
     source: str = "",
 ) -> RepresentativeSet:
     """Decodes up to `limit` images, skipping and counting the unreadable ones.
