@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.lite.convert import convert_image_model
 from tfxfer.lite.export import decoded_test_split
 from tfxfer.lite.representative import collect_images, training_examples
@@ -187,7 +187,8 @@ def _run_section(args) -> tuple[dict, np.ndarray]:
     calibration = collect_images(training_examples(splits, config.data.seed), size,
                                  args.representative, source="train split")
     test = decoded_test_split(splits, config)
-    name = (f"run {args.run}: {config.model.backbone} {config.model.backbone_kwargs} "
+    image = config.model.section("image")
+    name = (f"run {args.run}: {image.backbone} {image.backbone_kwargs} "
             f"{size}px, calibrated on {len(calibration.images)} training images "
             f"({len(calibration.skipped)} skipped)")
     result = {"rows": _compare_model(name, model, class_names, size, calibration.images, test,
@@ -198,7 +199,8 @@ def _run_section(args) -> tuple[dict, np.ndarray]:
 
 
 def _mobilenet_v2_section(calibration: np.ndarray | None, args) -> dict:
-    config = ModelConfig(backbone="mobilenet_v2", weights=None, image_size=224)
+    config = ModelConfig(image=ImageConfig(backbone="mobilenet_v2", weights=None,
+                                           image_size=224))
     model = build_image_classifier(config, 5)
     if calibration is None or calibration.shape[1] != 224:
         rng = np.random.default_rng(0)

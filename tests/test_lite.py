@@ -23,7 +23,7 @@ from conftest import (
 from text_helpers import build_tiny_encoder
 
 from tfxfer import cli, rundir
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig, TextConfig
 from tfxfer.data.pipeline import decode_image
 from tfxfer.lite.convert import LiteConversionError, convert_image_model
 from tfxfer.lite.export import MODEL_FILE, REPORT_FILE, export_tflite
@@ -54,8 +54,8 @@ def _images(count: int, size: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny():
     keras.utils.set_random_seed(0)
-    config = ModelConfig(backbone="mobilenet", weights=None, image_size=SIZE,
-                         backbone_kwargs={"alpha": 0.25})
+    config = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=SIZE,
+                                           backbone_kwargs={"alpha": 0.25}))
     model = spread_backbone_weights(build_image_classifier(config, 3))
     images = _images(48, SIZE, seed=0)
     calibration, test = images[:24], images[24:]
@@ -90,7 +90,7 @@ def test_each_mode_matches_the_keras_model(tiny, mode, io_type):
 
 def test_text_model_fails_naming_the_ops_and_layers(tmp_path):
     encoder = build_tiny_encoder(tmp_path / "encoder")
-    model = build_text_classifier(ModelConfig(encoder=str(encoder)), 2)
+    model = build_text_classifier(ModelConfig(text=TextConfig(encoder=str(encoder))), 2)
     with pytest.raises(LiteConversionError) as caught:
         convert_image_model(model, "dynamic", SIZE)
     message = str(caught.value)

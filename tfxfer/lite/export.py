@@ -230,5 +230,5 @@ def export_run_tflite(
         test_images=None if test is None else test[0],
         test_labels=None if test is None else test[1], representative=representative,
         io_type=io_type, force=force, resize_in_model=resize_in_model,
-        backbone=config.model.backbone,
+        backbone=config.model.section("image").backbone,
     )
