@@ -38,7 +38,8 @@ from tfxfer.lite.representative import collect_images, training_examples
 from tfxfer.lite.runtime import LiteClassifier
 from tfxfer.lite.verify import compare
 from tfxfer.models import build_image_classifier, image_size_for
-from tfxfer.serving.export import directory_bytes, export_model
+from tfxfer.serving.export import export_model
+from tfxfer.serving.export.checks import directory_bytes
 
 MODES = ("none", "float16", "dynamic", "int8")
 

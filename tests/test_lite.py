@@ -32,7 +32,7 @@ from tfxfer.lite.representative import RepresentativeSet, collect_images
 from tfxfer.lite.runtime import LiteClassifier
 from tfxfer.lite.verify import LiteVerificationError, compare
 from tfxfer.models import build_image_classifier
-from tfxfer.serving.layout import TEMP_PREFIX
+from tfxfer.serving.export.layout import TEMP_PREFIX
 from tfxfer.text.model import CLEANUP, build_text_classifier
 
 SIZE = 32

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfxfer.data.pipeline import decode_image
 from tfxfer.lite.metadata import LABELS_FILE, read_labels
 from tfxfer.lite.runtime import LiteClassifier
-from tfxfer.serving.signatures import (
+from tfxfer.serving.contract import (
     CLASS_ID,
     CLASS_NAME,
     DEFAULT_TOP_K,

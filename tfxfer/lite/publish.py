@@ -1,7 +1,7 @@
 """Atomic publishing of an export directory (the one place tfxfer.lite touches the layout).
 
 The export is written into `.tmp-export-PID-XXXX/` beside the target (same
-filesystem, made by `tfxfer.serving.layout`, which also removes the temporary
+filesystem, made by `tfxfer.serving.export.layout`, which also removes the temporary
 directories of killed exports), flushed to disk, and renamed to the target in
 one `rename(2)`: the target directory either does not exist or is complete.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tfxfer.serving import layout
+from tfxfer.serving.export import layout
 
 
 def check_new_target(target: str | Path) -> Path:
