@@ -21,6 +21,7 @@ naming the ops and the layers that need them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -90,6 +91,28 @@ def device_function(
         return tf.cast(body(tf.cast(image, body_dtype), training=False), tf.float32)
 
     return tf.function(serve, input_signature=[spec]).get_concrete_function()
+
+
+class _TrackableNotice(logging.Filter):
+    """Drops the converter's advice to pass a trackable object (see `_converter` for why not)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "providing the trackable_obj argument" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    """Silences two converter messages that do not apply to tfxfer's use of it."""
+    notice = _TrackableNotice()
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(notice)
+    try:
+        with warnings.catch_warnings():
+            # Full-integer: warned before the converter calibrates the input statistics itself.
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+            yield
+    finally:
+        absl_logger.removeFilter(notice)
 
 
 def _converter(
@@ -165,9 +188,7 @@ def convert_image_model(
                                resize_in_model=resize_in_model)
     converter = _converter(function, quantization, representative, io_type)
     try:
-        with warnings.catch_warnings():
-            # The converter warns about input statistics before it calibrates them itself.
-            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+        with _quiet_converter():
             return converter.convert()
     except ConverterError as err:
         raise LiteConversionError(
@@ -205,7 +226,8 @@ def _try_convert(model: keras.Model) -> list[str] | None:
     except (ValueError, TypeError):
         return []
     try:
-        tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
+        with _quiet_converter():
+            tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
     except ConverterError as err:
         return unsupported_ops(err) or [str(err).splitlines()[0][:200]]
     return None
