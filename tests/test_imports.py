@@ -16,10 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Cycles that another branch of issue 10 removes (house-serving moves the server under
-# tfxfer/serving/ without this one). Tolerated until then; the test fails once a listed
-# cycle is gone, so the entry is deleted with the fix and cannot linger.
-KNOWN_CYCLES = [["tfxfer.server.models", "tfxfer.server.predict"]]
 
 
 def module_names(root: Path, package: str) -> dict[str, Path]:
@@ -106,10 +102,7 @@ def test_tfxfer_has_no_import_cycle():
     graph = import_graph(ROOT, "tfxfer")
     assert len(graph) > 40 and "tfxfer.data.splits" in graph  # the whole package is read
     cycles = find_cycles(graph)
-    new = [c for c in cycles if c not in KNOWN_CYCLES]
-    assert not new, "Import cycles:\n" + "\n".join(_describe(graph, c) for c in new)
-    gone = [c for c in KNOWN_CYCLES if c not in cycles]
-    assert not gone, f"These cycles are gone: delete them from KNOWN_CYCLES: {gone}"
+    assert not cycles, "Import cycles:\n" + "\n".join(_describe(graph, c) for c in cycles)
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

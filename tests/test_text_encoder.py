@@ -200,7 +200,8 @@ def test_keras_round_trip_keeps_fine_tuned_weights(encoder_dir, tmp_path):
 
 
 def test_export_round_trip_takes_strings(encoder_dir, tmp_path):
-    from tfxfer.serving.export import check_ops, export_model
+    from tfxfer.serving.export import export_model
+    from tfxfer.serving.export.checks import check_ops
 
     model = _model(encoder_dir)
     expected = model.predict(TEXTS, verbose=0)

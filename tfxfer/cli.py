@@ -25,8 +25,8 @@ from tfxfer.config import (
     RunConfig,
     load_config,
 )
-from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
+from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
 
 
