@@ -66,7 +66,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--bottleneck-cache", "train", "bottleneck_cache", {
         "choices": ["auto", "on", "off"], "help": "train phase 1 on cached backbone features"}),
     ("--augmented-copies", "train", "augmented_copies", {"type": int}),
-    ("--distribute", "train", "distribute", {"choices": ["auto", "mirrored", "none"]}),
+    ("--distribute", "train", "distribute", {
+        "choices": ["auto", "mirrored", "multi_worker", "none"],
+        "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
 ]
@@ -77,6 +79,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
+    ("--deterministic", "train", "deterministic", True),
 ]
 
 
@@ -87,6 +90,11 @@ def _dest(flag: str) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML or JSON config file (flags override it)")
     parser.add_argument("--out", help="run directory (default runs/<timestamp>)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue a killed run from its last completed epoch (alone, or with the "
+             "run's original flags)",
+    )
     parser.add_argument(
         "--backbone-arg", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
         help="backbone constructor argument, e.g. alpha=0.25 (repeatable)",
@@ -117,8 +125,13 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_train(args: argparse.Namespace) -> int:
     from tfxfer.config import load_config
     from tfxfer.experiment import train
+    from tfxfer.resume import RunFinishedError
 
-    result = train(load_config(args.config, train_overrides(args)))
+    try:
+        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+    except RunFinishedError as err:
+        print(err)
+        return 0
     print(f"run directory: {result.run_dir}")
     if result.evaluation is not None:
         _print_evaluation(result.evaluation)

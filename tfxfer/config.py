@@ -21,6 +21,7 @@ import yaml
 
 STRATEGIES = ("feature_extraction", "fine_tune", "fine_tune_all", "from_scratch")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 
 
 @dataclass
@@ -110,8 +111,12 @@ class TrainConfig:
     # With augmentation on, cache this many augmented copies of each training example
     # (each epoch draws one per example); 0 runs phase 1 on the full model instead.
     augmented_copies: int = 0
-    # "auto" (MirroredStrategy when several GPUs are visible), "mirrored", or "none".
+    # "auto" (MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
+    # MirroredStrategy when several GPUs are visible), "mirrored", "multi_worker" or "none".
     distribute: str = "auto"
+    # Seeds everything, enables TensorFlow op determinism and a deterministic tf.data
+    # order: the same command twice gives the same metrics (slower; see the README).
+    deterministic: bool = False
     # GPU options; both off by default (slower on this project's reference CPU).
     mixed_precision: bool = False
     jit_compile: bool = False
@@ -186,9 +191,9 @@ def _validate_train(train: TrainConfig) -> None:
         )
     if train.augmented_copies < 0:
         raise ValueError(f"augmented_copies must be >= 0. Received: {train.augmented_copies}")
-    if train.distribute not in ("auto", "mirrored", "none"):
+    if train.distribute not in DISTRIBUTE:
         raise ValueError(
-            f"distribute must be auto, mirrored or none. Received: {train.distribute!r}"
+            f"distribute must be one of {', '.join(DISTRIBUTE)}. Received: {train.distribute!r}"
         )
     chosen = [
         n for n in ("unfreeze_layers", "unfreeze_from", "unfreeze_fraction")

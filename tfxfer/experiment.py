@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from tfxfer import rundir
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits, load_splits
 from tfxfer.devices import distribution_strategy, set_precision
+from tfxfer.distribute import input_options, is_chief, output_dir, with_options
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
+from tfxfer.resume import CHECKPOINTS, Checkpoint, EpochBackup, latest_checkpoint, resume_config
 from tfxfer.text.model import build_text_classifier
 from tfxfer.training import TrainingHistory, fit_phases
 
@@ -79,7 +83,8 @@ def build_classifier(config: RunConfig, splits: Splits) -> keras.Model:
 
 
 def _build_and_fit(
-    config: RunConfig, splits: Splits, callbacks: Sequence[keras.callbacks.Callback] = ()
+    config: RunConfig, splits: Splits, strategy: tf.distribute.Strategy, out: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (), start: Checkpoint | None = None,
 ) -> tuple[keras.Model, TrainingHistory]:
     """Builds the classifier under the distribution strategy and runs its phases.
 
@@ -87,9 +92,9 @@ def _build_and_fit(
     With several replicas, Keras 3.15 fails on batches that do not split evenly
     across replicas (random layers, BatchNorm on empty replica batches), so the last
     partial training and validation batch is dropped; the test evaluation runs on
-    every example (see `evaluation.inference_function`).
+    every example (see `evaluation.inference_function`). Every epoch is backed up
+    under `out`/checkpoints; `start` is a checkpoint to continue from.
     """
-    strategy = distribution_strategy(config.train.distribute)
     replicas = strategy.num_replicas_in_sync
     if config.data.batch_size % replicas:
         raise ValueError(
@@ -98,48 +103,91 @@ def _build_and_fit(
         )
     with strategy.scope():
         model = build_classifier(config, splits)
+        if start is not None:
+            start.load_weights(model)
+            logger.info("Resuming after epoch %d from %s", start.epoch, start.path)
+        backup = EpochBackup(model, out / CHECKPOINTS, restore_from=start)
         runners = {}
         if should_cache(model, config):
             runners["head"] = head_phase_runner(model, config, splits)
         even = replicas > 1
-        train_ds = splits.batches("train", config.data, training=True, drop_remainder=even)
-        val_ds = splits.batches("val", config.data, drop_remainder=even)
-        history = fit_phases(model, train_ds, val_ds, config.train, callbacks=callbacks,
-                             runners=runners)
+        options = input_options(config.train.deterministic)
+        train_ds = with_options(
+            splits.batches("train", config.data, training=True, drop_remainder=even), options)
+        val_ds = with_options(splits.batches("val", config.data, drop_remainder=even), options)
+        history = fit_phases(model, train_ds, val_ds, config.train,
+                             callbacks=[*callbacks, backup], runners=runners, start=start)
     return model, history
 
 
-def train(config: RunConfig, splits: Splits | None = None) -> RunResult:
+def _resolve_run(config: RunConfig, resume: str | Path | None) -> RunConfig:
+    """The resolved config of a new run, or of the run at `resume` (checked)."""
+    if resume is None:
+        return resolve_config(config.validate())
+    given = dataclasses.replace(config, out=str(resume))
+    return resume_config(resume, None if config == RunConfig() else resolve_config(given))
+
+
+def _seed(config: RunConfig) -> None:
+    keras.utils.set_random_seed(config.data.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+        logger.info("Deterministic run: seed %d, op determinism on", config.data.seed)
+
+
+def train(
+    config: RunConfig, splits: Splits | None = None, resume: str | Path | None = None
+) -> RunResult:
     """Runs a full training job described by `config` and writes its run directory.
 
     Args:
         config: the run configuration (see `tfxfer.config`).
         splits: data loaded already, e.g. from pandas with
             `tfxfer.data.text.load_dataframe_splits`; default: `config.data.source`.
+        resume: a run directory to continue from its last completed epoch (see
+            `tfxfer.resume`); `config` is then the run's saved config unless it
+            differs from the default, when it must match the saved one.
 
     Returns:
-        A RunResult holding the trained model, its history and test evaluation.
+        A RunResult holding the trained model, its history and test evaluation
+        (None on a multi-worker job's non-chief workers, which write nothing).
     """
-    config = resolve_config(config.validate())
-    run_dir = _prepare_run_dir(Path(config.out))
+    config = _resolve_run(config, resume)
+    strategy = distribution_strategy(config.train.distribute)  # before any TF op
+    chief = is_chief(strategy)
+    if resume is None and chief:
+        _prepare_run_dir(Path(config.out))
     set_precision(config.train.mixed_precision)
-    keras.utils.set_random_seed(config.data.seed)
+    _seed(config)
+    start = latest_checkpoint(Path(config.out) / CHECKPOINTS) if resume else None
+    with output_dir(Path(config.out), chief) as out:
+        if splits is None:
+            splits = load_splits(config.data, config.model.image_size)
+        if resume is None or not chief:
+            rundir.write_setup(out, config, splits)
+        model, history = _build_and_fit(
+            config, splits, strategy, out, tensorboard_callbacks(out, config.train.tensorboard),
+            start,
+        )
+        rundir.write_history(out, history)
+        evaluation = None
+        if chief:
+            evaluation = _finish(config, out, model, splits)
+    return RunResult(Path(config.out), config, model, splits, history, evaluation)
 
-    if splits is None:
-        splits = load_splits(config.data, config.model.image_size)
-    rundir.write_setup(run_dir, config, splits)
-    model, history = _build_and_fit(
-        config, splits, tensorboard_callbacks(run_dir, config.train.tensorboard)
-    )
-    rundir.write_history(run_dir, history)
+
+def _finish(config: RunConfig, run_dir: Path, model: keras.Model,
+            splits: Splits) -> Evaluation | None:
+    """Evaluates on the test split and writes the model and the report."""
     evaluation = None
     if splits.size("test"):
         evaluation = evaluate(model, splits.batches("test", config.data), splits.class_names)
         rundir.write_evaluation(run_dir, evaluation, rundir.split_inputs(splits, "test"))
     rundir.save_model(run_dir, model)
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: no more use
     write_report(run_dir, splits)
     logger.info("Run written to %s", run_dir)
-    return RunResult(run_dir, config, model, splits, history, evaluation)
+    return evaluation
 
 
 def evaluate_run(run_dir: str | Path) -> Evaluation:

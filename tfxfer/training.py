@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -118,6 +119,16 @@ def _validate_fit(train: TrainConfig, val_ds: tf.data.Dataset | None) -> None:
 PhaseRunner = Callable[..., keras.callbacks.History]
 
 
+class ResumePoint(Protocol):
+    """Where a resumed run continues; `tfxfer.resume.Checkpoint` is one."""
+
+    epoch: int
+    phase_index: int
+    history: TrainingHistory
+
+    def load_best(self, best: BestWeights) -> None: ...
+
+
 def fit_phases(
     model: keras.Model,
     train_ds: tf.data.Dataset,
@@ -125,6 +136,7 @@ def fit_phases(
     train: TrainConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     runners: dict[str, PhaseRunner] | None = None,
+    start: ResumePoint | None = None,
 ) -> TrainingHistory:
     """Trains `model` through the phases of `train.strategy`.
 
@@ -138,47 +150,65 @@ def fit_phases(
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
             phase's trainable flags are set; used to train the head on cached
             backbone features (see `tfxfer.bottleneck`).
+        start: where a resumed run continues (see `tfxfer.resume`): phases before
+            its phase are skipped, its phase continues after its epoch, and its
+            history is carried on. Callbacks with an `on_phase_begin(index, phase,
+            history, best)` method are told each phase before it runs.
 
     Returns:
         The joined history and a record per phase.
     """
     _validate_fit(train, val_ds)
-    history = TrainingHistory()
+    history = start.history if start else TrainingHistory()
     best = BestWeights(model) if train.restore_best else None
-    epoch = 0
-    for phase in plan_phases(train):
+    if best is not None and start is not None:
+        start.load_best(best)
+    epoch = start.epoch if start else 0
+    for index, phase in enumerate(plan_phases(train)):
+        if start is not None and index < start.phase_index:
+            continue
+        first = _first_epoch(history, phase, epoch)
         set_phase_trainable(model, phase, train)
         logger.info(
-            "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
-            phase.name, epoch + 1, epoch + phase.epochs, phase.learning_rate,
+            "Phase %r: epochs %d-%d (from %d), learning rate %g, %d trainable weights",
+            phase.name, first, first - 1 + phase.epochs, epoch + 1, phase.learning_rate,
             len(model.trainable_weights),
         )
+        for callback in callbacks:
+            if hasattr(callback, "on_phase_begin"):
+                callback.on_phase_begin(index, phase, history, best)
         fit_args = {
-            "initial_epoch": epoch, "epochs": epoch + phase.epochs, "verbose": train.verbose,
+            "initial_epoch": epoch, "epochs": first - 1 + phase.epochs, "verbose": train.verbose,
             "callbacks": [*callbacks, *_phase_callbacks(train), *([best] if best else [])],
         }
-        start = time.perf_counter()
+        began = time.perf_counter()
         runner = (runners or {}).get(phase.name)
         if runner is None:
             compile_for_phase(model, phase, train)
             result = model.fit(train_ds, validation_data=val_ds, shuffle=False, **fit_args)
         else:
             result = runner(phase, **fit_args)
-        seconds = time.perf_counter() - start
-        epochs_run = _append_rows(history, result, phase)
+        seconds = time.perf_counter() - began
+        _append_rows(history, result, phase)
+        epochs_run = sum(row["phase"] == phase.name for row in history.rows)
         history.phases.append(PhaseRecord(
-            phase.name, epoch + 1, epochs_run, phase.learning_rate,
+            phase.name, first, epochs_run, phase.learning_rate,
             len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
         ))
-        epoch += epochs_run
+        epoch = first - 1 + epochs_run
     if best is not None:
         best.restore()
     return history
 
 
-def _append_rows(history: TrainingHistory, result: keras.callbacks.History, phase: Phase) -> int:
+def _first_epoch(history: TrainingHistory, phase: Phase, epoch: int) -> int:
+    """The first epoch of `phase`: from the history when a resumed run is inside it."""
+    done = [row["epoch"] for row in history.rows if row["phase"] == phase.name]
+    return min(done) if done else epoch + 1
+
+
+def _append_rows(history: TrainingHistory, result: keras.callbacks.History, phase: Phase) -> None:
     for i, epoch in enumerate(result.epoch):
         row = {"epoch": epoch + 1, "phase": phase.name, "learning_rate": phase.learning_rate}
         row.update({k: float(v[i]) for k, v in result.history.items()})
         history.rows.append(row)
-    return len(result.epoch)
