@@ -164,6 +164,22 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--restarts", type=int, default=0,
+                        help="restart a failed job this many times, resuming its run")
+    parser.add_argument("--timeout", type=float, help="seconds the whole job may take")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="-- then the tfxfer command every worker runs, e.g. -- train ...")
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from tfxfer.launch import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return launch(command, args.workers, restarts=args.restarts, timeout=args.timeout)
+
+
 def run_list_backbones(args: argparse.Namespace) -> int:
     from tfxfer.backbones import list_backbones
 
@@ -182,6 +198,8 @@ COMMANDS: list[Command] = [
      run_evaluate),
     ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
      run_report),
+    ("launch", "run a command as a multi-worker job of local processes (TF_CONFIG each)",
+     add_launch_arguments, run_launch),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",

@@ -77,10 +77,61 @@ def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
         implementation=tf.distribute.experimental.CommunicationImplementation.RING
     )
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    _patch_keras()
     config = read_tf_config()
     logger.info("MultiWorkerMirroredStrategy: %d replicas, task %s", strategy.num_replicas_in_sync,
                 config.get("task", {"type": "worker", "index": 0}))
     return strategy
+
+
+def _build_from_local_batch(self, iterator=None, data_batch=None):
+    """Keras' `_maybe_symbolic_build`, taking this worker's part of the first batch.
+
+    Keras 3.15 builds a model before `fit` from the first batch of the distributed
+    dataset, averaged over the replicas with `strategy.reduce`; across workers that
+    is a collective op on the raw inputs, which fails for uint8 images and strings
+    ("Attempt to convert a value (PerReplica...) to a Tensor"). Only the shapes
+    and dtypes matter, so this worker's local batch serves.
+    """
+    if self._distribute_strategy is None:
+        return
+    strategy = self.distribute_strategy
+    if iterator is not None:
+        for _, _, it in iterator:
+            batch = next(it)
+            break
+        data_batch = tf.nest.map_structure(
+            lambda x: strategy.experimental_local_results(x)[0]
+            if isinstance(x, tf.distribute.DistributedValues) else x, batch)
+    with strategy.scope():
+        self._symbolic_build(data_batch=data_batch)
+
+
+def _reduce_logs(reduce_per_replica):
+    """Keras' `reduce_per_replica` with "mean" across workers reducing over no axis.
+
+    Keras 3.15 reduces the per-replica logs of a multi-worker step with
+    `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalar loss and
+    metrics ("Invalid reduction dimension 0 for input with 0 dimensions").
+    """
+    def reduce(values, strategy, reduction):
+        multi_worker = (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                        and strategy.extended._in_multi_worker_mode())
+        if not multi_worker or reduction not in ("auto", "mean"):
+            return reduce_per_replica(values, strategy, reduction)
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+
+    return reduce
+
+
+def _patch_keras() -> None:
+    """Works around two Keras 3.15 multi-worker bugs (see the two functions above)."""
+    from keras.src.backend.tensorflow import trainer
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = _build_from_local_batch
+    if not getattr(trainer.reduce_per_replica, "_tfxfer", False):
+        trainer.reduce_per_replica = _reduce_logs(trainer.reduce_per_replica)
+        trainer.reduce_per_replica._tfxfer = True
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -106,6 +157,17 @@ def output_dir(run_dir: Path, chief: bool) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Waits until every worker gets here (nothing to wait for outside multi-worker).
+
+    Run at the end of a job, it keeps the other workers alive while the chief
+    evaluates and writes, so the chief never sees them vanish ("tasks are unhealthy").
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
 def input_options(deterministic: bool) -> tf.data.Options:

@@ -22,7 +22,7 @@ from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits, load_splits
 from tfxfer.devices import distribution_strategy, set_precision
-from tfxfer.distribute import input_options, is_chief, output_dir, with_options
+from tfxfer.distribute import barrier, input_options, is_chief, output_dir, with_options
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
@@ -173,6 +173,7 @@ def train(
         evaluation = None
         if chief:
             evaluation = _finish(config, out, model, splits)
+        barrier(strategy)
     return RunResult(Path(config.out), config, model, splits, history, evaluation)
 
 
