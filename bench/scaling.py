@@ -6,7 +6,7 @@ Arms, alternated over `--repeats` rounds, each a fresh `tfxfer` process (or job)
   - 2 workers:          tfxfer launch --workers 2 -- train --distribute multi_worker
 All train the whole backbone (fine_tune_all, no head phase) on the same synthetic
 images with the same global batch. The time of an epoch is read from Keras' per-epoch
-line (`--verbose 2`, whole seconds); the first epoch (tracing) is dropped and the
+line (`--verbose 2`: steps x time per step, in ms); the first epoch (tracing) is dropped and the
 median of the others is reported with examples/s = training examples / epoch time.
 
     python bench/scaling.py --repeats 2
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-EPOCH_LINE = re.compile(r"^(?:\[worker 0\] )?\d+/\d+ - (\d+)s - ")
+EPOCH_LINE = re.compile(r"^(?:\[worker 0\] )?(\d+)/\d+ - \S+ - (\d+)(ms|s)/step")
 
 
 def _images(root: Path, per_class: int, size: int) -> Path:
@@ -68,8 +68,8 @@ def _run(arm: str, args, data: Path, out: Path) -> tuple[float, int]:
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if proc.returncode:
         raise RuntimeError(f"{arm} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    seconds = [int(m.group(1)) for line in proc.stdout.splitlines()
-               if (m := EPOCH_LINE.match(line))]
+    seconds = [int(m.group(1)) * int(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
+               for line in proc.stdout.splitlines() if (m := EPOCH_LINE.match(line))]
     summary = json.loads((out / "data_summary.json").read_text())
     examples = sum(summary["counts"]["train"].values()) if "counts" in summary else None
     return statistics.median(seconds[1:]), examples
@@ -93,14 +93,14 @@ def main() -> None:
                 out = Path(tmp, f"{arm.replace(' ', '_')}-{repeat}")
                 seconds, examples = _run(arm, args, data, out)
                 times[arm].append(seconds)
-                print(f"round {repeat + 1} {arm:<20} {seconds:.0f} s/epoch", flush=True)
+                print(f"round {repeat + 1} {arm:<20} {seconds:.2f} s/epoch", flush=True)
     print(f"\nload average (1, 5, 15 min): {os.getloadavg()}")
     print(f"{'arm':<20} {'s/epoch':>8} {'examples/s':>11}   ({examples} training examples, "
           f"global batch {args.batch_size}, {args.image_size}px)")
     base = statistics.median(times["1 process"])
     for arm in arms:
         median = statistics.median(times[arm])
-        print(f"{arm:<20} {median:>8.1f} {examples / median:>11.1f}   x{base / median:.2f} "
+        print(f"{arm:<20} {median:>8.2f} {examples / median:>11.1f}   x{base / median:.2f} "
               "vs 1 process")
 
 

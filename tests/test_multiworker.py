@@ -105,13 +105,15 @@ def _image_job(tmp_path: Path, fine_tune_epochs: int):
                          learning_rate=0.01, tensorboard=False)
     config.data.batch_size = 6
     config.model.augment = False
+    config.model.dropout = 0.0  # dropout masks are drawn per replica: no randomness to compare
     config.model.weights = str(_weights_file(tmp_path, config))
     args = [
         "train", "--data", str(images), "--batch-size", "6", "--seed", "1",
         "--val-fraction", "0.2", "--test-fraction", "0.2", "--backbone", "mobilenet",
         "--backbone-arg", "alpha=0.25", "--image-size", "32", "--weights", config.model.weights,
         "--epochs", "2", "--fine-tune-epochs", str(fine_tune_epochs), "--learning-rate", "0.01",
-        "--no-augment", "--no-tensorboard", "--verbose", "2", "--distribute", "multi_worker",
+        "--dropout", "0", "--no-augment", "--no-tensorboard", "--verbose", "2",
+        "--distribute", "multi_worker",
     ]
     return config, args
 
@@ -144,6 +146,7 @@ def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path, work
     sink = io.StringIO()
     code = launch([*args, "--out", str(run_dir)], workers=2, timeout=TIMEOUT, sink=sink)
     assert code == 0, sink.getvalue()[-5000:]
+    (tmp_path / "multi.log").write_text(sink.getvalue())
     _, model, labels = rundir.load_run(run_dir)
     assert labels == ["blue", "green", "red"] and model.count_params() > 0
     assert "Bottleneck cache on" in sink.getvalue()  # phase 1 on cached features, 2 workers
@@ -203,3 +206,35 @@ def test_sigkilled_worker_is_restarted_and_the_job_resumes(tmp_path, worker_env)
     assert list(worker_env.iterdir()) == []
     probe = np.zeros((1, 32, 32, 3), np.uint8)
     assert np.isfinite(rundir.load_run(run_dir)[1].predict(probe, verbose=0)).all()
+
+
+@pytest.mark.large
+def test_two_workers_train_a_text_model_like_one_process(tmp_path, worker_env):
+    from text_helpers import build_tiny_encoder, review_rows, write_csv
+
+    from tfxfer.config import load_config
+    from tfxfer.experiment import train
+
+    encoder = build_tiny_encoder(tmp_path / "encoder")
+    data = write_csv(tmp_path / "reviews.csv", review_rows(30))
+    args = ["train", "--data", str(data), "--encoder", str(encoder), "--batch-size", "6",
+            "--seed", "1", "--val-fraction", "0.2", "--test-fraction", "0.2",
+            "--hidden-units", "4", "--dropout", "0", "--epochs", "2", "--fine-tune-epochs", "1",
+            "--learning-rate", "0.05", "--no-tensorboard", "--verbose", "2"]
+    reference = train(load_config(overrides={
+        "data": {"source": str(data), "batch_size": 6, "seed": 1, "val_fraction": 0.2,
+                 "test_fraction": 0.2},
+        "model": {"encoder": str(encoder), "hidden_units": 4, "dropout": 0.0},
+        "train": {"epochs": 2, "fine_tune_epochs": 1, "learning_rate": 0.05, "verbose": 0,
+                  "tensorboard": False},
+        "out": str(tmp_path / "single"),
+    }))
+    run_dir = tmp_path / "multi"
+    sink = io.StringIO()
+    code = launch([*args, "--distribute", "multi_worker", "--out", str(run_dir)], workers=2,
+                  timeout=TIMEOUT, sink=sink)
+    assert code == 0, sink.getvalue()[-5000:]
+    (tmp_path / "multi.log").write_text(sink.getvalue())
+    assert rundir.load_run(run_dir)[2] == ["neg", "pos"]
+    _assert_matches(run_dir, reference, loss_tol=1e-3)
+    assert list(worker_env.iterdir()) == []

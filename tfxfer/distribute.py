@@ -84,26 +84,24 @@ def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
     return strategy
 
 
-def _build_from_local_batch(self, iterator=None, data_batch=None):
-    """Keras' `_maybe_symbolic_build`, taking this worker's part of the first batch.
+def _build_from_spec(self, iterator=None, data_batch=None):
+    """Keras' `_maybe_symbolic_build`, building from the dataset's element spec.
 
     Keras 3.15 builds a model before `fit` from the first batch of the distributed
     dataset, averaged over the replicas with `strategy.reduce`; across workers that
     is a collective op on the raw inputs, which fails for uint8 images and strings
-    ("Attempt to convert a value (PerReplica...) to a Tensor"). Only the shapes
-    and dtypes matter, so this worker's local batch serves.
+    ("Attempt to convert a value (PerReplica...) to a Tensor"). Reading that batch
+    also starts an iteration of the pipeline, so the first epoch would get the
+    second shuffle order. Only shapes and dtypes matter: a batch of zeros of the
+    dataset's element spec serves, and the epochs see the orders of a one-process run.
     """
     if self._distribute_strategy is None:
         return
-    strategy = self.distribute_strategy
     if iterator is not None:
-        for _, _, it in iterator:
-            batch = next(it)
-            break
+        spec = iterator.data_adapter.get_tf_dataset().element_spec
         data_batch = tf.nest.map_structure(
-            lambda x: strategy.experimental_local_results(x)[0]
-            if isinstance(x, tf.distribute.DistributedValues) else x, batch)
-    with strategy.scope():
+            lambda s: tf.zeros([1 if d is None else d for d in s.shape], s.dtype), spec)
+    with self.distribute_strategy.scope():
         self._symbolic_build(data_batch=data_batch)
 
 
@@ -128,7 +126,7 @@ def _patch_keras() -> None:
     """Works around two Keras 3.15 multi-worker bugs (see the two functions above)."""
     from keras.src.backend.tensorflow import trainer
 
-    trainer.TensorFlowTrainer._maybe_symbolic_build = _build_from_local_batch
+    trainer.TensorFlowTrainer._maybe_symbolic_build = _build_from_spec
     if not getattr(trainer.reduce_per_replica, "_tfxfer", False):
         trainer.reduce_per_replica = _reduce_logs(trainer.reduce_per_replica)
         trainer.reduce_per_replica._tfxfer = True
