@@ -10,6 +10,7 @@ line (`--verbose 2`: steps x time per step, in ms); the first epoch (tracing) is
 median of the others is reported with examples/s = training examples / epoch time.
 
     python bench/scaling.py --repeats 2
+    python bench/scaling.py --repeats 5 --no-workers   # only the cost of --deterministic
 
 The figures depend on the load of the machine: the load average is printed with them.
 """
@@ -82,8 +83,10 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=80)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--no-workers", action="store_true",
+                        help="only the 1-process arms (the --deterministic cost)")
     args = parser.parse_args()
-    arms = ["1 process", "1 process, determ.", "2 workers"]
+    arms = ["1 process", "1 process, determ.", *([] if args.no_workers else ["2 workers"])]
     times: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
         data = _images(Path(tmp, "images"), args.per_class, args.image_size)

@@ -150,8 +150,8 @@ def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path, work
     _, model, labels = rundir.load_run(run_dir)
     assert labels == ["blue", "green", "red"] and model.count_params() > 0
     assert "Bottleneck cache on" in sink.getvalue()  # phase 1 on cached features, 2 workers
-    _assert_matches(run_dir, reference, loss_tol=1e-3)
-    assert list(worker_env.iterdir()) == []  # the non-chief's temporary run dir is gone
+    _assert_matches(run_dir, reference, loss_tol=1e-4)  # measured: <= 5e-7
+    assert not list(worker_env.glob("tfxfer-worker-*"))  # the non-chief temp dir is gone
     assert "[worker 1] " in sink.getvalue()
 
 
@@ -203,7 +203,7 @@ def test_sigkilled_worker_is_restarted_and_the_job_resumes(tmp_path, worker_env)
     assert "Resuming after epoch 3" in output or "Resuming after epoch 4" in output
     assert len(_history(run_dir)) == len(reference.history.rows) == 5
     _assert_matches(run_dir, reference, loss_tol=0.15)
-    assert list(worker_env.iterdir()) == []
+    assert not list(worker_env.glob("tfxfer-worker-*"))
     probe = np.zeros((1, 32, 32, 3), np.uint8)
     assert np.isfinite(rundir.load_run(run_dir)[1].predict(probe, verbose=0)).all()
 
@@ -237,4 +237,4 @@ def test_two_workers_train_a_text_model_like_one_process(tmp_path, worker_env):
     (tmp_path / "multi.log").write_text(sink.getvalue())
     assert rundir.load_run(run_dir)[2] == ["neg", "pos"]
     _assert_matches(run_dir, reference, loss_tol=1e-3)
-    assert list(worker_env.iterdir()) == []
+    assert not list(worker_env.glob("tfxfer-worker-*"))

@@ -25,6 +25,7 @@ directory that is removed when they finish.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -143,13 +144,30 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def _task_name(strategy: tf.distribute.Strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return "local"
+    return f"{resolver.task_type}{resolver.task_id}"
+
+
 @contextmanager
-def output_dir(run_dir: Path, chief: bool) -> Iterator[Path]:
-    """`run_dir` on the chief; a temporary directory, removed on exit, elsewhere."""
-    if chief:
+def output_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Iterator[Path]:
+    """`run_dir` on the chief; a temporary directory, removed on exit, elsewhere.
+
+    The temporary directory is named after the run and the task, so a worker
+    restarted after a kill (which removes nothing) first removes what its killed
+    predecessor left.
+    """
+    if is_chief(strategy):
         yield run_dir
         return
-    tmp = Path(tempfile.mkdtemp(prefix="tfxfer-worker-"))
+    digest = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
+    tmp = Path(tempfile.gettempdir(), f"tfxfer-worker-{digest}-{_task_name(strategy)}")
+    if tmp.exists():
+        logger.info("Removing %s left by a previous attempt of this worker", tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     logger.info("Not the chief: writing to temporary %s (removed at the end)", tmp)
     try:
         yield tmp

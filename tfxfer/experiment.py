@@ -160,7 +160,7 @@ def train(
     set_precision(config.train.mixed_precision)
     _seed(config)
     start = latest_checkpoint(Path(config.out) / CHECKPOINTS) if resume else None
-    with output_dir(Path(config.out), chief) as out:
+    with output_dir(Path(config.out), strategy) as out:
         if splits is None:
             splits = load_splits(config.data, config.model.image_size)
         if resume is None or not chief:
