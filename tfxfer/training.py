@@ -179,7 +179,8 @@ def fit_phases(
                 callback.on_phase_begin(index, phase, history, best)
         fit_args = {
             "initial_epoch": epoch, "epochs": first - 1 + phase.epochs, "verbose": train.verbose,
-            "callbacks": [*callbacks, *_phase_callbacks(train), *([best] if best else [])],
+            # BestWeights first: a backup callback then saves this epoch's best.
+            "callbacks": [*([best] if best else []), *callbacks, *_phase_callbacks(train)],
         }
         began = time.perf_counter()
         runner = (runners or {}).get(phase.name)
