@@ -11,6 +11,7 @@ import io
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ def worker_env(monkeypatch, tmp_path):
     tmp.mkdir()
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # this process caches TMPDIR
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     return tmp
 
@@ -82,6 +84,49 @@ def test_launch_fails_as_a_whole_when_a_worker_fails(worker_env):
 def test_restarts_need_a_train_command_with_an_out_dir():
     with pytest.raises(ValueError, match="--restarts needs a `train` command with --out"):
         launch(["train", "--data", "d"], workers=2, restarts=1)
+
+
+def test_restarted_jobs_resume_the_run_once_it_exists(tmp_path):
+    from tfxfer.launch import _resume_command
+
+    command = ["train", "--data", "d", "--out", str(tmp_path)]
+    assert _resume_command(command) == command  # killed before the run was set up
+    (tmp_path / "config.json").write_text("{}")
+    assert _resume_command(command) == [*command, "--resume", str(tmp_path)]
+    assert _resume_command(_resume_command(command)).count("--resume") == 1
+
+
+class _Resolver:
+    def __init__(self, task_type, task_id):
+        self.task_type, self.task_id = task_type, task_id
+
+    def cluster_spec(self):
+        import tensorflow as tf
+
+        return tf.train.ClusterSpec({"worker": ["a:1", "b:2"]})
+
+
+class _Strategy:
+    def __init__(self, task_id):
+        self.cluster_resolver = _Resolver("worker", task_id)
+
+
+def test_only_worker_0_writes_the_run_dir_others_a_temp_dir_cleaned_up(tmp_path, worker_env):
+    from tfxfer.distribute import output_dir
+
+    run_dir = tmp_path / "run"
+    with output_dir(run_dir, _Strategy(0)) as out:
+        assert out == run_dir
+    with output_dir(run_dir, _Strategy(1)) as out:
+        assert out.parent == worker_env and out.name.endswith("-worker1")
+        (out / "history.csv").write_text("x")
+        killed = out
+    assert not killed.exists()
+    killed.mkdir()  # as left by a SIGKILLed worker 1
+    (killed / "stale").write_text("x")
+    with output_dir(run_dir, _Strategy(1)) as out:
+        assert out == killed and not (out / "stale").exists()
+    assert not list(worker_env.iterdir())
 
 
 # --- two TensorFlow workers -------------------------------------------------------------
