@@ -112,20 +112,17 @@ class _Strategy:
 
 
 def test_only_worker_0_writes_the_run_dir_others_a_temp_dir_cleaned_up(tmp_path, worker_env):
-    from tfxfer.distribute import output_dir
+    from tfxfer.distribute import output_dir, remove_output_dir
 
     run_dir = tmp_path / "run"
-    with output_dir(run_dir, _Strategy(0)) as out:
-        assert out == run_dir
-    with output_dir(run_dir, _Strategy(1)) as out:
-        assert out.parent == worker_env and out.name.endswith("-worker1")
-        (out / "history.csv").write_text("x")
-        killed = out
-    assert not killed.exists()
-    killed.mkdir()  # as left by a SIGKILLed worker 1
-    (killed / "stale").write_text("x")
-    with output_dir(run_dir, _Strategy(1)) as out:
-        assert out == killed and not (out / "stale").exists()
+    assert output_dir(run_dir, _Strategy(0)) == run_dir
+    out = output_dir(run_dir, _Strategy(1))
+    assert out.parent == worker_env and out.name.endswith("-worker1")
+    (out / "stale").write_text("x")  # as left by a SIGKILLed worker 1
+    again = output_dir(run_dir, _Strategy(1))
+    assert again == out and not (out / "stale").exists()
+    remove_output_dir(run_dir, run_dir)
+    remove_output_dir(again, run_dir)
     assert not list(worker_env.iterdir())
 
 
@@ -149,13 +146,14 @@ def _image_job(tmp_path: Path, fine_tune_epochs: int):
     config = tiny_config(images, None, epochs=2, fine_tune_epochs=fine_tune_epochs,
                          learning_rate=0.01, tensorboard=False)
     config.data.batch_size = 6
-    config.model.augment = False
+    config.model.image.augment = False
     config.model.dropout = 0.0  # dropout masks are drawn per replica: no randomness to compare
-    config.model.weights = str(_weights_file(tmp_path, config))
+    config.model.image.weights = str(_weights_file(tmp_path, config))
     args = [
         "train", "--data", str(images), "--batch-size", "6", "--seed", "1",
         "--val-fraction", "0.2", "--test-fraction", "0.2", "--backbone", "mobilenet",
-        "--backbone-arg", "alpha=0.25", "--image-size", "32", "--weights", config.model.weights,
+        "--backbone-arg", "alpha=0.25", "--image-size", "32",
+        "--weights", config.model.image.weights,
         "--epochs", "2", "--fine-tune-epochs", str(fine_tune_epochs), "--learning-rate", "0.01",
         "--dropout", "0", "--no-augment", "--no-tensorboard", "--verbose", "2",
         "--distribute", "multi_worker",
@@ -269,7 +267,7 @@ def test_two_workers_train_a_text_model_like_one_process(tmp_path, worker_env):
     reference = train(load_config(overrides={
         "data": {"source": str(data), "batch_size": 6, "seed": 1, "val_fraction": 0.2,
                  "test_fraction": 0.2},
-        "model": {"encoder": str(encoder), "hidden_units": 4, "dropout": 0.0},
+        "model": {"text": {"encoder": str(encoder)}, "hidden_units": 4, "dropout": 0.0},
         "train": {"epochs": 2, "fine_tune_epochs": 1, "learning_rate": 0.05, "verbose": 0,
                   "tensorboard": False},
         "out": str(tmp_path / "single"),

@@ -73,8 +73,8 @@ def setup(tmp_path_factory):
         train = {"epochs": EPOCHS, "fine_tune_epochs": FINE_TUNE_EPOCHS,
                  "learning_rate": 0.01, "tensorboard": False, **train}
         config = tiny_config(images, out, **train)
-        config.model.weights = str(weights)
-        config.model.augment = False
+        config.model.image.weights = str(weights)
+        config.model.image.augment = False
         config.train.bottleneck_cache = "off"
         return config
 
@@ -163,7 +163,8 @@ def test_deterministic_runs_give_identical_metrics(setup, tmp_path):
     args = [
         "train", "--data", config.data.source, "--batch-size", "4", "--seed", "1",
         "--val-fraction", "0.2", "--test-fraction", "0.2", "--backbone", "mobilenet",
-        "--backbone-arg", "alpha=0.25", "--image-size", "32", "--weights", config.model.weights,
+        "--backbone-arg", "alpha=0.25", "--image-size", "32",
+        "--weights", config.model.image.weights,
         "--epochs", "2", "--fine-tune-epochs", "1", "--learning-rate", "0.01",
         "--no-augment", "--no-tensorboard", "--verbose", "0", "--deterministic",
     ]

@@ -31,8 +31,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import tensorflow as tf
@@ -151,17 +149,15 @@ def _task_name(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type}{resolver.task_id}"
 
 
-@contextmanager
-def output_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Iterator[Path]:
-    """`run_dir` on the chief; a temporary directory, removed on exit, elsewhere.
+def output_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Path:
+    """Where this process writes: `run_dir` on the chief, a temporary directory elsewhere.
 
     The temporary directory is named after the run and the task, so a worker
     restarted after a kill (which removes nothing) first removes what its killed
-    predecessor left.
+    predecessor left; `remove_output_dir` removes it at the end.
     """
     if is_chief(strategy):
-        yield run_dir
-        return
+        return run_dir
     digest = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
     tmp = Path(tempfile.gettempdir(), f"tfxfer-worker-{digest}-{_task_name(strategy)}")
     if tmp.exists():
@@ -169,10 +165,13 @@ def output_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Iterator[Path
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     logger.info("Not the chief: writing to temporary %s (removed at the end)", tmp)
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def remove_output_dir(out: Path, run_dir: Path) -> None:
+    """Removes a non-chief's temporary output directory (never the run directory)."""
+    if Path(out) != Path(run_dir):
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:

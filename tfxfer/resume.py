@@ -5,7 +5,7 @@ At the end of every epoch `EpochBackup` writes RUN_DIR/checkpoints/epoch-NNNN/:
     weights.npz     every weight of the classifier (trainable and not, BN statistics)
     optimizer.npz   the variables of the optimizer of the phase (Adam moments, iterations)
     best.npz        the best-val_loss weights so far (only with train.restore_best)
-    state.json      completed epoch, phase index and name, history rows so far; written last
+    state.json      completed epoch, phase name, history rows so far; written last
 
 The folder is first written under a temporary name and then renamed, so a
 checkpoint either exists whole or not at all: a run killed while writing leaves a
@@ -57,13 +57,13 @@ class Checkpoint:
     Attributes:
         path: the checkpoint folder.
         epoch: epochs completed over all phases.
-        phase_index: index (in `plan_phases`) of the phase that epoch belonged to.
+        phase: name of the phase that epoch belonged to.
         history: the history rows and finished-phase records up to `epoch`.
     """
 
     path: Path
     epoch: int
-    phase_index: int
+    phase: str
     history: TrainingHistory
 
     def load_weights(self, model: keras.Model) -> None:
@@ -112,19 +112,18 @@ class EpochBackup(keras.callbacks.Callback):
         self.classifier, self.root = classifier, Path(root)
         self.best: BestWeights | None = None
         self.restore_from = restore_from
-        self.phase_index = -1
         self.phase: Phase | None = None
         self.history = TrainingHistory()
         self.rows: list[dict] = []
 
-    def on_phase_begin(self, index: int, phase: Phase, history: TrainingHistory,
+    def on_phase_begin(self, phase: Phase, history: TrainingHistory,
                        best: BestWeights | None) -> None:
-        self.phase_index, self.phase, self.history, self.best = index, phase, history, best
+        self.phase, self.history, self.best = phase, history, best
         self.rows = list(history.rows)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         point = self.restore_from
-        if point is None or point.phase_index != self.phase_index:
+        if point is None or point.phase != self.phase.name:
             return
         optimizer = self.model.optimizer
         if not optimizer.built:
@@ -160,7 +159,7 @@ class EpochBackup(keras.callbacks.Callback):
             _save_arrays(tmp / "best.npz", self.best.best_weights, "w")
             best = {"value": self.best.best, "epoch": self.best.best_epoch}
         state = {
-            "epoch": epoch, "phase_index": self.phase_index, "phase": self.phase.name,
+            "epoch": epoch, "phase": self.phase.name,
             "rows": self.rows, "phases": [vars(p) for p in self.history.phases], "best": best,
         }
         (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
@@ -192,7 +191,7 @@ def latest_checkpoint(root: Path) -> Checkpoint | None:
     history = TrainingHistory(
         rows=state["rows"], phases=[PhaseRecord(**p) for p in state["phases"]]
     )
-    return Checkpoint(path, state["epoch"], state["phase_index"], history)
+    return Checkpoint(path, state["epoch"], state["phase"], history)
 
 
 def _differences(a: dict, b: dict, where: str = "") -> list[str]:
@@ -234,8 +233,10 @@ def resume_config(run_dir: str | Path, config: RunConfig | None = None) -> RunCo
     saved = config_from_dict(json.loads((run_dir / rundir.CONFIG).read_text()))
     saved.out = str(run_dir)
     if config is not None:
-        given = dataclasses.replace(config, out=str(run_dir), train=dataclasses.replace(
-            config.train, verbose=saved.train.verbose))
+        modality = "image" if saved.model.image is not None else "text"
+        given = dataclasses.replace(
+            config, out=str(run_dir), model=config.model.for_modality(modality),
+            train=dataclasses.replace(config.train, verbose=saved.train.verbose))
         diff = _differences(saved.to_dict(), given.to_dict())
         if diff:
             raise ValueError(

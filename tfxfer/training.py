@@ -123,22 +123,29 @@ class ResumePoint(Protocol):
     """Where a resumed run continues; `tfxfer.resume.Checkpoint` is one."""
 
     epoch: int
-    phase_index: int
+    phase: str
     history: TrainingHistory
 
     def load_best(self, best: BestWeights) -> None: ...
 
 
-def fit_phases(
-    model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset | None,
-    train: TrainConfig,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    runners: dict[str, PhaseRunner] | None = None,
-    start: ResumePoint | None = None,
-) -> TrainingHistory:
-    """Trains `model` through the phases of `train.strategy`.
+def remaining_phases(phases: Sequence[Phase], start: ResumePoint | None) -> list[Phase]:
+    """`phases` from the one `start` was in (all of them without `start`)."""
+    names = [phase.name for phase in phases]
+    if start is None:
+        return list(phases)
+    if start.phase not in names:
+        raise ValueError(f"The checkpoint is in phase {start.phase!r}, which this run's "
+                         f"strategy does not have (phases: {names}).")
+    return list(phases[names.index(start.phase):])
+
+
+class PhaseTrainer:
+    """Runs phases one at a time on one model, joining their histories.
+
+    Each `fit(phase)` sets the phase's trainable flags, recompiles with its own
+    learning rate and continues the epoch count of the previous phase; `finish()`
+    restores the best weights (with `train.restore_best`) and returns the history.
 
     Args:
         model: a tfxfer classifier (it has a layer named "backbone").
@@ -150,56 +157,98 @@ def fit_phases(
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
             phase's trainable flags are set; used to train the head on cached
             backbone features (see `tfxfer.bottleneck`).
-        start: where a resumed run continues (see `tfxfer.resume`): phases before
-            its phase are skipped, its phase continues after its epoch, and its
-            history is carried on. Callbacks with an `on_phase_begin(index, phase,
-            history, best)` method are told each phase before it runs.
+        start: where a resumed run continues (see `tfxfer.resume`): its history and
+            epoch count carry on and its phase continues after its epoch. Callbacks
+            with an `on_phase_begin(phase, history, best)` method are told each
+            phase before it runs.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        train_ds: tf.data.Dataset,
+        val_ds: tf.data.Dataset | None,
+        train: TrainConfig,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        runners: dict[str, PhaseRunner] | None = None,
+        start: ResumePoint | None = None,
+    ) -> None:
+        _validate_fit(train, val_ds)
+        self.model, self.train_ds, self.val_ds, self.train = model, train_ds, val_ds, train
+        self.callbacks = list(callbacks)
+        self.runners = runners or {}
+        self.history = start.history if start else TrainingHistory()
+        self.best = BestWeights(model) if train.restore_best else None
+        if self.best is not None and start is not None:
+            start.load_best(self.best)
+        self.epoch = start.epoch if start else 0
+        self.finished = False
+
+    def fit(self, phase: Phase) -> PhaseRecord:
+        """Trains one phase and records it."""
+        model, train = self.model, self.train
+        first = _first_epoch(self.history, phase, self.epoch)
+        set_phase_trainable(model, phase, train)
+        logger.info(
+            "Phase %r: epochs %d-%d (from %d), learning rate %g, %d trainable weights",
+            phase.name, first, first - 1 + phase.epochs, self.epoch + 1, phase.learning_rate,
+            len(model.trainable_weights),
+        )
+        for callback in self.callbacks:
+            if hasattr(callback, "on_phase_begin"):
+                callback.on_phase_begin(phase, self.history, self.best)
+        fit_args = {
+            "initial_epoch": self.epoch, "epochs": first - 1 + phase.epochs,
+            "verbose": train.verbose,
+            # BestWeights first: a backup callback then saves this epoch's best.
+            "callbacks": [*([self.best] if self.best else []), *self.callbacks,
+                          *_phase_callbacks(train)],
+        }
+        began = time.perf_counter()
+        runner = self.runners.get(phase.name)
+        if runner is None:
+            compile_for_phase(model, phase, train)
+            result = model.fit(self.train_ds, validation_data=self.val_ds, shuffle=False,
+                               **fit_args)
+        else:
+            result = runner(phase, **fit_args)
+        seconds = time.perf_counter() - began
+        _append_rows(self.history, result, phase)
+        epochs_run = sum(row["phase"] == phase.name for row in self.history.rows)
+        record = PhaseRecord(
+            phase.name, first, epochs_run, phase.learning_rate,
+            len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
+        )
+        self.history.phases.append(record)
+        self.epoch = first - 1 + epochs_run
+        return record
+
+    def finish(self) -> TrainingHistory:
+        """Restores the best epoch's weights (once, with `restore_best`); the history."""
+        if self.best is not None and not self.finished:
+            self.best.restore()
+        self.finished = True
+        return self.history
+
+
+def fit_phases(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    train: TrainConfig,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    runners: dict[str, PhaseRunner] | None = None,
+    start: ResumePoint | None = None,
+) -> TrainingHistory:
+    """Trains `model` through the phases of `train.strategy` (see `PhaseTrainer`).
 
     Returns:
         The joined history and a record per phase.
     """
-    _validate_fit(train, val_ds)
-    history = start.history if start else TrainingHistory()
-    best = BestWeights(model) if train.restore_best else None
-    if best is not None and start is not None:
-        start.load_best(best)
-    epoch = start.epoch if start else 0
-    for index, phase in enumerate(plan_phases(train)):
-        if start is not None and index < start.phase_index:
-            continue
-        first = _first_epoch(history, phase, epoch)
-        set_phase_trainable(model, phase, train)
-        logger.info(
-            "Phase %r: epochs %d-%d (from %d), learning rate %g, %d trainable weights",
-            phase.name, first, first - 1 + phase.epochs, epoch + 1, phase.learning_rate,
-            len(model.trainable_weights),
-        )
-        for callback in callbacks:
-            if hasattr(callback, "on_phase_begin"):
-                callback.on_phase_begin(index, phase, history, best)
-        fit_args = {
-            "initial_epoch": epoch, "epochs": first - 1 + phase.epochs, "verbose": train.verbose,
-            # BestWeights first: a backup callback then saves this epoch's best.
-            "callbacks": [*([best] if best else []), *callbacks, *_phase_callbacks(train)],
-        }
-        began = time.perf_counter()
-        runner = (runners or {}).get(phase.name)
-        if runner is None:
-            compile_for_phase(model, phase, train)
-            result = model.fit(train_ds, validation_data=val_ds, shuffle=False, **fit_args)
-        else:
-            result = runner(phase, **fit_args)
-        seconds = time.perf_counter() - began
-        _append_rows(history, result, phase)
-        epochs_run = sum(row["phase"] == phase.name for row in history.rows)
-        history.phases.append(PhaseRecord(
-            phase.name, first, epochs_run, phase.learning_rate,
-            len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
-        ))
-        epoch = first - 1 + epochs_run
-    if best is not None:
-        best.restore()
-    return history
+    trainer = PhaseTrainer(model, train_ds, val_ds, train, callbacks, runners, start)
+    for phase in remaining_phases(plan_phases(train), start):
+        trainer.fit(phase)
+    return trainer.finish()
 
 
 def _first_epoch(history: TrainingHistory, phase: Phase, epoch: int) -> int:
