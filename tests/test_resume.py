@@ -42,10 +42,11 @@ KILLER = textwrap.dedent("""
             if Kill.steps == int(sys.argv[2]):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    fit = training.fit_phases
-    def fit_and_kill(*args, callbacks=(), **kwargs):
-        return fit(*args, callbacks=[*callbacks, Kill()], **kwargs)
-    experiment.fit_phases = fit_and_kill
+    class KillingTrainer(training.PhaseTrainer):
+        def __init__(self, model, train_ds, val_ds, train, callbacks=(), *args, **kwargs):
+            super().__init__(model, train_ds, val_ds, train, [*callbacks, Kill()], *args,
+                             **kwargs)
+    experiment.PhaseTrainer = KillingTrainer
     experiment.train(config_from_dict(json.load(open(sys.argv[1]))))
 """)
 
