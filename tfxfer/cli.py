@@ -248,7 +248,8 @@ COMMANDS: list[Command] = [
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",
      text_commands.add_build_encoder_arguments, text_commands.run_build_encoder),
-    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION)",
+    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION), "
+     "or as a LiteRT (.tflite) model for devices (--format tflite)",
      serving_commands.add_export_arguments, serving_commands.run_export),
     ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",
      serving_commands.add_predict_arguments, serving_commands.run_predict),
