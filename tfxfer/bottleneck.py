@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -227,7 +228,13 @@ def compute_features(
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
     x.flush(), y.flush()
     del x, y
-    os.replace(tmp, path)  # atomic: a half-written cache is never picked up
+    try:
+        os.replace(tmp, path)  # atomic: a half-written cache is never picked up
+    except OSError:
+        if not (path / "y.npy").is_file():
+            raise
+        # Another process (e.g. a second worker of a multi-worker job) wrote it first.
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:

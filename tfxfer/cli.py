@@ -80,7 +80,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--phase2-cache", "train", "phase2_cache", {
         "choices": PHASE2_CACHE,
         "help": "train phase 2 on cached activations of the frozen bottom of the backbone"}),
-    ("--distribute", "train", "distribute", {"choices": DISTRIBUTE}),
+    ("--distribute", "train", "distribute", {
+        "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
 ]
@@ -91,6 +92,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
+    ("--deterministic", "train", "deterministic", True),
 ]
 
 
@@ -101,6 +103,11 @@ def _dest(flag: str) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML or JSON config file (flags override it)")
     parser.add_argument("--out", help="run directory (default runs/<timestamp>)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue a killed run from its last completed epoch (alone, or with the "
+             "run's original flags)",
+    )
     parser.add_argument(
         "--backbone-arg", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
         help="backbone constructor argument, e.g. alpha=0.25 (repeatable)",
@@ -177,8 +184,13 @@ def setup_logging(level: str = "INFO") -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
+    from tfxfer.resume import RunFinishedError
 
-    result = train(load_config(args.config, train_overrides(args)))
+    try:
+        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+    except RunFinishedError as err:
+        print(err)
+        return 0
     print(f"run directory: {result.run_dir}")
     if result.evaluation is not None:
         print(result.evaluation.table())
@@ -203,6 +215,22 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--restarts", type=int, default=0,
+                        help="restart a failed job this many times, resuming its run")
+    parser.add_argument("--timeout", type=float, help="seconds the whole job may take")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="-- then the tfxfer command every worker runs, e.g. -- train ...")
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from tfxfer.launch import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return launch(command, args.workers, restarts=args.restarts, timeout=args.timeout)
+
+
 def run_list_backbones(args: argparse.Namespace) -> int:
     from tfxfer.backbones import list_backbones
 
@@ -221,6 +249,8 @@ COMMANDS: list[Command] = [
      run_evaluate),
     ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
      run_report),
+    ("launch", "run a command as a multi-worker job of local processes (TF_CONFIG each)",
+     add_launch_arguments, run_launch),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",

@@ -44,7 +44,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 POOLINGS = ("avg", "max")
 BOTTLENECK_CACHE = ("auto", "on", "off")
 PHASE2_CACHE = ("auto", "off")
-DISTRIBUTE = ("auto", "mirrored", "none")
+DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 
 
 @dataclass
@@ -248,8 +248,12 @@ class TrainConfig:
     # computed once and cached: "auto" (when the conditions hold, else the full model
     # with a log line saying why) or "off". See tfxfer/boundary.py.
     phase2_cache: str = "auto"
-    # "auto" (MirroredStrategy when several GPUs are visible), "mirrored", or "none".
+    # "auto" (MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
+    # MirroredStrategy when several GPUs are visible), "mirrored", "multi_worker" or "none".
     distribute: str = "auto"
+    # Seeds everything, enables TensorFlow op determinism and a deterministic tf.data
+    # order: the same command twice gives the same metrics (slower; see the README).
+    deterministic: bool = False
     # GPU options; both off by default (slower on this project's reference CPU).
     mixed_precision: bool = False
     jit_compile: bool = False
