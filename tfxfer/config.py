@@ -60,6 +60,12 @@ class ModelConfig:
     backbone: str = "mobilenet_v2"
     # Text encoder: a TF-Hub handle, a local SavedModel directory, or a registered name.
     encoder: str = "glove-6b-50d"
+    # --- transformer text encoders (keras-hub; see tfxfer/text/transformer.py) ---
+    # Tokens per review after truncation/padding, [CLS]/[SEP] included.
+    sequence_length: int = 128
+    # Sentence pooling: "mean", "cls", or None for the checkpoint's own.
+    text_pooling: str | None = None
+    # --- end transformer text encoders ---
     # "imagenet", "none", or a path to a local weights file.
     weights: str | None = "imagenet"
     # Extra constructor arguments of the backbone, e.g. {"alpha": 0.25} for MobileNet.
@@ -156,6 +162,10 @@ def _validate_data(data: DataConfig) -> None:
 def _validate_model(model: ModelConfig) -> None:
     if model.pooling not in ("avg", "max"):
         raise ValueError(f"model.pooling must be 'avg' or 'max'. Received: {model.pooling!r}")
+    if model.text_pooling not in (None, "mean", "cls"):
+        raise ValueError(
+            f"model.text_pooling must be mean, cls or null. Received: {model.text_pooling!r}"
+        )
     if not 0.0 <= model.dropout < 1.0:
         raise ValueError(f"model.dropout must be in [0, 1). Received: {model.dropout}")
 

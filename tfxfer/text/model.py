@@ -16,6 +16,7 @@ import numpy as np
 
 from tfxfer.config import ModelConfig
 from tfxfer.models import BACKBONE, build_head
+from tfxfer.text.encoders import transformer_preset
 from tfxfer.text.hub_layer import HubTextEmbedding
 from tfxfer.text.preprocess import HtmlLineBreaks
 
@@ -55,6 +56,21 @@ def randomize_encoder(encoder: HubTextEmbedding, seed: int | None = None) -> int
     return count
 
 
+def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
+    preset = transformer_preset(config.encoder)
+    if preset is not None:  # keras-hub transformer; from scratch: same architecture, random
+        from tfxfer.text.transformer import TransformerTextEncoder
+
+        return TransformerTextEncoder(
+            preset, config.sequence_length, config.text_pooling,
+            load_weights=not from_scratch, name=BACKBONE,
+        )
+    encoder = HubTextEmbedding(config.encoder, name=BACKBONE)
+    if from_scratch:
+        randomize_encoder(encoder, seed)
+    return encoder
+
+
 def build_text_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None
 ) -> keras.Model:
@@ -73,8 +89,6 @@ def build_text_classifier(
     """
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
     text = HtmlLineBreaks(name=CLEANUP)(inputs)
-    encoder = HubTextEmbedding(config.encoder, name=BACKBONE)
-    if from_scratch:
-        randomize_encoder(encoder, seed)
+    encoder = _build_encoder(config, from_scratch, seed)
     outputs = build_head(encoder(text), num_classes, config)
     return keras.Model(inputs, outputs, name="text_classifier")
