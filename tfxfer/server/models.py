@@ -40,6 +40,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from tfxfer.server.errors import Code, ServingError, invalid_argument, not_found
 from tfxfer.server.predict import predict_request
+from tfxfer.serving.op_libraries import import_op_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ def load_servable(name: str, version: int, path: str | Path) -> Servable:
     """Loads one version directory with `tf.saved_model.load`."""
     path = Path(path)
     signature_defs = dict(read_meta_graph(path).signature_def)
+    import_op_libraries(path)  # e.g. TF Text's tokenizer ops of a transformer export
     module = tf.saved_model.load(str(path), tags=[SERVE_TAG])
     # SignatureDefs without a function (TF2's `__saved_model_init_op`) are listed in the
     # metadata, as TF Serving lists them, but cannot be run.
