@@ -28,6 +28,15 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
+def _label_names(text: str) -> dict[str, str]:
+    """`0=negative,1=positive` -> {"0": "negative", "1": "positive"}."""
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(not sep or not k.strip() or not v.strip() for k, sep, v in pairs):
+        raise argparse.ArgumentTypeError(
+            f"expected LABEL=NAME[,LABEL=NAME...], e.g. 0=negative,1=positive; got {text!r}")
+    return {k.strip(): v.strip() for k, _, v in pairs}
+
+
 # (flag, config section, config key, argparse options)
 _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
@@ -43,6 +52,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--max-test-examples", "data", "max_test_examples", {"type": int}),
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
+    ("--label-names", "data", "label_names", {
+        "type": _label_names, "metavar": "LABEL=NAME,...",
+        "help": "readable class names, e.g. 0=negative,1=positive"}),
     ("--backbone", "model", "backbone", {"help": "image backbone (see list-backbones)"}),
     ("--encoder", "model", "encoder", {
         "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "

@@ -52,6 +52,10 @@ class DataConfig:
     # Text data: the CSV columns holding the text and the label.
     text_column: str = "text"
     label_column: str = "label"
+    # Readable class names by label, e.g. {0: negative, 1: positive} for IMDB's CSVs;
+    # labels not named keep their own, names of absent labels are ignored (at least one
+    # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
+    label_names: dict[str, str] | None = None
 
 
 @dataclass
@@ -157,6 +161,14 @@ def _validate_data(data: DataConfig) -> None:
         )
     if data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1. Received: {data.batch_size}")
+    if data.label_names is not None:
+        if not isinstance(data.label_names, dict) or not all(
+            str(v).strip() for v in data.label_names.values()
+        ):
+            raise ValueError(
+                "data.label_names must map labels to non-empty names, e.g. "
+                f"{{0: negative, 1: positive}}. Received: {data.label_names!r}"
+            )
 
 
 def _validate_model(model: ModelConfig) -> None:

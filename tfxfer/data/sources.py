@@ -14,8 +14,9 @@ an image path, encoded image bytes or a text string, plus the decoder that turns
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,8 +181,33 @@ def load_folder_splits(data: DataConfig, image_size: int) -> Splits:
     )
 
 
+def apply_label_names(splits: Splits, label_names: Mapping[str, str] | None) -> Splits:
+    """`splits` with its class names replaced by `label_names` (label -> readable name).
+
+    Names of labels the data does not have are ignored, so that one mapping can serve
+    several sources of a dataset (IMDB's CSVs say 0/1, its TFDS version neg/pos); but
+    at least one must match.
+
+    Raises:
+        ValueError: no named label is a class of the data, or two classes get one name.
+    """
+    if not label_names:
+        return splits
+    names = {str(k): str(v) for k, v in label_names.items()}
+    if not set(names) & set(splits.class_names):
+        raise ValueError(
+            f"label_names names labels {sorted(names)}, none of which {splits.source} has; "
+            f"its labels are {splits.class_names}."
+        )
+    renamed = [names.get(c, c) for c in splits.class_names]
+    if len(set(renamed)) != len(renamed):
+        raise ValueError(f"label_names gives two classes the same name: {renamed}.")
+    logger.info("Class names %s -> %s", splits.class_names, renamed)
+    return dataclasses.replace(splits, class_names=renamed)
+
+
 def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
-    """Reads and splits the data named by `data.source`.
+    """Reads and splits the data named by `data.source`, with `data.label_names` applied.
 
     Args:
         data: the data section of the config.
@@ -190,6 +216,10 @@ def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
     Returns:
         Splits with decoders for the model's inputs.
     """
+    return apply_label_names(_load_splits(data, image_size), data.label_names)
+
+
+def _load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
     kind = source_kind(data.source)
     if data.test_source and (kind == "tfds" or source_kind(data.test_source) != kind):
         raise ValueError(

@@ -33,7 +33,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfxfer.config import DataConfig
-from tfxfer.data.sources import Splits, subsample_splits
+from tfxfer.data.sources import Splits, apply_label_names, subsample_splits
 from tfxfer.data.split import stratified_split
 
 logger = logging.getLogger(__name__)
@@ -237,4 +237,5 @@ def load_dataframe_splits(
     if test_frame is not None:
         test = table_from_frame(test_frame, data.text_column, data.label_column,
                                 "test DataFrame")
-    return text_splits(train, data, test, source="DataFrame")
+    splits = text_splits(train, data, test, source="DataFrame")
+    return apply_label_names(splits, data.label_names)

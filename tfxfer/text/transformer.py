@@ -135,6 +135,32 @@ def default_pooling(preset: str) -> str:
     return "mean"
 
 
+def _exact_gelu(x):
+    return keras.activations.gelu(x, approximate=False)
+
+
+def match_checkpoint_activation(transformer: keras.Model, preset: str) -> int:
+    """Gives the blocks the GELU a Hugging Face checkpoint was trained with; returns how many.
+
+    keras-hub builds every BERT with the tanh approximation of GELU (as Google's BERT
+    was trained), but a Hugging Face BERT whose config says `hidden_act: gelu` (such
+    as all-MiniLM-L6-v2) was trained with the exact, erf-based one: left approximate,
+    its sentence vectors are off by up to ~1e-3.
+    """
+    config = Path(preset) / "config.json"
+    if not _is_hf_folder(Path(preset)):
+        return 0
+    if json.loads(config.read_text()).get("hidden_act") != "gelu":
+        return 0
+    count = 0
+    for block in getattr(transformer, "transformer_layers", []):
+        dense = getattr(block, "_feedforward_intermediate_dense", None)
+        if dense is not None and getattr(block.activation, "__name__", "") == "gelu_approximate":
+            block.activation = dense.activation = _exact_gelu
+            count += 1
+    return count
+
+
 def _validate_sequence_length(preset: str, sequence_length: int, maximum: int | None) -> None:
     if sequence_length < 2:
         raise TransformerEncoderError(
@@ -181,6 +207,7 @@ class TransformerTextEncoder(keras.layers.Layer):
         self.transformer = keras_hub.models.Backbone.from_preset(
             self.preset, load_weights=self.load_weights
         )
+        match_checkpoint_activation(self.transformer, self.preset)
         maximum = getattr(self.transformer, "max_sequence_length", None)
         _validate_sequence_length(self.preset, self.sequence_length, maximum)
         self.preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
