@@ -9,7 +9,8 @@ validation set, so N counts every label a run sees), trains:
   - glove:         the GloVe encoder in two phases (head on frozen vectors, then the word
                    vectors fine-tuned 10x lower), at each rate of --pretrained-lrs;
   - minilm-frozen: all-MiniLM-L6-v2 frozen, the head trained on cached sentence vectors
-                   (apps/imdb/minilm.yaml, strategy feature_extraction);
+                   (apps/imdb/minilm.yaml, strategy feature_extraction), at each rate of
+                   --frozen-lrs;
   - minilm-ft:     the same, then the top transformer blocks fine-tuned (phase 2 of
                    apps/imdb/minilm.yaml: top 3 of 6 blocks, AdamW at 1e-4).
 
@@ -129,7 +130,8 @@ def _arm_configs(arm: str, args, budget: int) -> list:
     n, batch = _train_examples(base, budget), base.data.batch_size
     phase1 = _epochs(base.train.epochs, n, batch, args.min_steps)
     if arm == "minilm-frozen":
-        return [_with(base, strategy="feature_extraction", epochs=phase1, fine_tune_epochs=0)]
+        return [_with(base, strategy="feature_extraction", epochs=phase1, fine_tune_epochs=0,
+                      learning_rate=lr) for lr in args.frozen_lrs]
     phase2 = _epochs(base.train.fine_tune_epochs, n, batch, args.ft_min_steps)
     return [_with(base, epochs=phase1, fine_tune_epochs=phase2, fine_tune_learning_rate=lr,
                   unfreeze_layers=args.unfreeze_blocks) for lr in args.ft_lrs]
@@ -170,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="glove: phase-1 learning rates (phase 2: 10x lower)")
     parser.add_argument("--random-lrs", default="0.01,0.001", type=_floats,
                         help="scratch: learning rates")
+    parser.add_argument("--frozen-lrs", default="0.001,0.01", type=_floats,
+                        help="minilm-frozen: learning rates of the head (cheap: cached features)")
     parser.add_argument("--ft-lrs", default="1e-4", type=_floats,
                         help="minilm-ft: phase-2 learning rates")
     parser.add_argument("--unfreeze-blocks", type=int, default=3,
