@@ -59,6 +59,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--encoder", "model", "encoder", {
         "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "
                 "or word-vector file"}),
+    ("--sequence-length", "model", "sequence_length", {
+        "type": int, "help": "tokens per text of a transformer encoder"}),
+    ("--text-pooling", "model", "text_pooling", {
+        "choices": ["mean", "cls"], "help": "sentence pooling of a transformer encoder"}),
     ("--weights", "model", "weights", {"help": "imagenet, none, or a weights file"}),
     ("--image-size", "model", "image_size", {"type": int}),
     ("--dropout", "model", "dropout", {"type": float}),

@@ -135,28 +135,32 @@ def default_pooling(preset: str) -> str:
     return "mean"
 
 
-def _exact_gelu(x):
+@keras.saving.register_keras_serializable(package="tfxfer")
+def exact_gelu(x):
+    """GELU with erf, as Hugging Face's `hidden_act: gelu`."""
     return keras.activations.gelu(x, approximate=False)
 
 
-def match_checkpoint_activation(transformer: keras.Model, preset: str) -> int:
-    """Gives the blocks the GELU a Hugging Face checkpoint was trained with; returns how many.
+def uses_exact_gelu(preset: str) -> bool:
+    """Whether `preset` is a Hugging Face folder whose config asks for the exact GELU.
 
     keras-hub builds every BERT with the tanh approximation of GELU (as Google's BERT
     was trained), but a Hugging Face BERT whose config says `hidden_act: gelu` (such
     as all-MiniLM-L6-v2) was trained with the exact, erf-based one: left approximate,
     its sentence vectors are off by up to ~1e-3.
     """
-    config = Path(preset) / "config.json"
     if not _is_hf_folder(Path(preset)):
-        return 0
-    if json.loads(config.read_text()).get("hidden_act") != "gelu":
-        return 0
+        return False
+    return json.loads((Path(preset) / "config.json").read_text()).get("hidden_act") == "gelu"
+
+
+def set_exact_gelu(transformer: keras.Model) -> int:
+    """Gives the feedforward layers of keras-hub's BERT blocks the exact GELU; returns how many."""
     count = 0
     for block in getattr(transformer, "transformer_layers", []):
         dense = getattr(block, "_feedforward_intermediate_dense", None)
         if dense is not None and getattr(block.activation, "__name__", "") == "gelu_approximate":
-            block.activation = dense.activation = _exact_gelu
+            block.activation = dense.activation = exact_gelu
             count += 1
     return count
 
@@ -191,33 +195,46 @@ class TransformerTextEncoder(keras.layers.Layer):
 
     def __init__(
         self, preset: str, sequence_length: int = 128, pooling: str | None = None,
-        load_weights: bool = True, trainable: bool = False, **kwargs: Any,
+        load_weights: bool = True, trainable: bool = False, exact_gelu: bool | None = None,
+        transformer: keras.Model | None = None,
+        preprocessor: keras.layers.Layer | None = None, **kwargs: Any,
     ) -> None:
         super().__init__(trainable=trainable, **kwargs)
-        import keras_hub
-
-        self.preset = validate_preset(preset)
-        self.pooling = pooling or default_pooling(self.preset)
-        if self.pooling not in POOLINGS:
+        self.sequence_length = int(sequence_length)
+        self.load_weights = bool(load_weights)
+        if pooling is not None and pooling not in POOLINGS:
             raise TransformerEncoderError(
                 f"Text pooling must be one of {', '.join(POOLINGS)}. Received: {pooling!r}"
             )
-        self.sequence_length = int(sequence_length)
-        self.load_weights = bool(load_weights)
-        self.transformer = keras_hub.models.Backbone.from_preset(
-            self.preset, load_weights=self.load_weights
-        )
-        match_checkpoint_activation(self.transformer, self.preset)
-        maximum = getattr(self.transformer, "max_sequence_length", None)
-        _validate_sequence_length(self.preset, self.sequence_length, maximum)
-        self.preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
-            self.preset, sequence_length=self.sequence_length
-        )
+        if transformer is None:  # new, from the preset
+            self.preset = validate_preset(preset)
+            transformer, preprocessor = self._from_preset()
+            exact_gelu = uses_exact_gelu(self.preset)
+        else:  # from a .keras file: its config, weights and vocabulary, not the preset's
+            self.preset = preset
+        self.exact_gelu = bool(exact_gelu)
+        if self.exact_gelu:
+            set_exact_gelu(transformer)
+        self.pooling = pooling or default_pooling(self.preset)
+        self.transformer, self.preprocessor = transformer, preprocessor
         self.output_dim = int(self.transformer.hidden_dim)
         self._input_names = set(self.transformer.input)
         # Through the setter itself: Keras skips assignments of an unchanged value.
         type(self).trainable.fset(self, trainable)
         self.built = True
+
+    def _from_preset(self) -> tuple[keras.Model, keras.layers.Layer]:
+        import keras_hub
+
+        transformer = keras_hub.models.Backbone.from_preset(
+            self.preset, load_weights=self.load_weights
+        )
+        maximum = getattr(transformer, "max_sequence_length", None)
+        _validate_sequence_length(self.preset, self.sequence_length, maximum)
+        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
+            self.preset, sequence_length=self.sequence_length
+        )
+        return transformer, preprocessor
 
     @property
     def trainable(self) -> bool:
@@ -280,8 +297,20 @@ class TransformerTextEncoder(keras.layers.Layer):
         return (input_shape[0], self.output_dim)
 
     def get_config(self) -> dict[str, Any]:
+        # The transformer and tokenizer travel in the .keras file (config, weights and
+        # vocabulary), so a saved model reloads without its preset folder or network.
+        serialize = keras.saving.serialize_keras_object
         return {
             **super().get_config(), "preset": self.preset,
             "sequence_length": self.sequence_length, "pooling": self.pooling,
-            "load_weights": self.load_weights,
+            "load_weights": self.load_weights, "exact_gelu": self.exact_gelu,
+            "transformer": serialize(self.transformer),
+            "preprocessor": serialize(self.preprocessor),
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TransformerTextEncoder:
+        config = dict(config)
+        for key in ("transformer", "preprocessor"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
