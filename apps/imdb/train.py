@@ -19,18 +19,28 @@ Offline, with IMDB's own train and test CSVs (columns text,label):
 Another encoder: `--encoder https://tfhub.dev/google/nnlm-en-dim50/2` (or any
 TF-Hub handle, SavedModel directory or word-vector file; `tfxfer list-encoders`).
 Any `tfxfer train` flag overrides `config.yaml` beside this script.
+
+`--encoder minilm` fine-tunes the all-MiniLM-L6-v2 transformer instead, with
+`minilm.yaml` (sized for a CPU: 128 tokens, batch 16, top 3 of 6 blocks in phase 2;
+offline from $TFXFER_ASSETS/text/all-MiniLM-L6-v2).
 """
 
+import argparse
 import sys
 from pathlib import Path
 
 from tfxfer import cli
 
 CONFIG = Path(__file__).with_name("config.yaml")
+MINILM_CONFIG = Path(__file__).with_name("minilm.yaml")
 
 
 def main(argv: list[str]) -> int:
-    return cli.main(["train", "--config", str(CONFIG), *argv])
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--encoder")
+    encoder = peek.parse_known_args(argv)[0].encoder
+    config = MINILM_CONFIG if encoder == "minilm" else CONFIG
+    return cli.main(["train", "--config", str(config), *argv])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ takes raw strings:
     strings -> keras-hub preprocessor (WordPiece/BPE tokens, [CLS] ... [SEP], padding
         to `sequence_length`) -> keras-hub backbone -> pooling -> [batch, hidden]
 
+Two details of Hugging Face BERT checkpoints that keras-hub's conversion does not
+carry over are restored: the exact (erf) GELU when `config.json` says `gelu`, and
+accent stripping when the tokenizer lower-cases (see `uses_exact_gelu`,
+`match_checkpoint_tokenizer`). tests/test_minilm_assets.py checks the result against
+an independent numpy BERT.
+
 Pooling is "mean" (over real tokens, as sentence-transformers models are trained)
 or "cls" (the first token's hidden state); the default is what the folder's
 sentence-transformers `1_Pooling/config.json` says, else "mean". Vectors are not
@@ -165,6 +171,24 @@ def set_exact_gelu(transformer: keras.Model) -> int:
     return count
 
 
+def match_checkpoint_tokenizer(tokenizer: keras.layers.Layer, preset: str) -> bool:
+    """Strips accents as a lower-casing Hugging Face BERT tokenizer does; True if changed.
+
+    Hugging Face's BertTokenizer strips accents whenever it lower-cases, unless its
+    `strip_accents` says false ("Café" -> "cafe"); keras-hub's conversion keeps them,
+    so accented words would become [UNK].
+    """
+    config = Path(preset) / "tokenizer_config.json"
+    if not config.is_file() or not hasattr(tokenizer, "strip_accents"):
+        return False
+    data = json.loads(config.read_text())
+    strip = data.get("do_lower_case", False) and data.get("strip_accents") in (None, True)
+    if strip and not tokenizer.strip_accents:
+        tokenizer.strip_accents = True
+        return True
+    return False
+
+
 def _validate_sequence_length(preset: str, sequence_length: int, maximum: int | None) -> None:
     if sequence_length < 2:
         raise TransformerEncoderError(
@@ -234,6 +258,7 @@ class TransformerTextEncoder(keras.layers.Layer):
         preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
             self.preset, sequence_length=self.sequence_length
         )
+        match_checkpoint_tokenizer(preprocessor.tokenizer, self.preset)
         return transformer, preprocessor
 
     @property
