@@ -16,6 +16,7 @@ from transformer_helpers import MAX_SEQUENCE_LENGTH, NUM_LAYERS, build_tiny_bert
 
 from tfxfer import cli, rundir
 from tfxfer.config import ModelConfig, TrainConfig
+from tfxfer.optimizers import layerwise_multipliers, make_optimizer
 from tfxfer.serving.client import predict_local
 from tfxfer.serving.op_libraries import custom_ops, import_op_libraries
 from tfxfer.strategies import Phase, set_phase_trainable
@@ -179,3 +180,14 @@ def test_registry_lists_minilm_as_a_transformer(monkeypatch, tmp_path):
     assert encoders.transformer_preset("minilm") == str(staged)
     assert encoders.transformer_preset("glove-6b-50d") is None
     assert encoders.transformer_preset("bert_tiny_en_uncased") == "bert_tiny_en_uncased"
+
+
+def test_layerwise_rates_and_weight_decay_follow_the_blocks(bert_dir):
+    model = _model(bert_dir)
+    set_phase_trainable(model, Phase("fine_tune", 1, 1e-4, "top"), TrainConfig(unfreeze_layers=2))
+    multipliers = layerwise_multipliers(model, decay=0.5, block=1)
+    by_unit = {path.split("/")[0]: m for path, m in multipliers.items()}
+    assert by_unit == {BLOCKS[-1]: 0.5, BLOCKS[-2]: 0.25}
+    optimizer = make_optimizer("adamw", 1e-4, multipliers)
+    decayed = {v.name for v in model.trainable_weights if optimizer._use_weight_decay(v)}
+    assert "kernel" in decayed and not decayed & {"bias", "gamma", "beta"}
