@@ -5,8 +5,9 @@
 
 The encoder is the layer named "backbone", like an image model's backbone, so
 strategies, bottleneck caching, discriminative learning rates and exports treat
-both modalities alike. An encoder is one layer, so phase 2 ("top" or "all")
-unfreezes it whole.
+both modalities alike. A word-vector encoder is one layer, so phase 2 ("top" or
+"all") unfreezes it whole; a transformer (`TransformerTextEncoder`, keras-hub)
+unfreezes by blocks from the top (see `tfxfer.text.transformer`).
 """
 
 from __future__ import annotations
