@@ -17,6 +17,7 @@ from transformer_helpers import MAX_SEQUENCE_LENGTH, NUM_LAYERS, build_tiny_bert
 from tfxfer import cli, rundir
 from tfxfer.config import ModelConfig, TrainConfig
 from tfxfer.optimizers import layerwise_multipliers, make_optimizer
+from tfxfer.server.models import load_servable
 from tfxfer.serving.client import predict_local
 from tfxfer.serving.op_libraries import custom_ops, import_op_libraries
 from tfxfer.strategies import Phase, set_phase_trainable
@@ -145,6 +146,8 @@ def test_train_caches_phase_1_exports_and_predicts_with_label_names(bert_dir, tm
     assert import_op_libraries(export) == ["tensorflow_text"]
     rows = predict_local(export, ["a good film", "bad plot"])
     assert {row["class_name"] for row in rows} <= {"negative", "positive"}
+    servable = load_servable("reviews", 1, export)  # what `tfxfer serve` loads
+    assert "serving_default" in servable.functions
 
 
 def test_bad_encoders_fail_with_clear_errors(bert_dir, tmp_path):
