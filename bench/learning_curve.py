@@ -178,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="minilm-ft: phase-2 learning rates")
     parser.add_argument("--unfreeze-blocks", type=int, default=3,
                         help="minilm-ft: transformer blocks unfrozen in phase 2, from the top")
-    parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--sequence-length", type=int, default=256,
+                        help="minilm arms: tokens per review (256 chosen on validation)")
     parser.add_argument("--min-steps", type=int, default=400,
                         help="fewest optimizer steps per phase (small budgets get more epochs)")
     parser.add_argument("--ft-min-steps", type=int, default=60,
