@@ -45,7 +45,7 @@ import pandas as pd
 
 from tfxfer.bottleneck import cached_split, head_model
 from tfxfer.config import load_config
-from tfxfer.data.split import stratified_subset
+from tfxfer.data.splits import stratified_subset
 from tfxfer.data.text import load_dataframe_splits, read_csv
 from tfxfer.experiment import train
 
@@ -125,8 +125,7 @@ def _arm_configs(arm: str, args, budget: int) -> list:
         return [_with(base, strategy="from_scratch", epochs=phase1 + phase2, fine_tune_epochs=0,
                       learning_rate=lr, fine_tune_learning_rate=None) for lr in args.random_lrs]
     base = _base(MINILM_CONFIG, args)
-    base = dataclasses.replace(base, model=dataclasses.replace(
-        base.model, sequence_length=args.sequence_length))
+    base.model.text.sequence_length = args.sequence_length
     n, batch = _train_examples(base, budget), base.data.batch_size
     phase1 = _epochs(base.train.epochs, n, batch, args.min_steps)
     if arm == "minilm-frozen":

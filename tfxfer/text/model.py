@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from tfxfer.config import ModelConfig
+from tfxfer.modality import TEXT
 from tfxfer.models import BACKBONE, build_head
 from tfxfer.text.encoders import transformer_preset
 from tfxfer.text.hub_layer import HubTextEmbedding
@@ -58,15 +59,16 @@ def randomize_encoder(encoder: HubTextEmbedding, seed: int | None = None) -> int
 
 
 def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
-    preset = transformer_preset(config.encoder)
+    text = config.section(TEXT)
+    preset = transformer_preset(text.encoder)
     if preset is not None:  # keras-hub transformer; from scratch: same architecture, random
         from tfxfer.text.transformer import TransformerTextEncoder
 
         return TransformerTextEncoder(
-            preset, config.sequence_length, config.text_pooling,
+            preset, text.sequence_length, text.text_pooling,
             load_weights=not from_scratch, name=BACKBONE,
         )
-    encoder = HubTextEmbedding(config.encoder, name=BACKBONE)
+    encoder = HubTextEmbedding(text.encoder, name=BACKBONE)
     if from_scratch:
         randomize_encoder(encoder, seed)
     return encoder
@@ -75,10 +77,10 @@ def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
 def build_text_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None
 ) -> keras.Model:
-    """Builds a classifier on a pretrained text encoder (`config.encoder`).
+    """Builds a classifier on a pretrained text encoder (`config.text.encoder`).
 
     Args:
-        config: the model section: encoder handle, dropout, hidden_units.
+        config: the model section: the head and `config.text` (the encoder handle).
         num_classes: number of classes.
         from_scratch: re-initialise the encoder's variables randomly (same shapes
             and vocabulary), for the `from_scratch` strategy and learning curves.

@@ -12,7 +12,7 @@ Two processes run side by side:
 The outputs are compared with the Keras model run in this process on the same
 inputs decoded the same way: probabilities within 1e-5, labels and top-k
 consistent with them, signature names, dtypes and shapes as specified in
-`tfxfer.serving.signatures`.
+`tfxfer.serving.contract`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.data.pipeline import decode_image
-from tfxfer.serving.op_libraries import import_op_libraries
-from tfxfer.serving.signatures import (
+from tfxfer.serving.contract import (
     CLASS_ID,
     CLASS_NAME,
     DEFAULT_SIGNATURE,
@@ -49,6 +48,7 @@ from tfxfer.serving.signatures import (
     TOP_K_CLASS_NAMES,
     TOP_K_PROBABILITIES,
 )
+from tfxfer.serving.op_libraries import import_op_libraries
 
 logger = logging.getLogger(__name__)
 
