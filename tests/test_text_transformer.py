@@ -136,7 +136,7 @@ def test_train_caches_phase_1_exports_and_predicts_with_label_names(bert_dir, tm
     per_block = 16  # attention q/k/v/o kernels and biases, 2 LayerNorms, 2 dense layers
     assert [(p["name"], p["trainable_weights"]) for p in phases] == [
         ("head", 2), ("fine_tune", 2 + per_block)]
-    assert json.loads((out / rundir.CONFIG).read_text())["model"]["sequence_length"] == 12
+    assert json.loads((out / rundir.CONFIG).read_text())["model"]["text"]["sequence_length"] == 12
 
     base = tmp_path / "exports"
     assert cli.main(["export", str(out), "--name", "reviews", "--base", str(base),
