@@ -24,6 +24,9 @@ def _setup(image_folder, tmp_path, backbone="mobilenet", alpha=0.25, augment=Fal
     data = dataclasses.replace(config.data, cache_dir=str(tmp_path / "cache"))
     config = resolve_config(dataclasses.replace(config, model=model_cfg, data=data))
     splits = load_splits(config.data, 32)
+    # Seeded so that the head's initial weights (and so the checks below) do not depend on
+    # the random state earlier tests left behind.
+    keras.utils.set_random_seed(7)
     model = spread_backbone_weights(build_image_classifier(config.model, 3))
     return config, splits, model
 

@@ -110,6 +110,9 @@ def _weights_identity(weights: str | None) -> str | None:
 
 def _encoder_identity(classifier: keras.Model | None) -> str | None:
     """The files behind a text encoder, so a rebuilt encoder gets new features."""
+    identity = getattr(_backbone_layer(classifier), "feature_identity", None)
+    if identity is not None:  # transformer encoders: files, sequence length, pooling
+        return identity
     path = getattr(_backbone_layer(classifier), "module_path", None)
     if path and os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _file_identity(os.path.join(path, "saved_model.pb"))

@@ -23,6 +23,7 @@ from tfxfer.config import (
     PHASE2_CACHE,
     POOLINGS,
     STRATEGIES,
+    TEXT_POOLINGS,
     RunConfig,
     load_config,
 )
@@ -37,6 +38,15 @@ def _key_value(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, yaml.safe_load(value)
+
+
+def _label_names(text: str) -> dict[str, str]:
+    """`0=negative,1=positive` -> {"0": "negative", "1": "positive"}."""
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(not sep or not k.strip() or not v.strip() for k, sep, v in pairs):
+        raise argparse.ArgumentTypeError(
+            f"expected LABEL=NAME[,LABEL=NAME...], e.g. 0=negative,1=positive; got {text!r}")
+    return {k.strip(): v.strip() for k, _, v in pairs}
 
 
 # (flag, config section as a dotted path, config key, argparse options)
@@ -54,10 +64,17 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--max-test-examples", "data", "max_test_examples", {"type": int}),
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
+    ("--label-names", "data", "label_names", {
+        "type": _label_names, "metavar": "LABEL=NAME,...",
+        "help": "readable class names, e.g. 0=negative,1=positive"}),
     ("--backbone", "model.image", "backbone", {"help": "image backbone (see list-backbones)"}),
     ("--encoder", "model.text", "encoder", {
         "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "
                 "or word-vector file"}),
+    ("--sequence-length", "model.text", "sequence_length", {
+        "type": int, "help": "tokens per text of a transformer encoder"}),
+    ("--text-pooling", "model.text", "text_pooling", {
+        "choices": TEXT_POOLINGS, "help": "sentence pooling of a transformer encoder"}),
     ("--weights", "model.image", "weights", {"help": "imagenet, none, or a weights file"}),
     ("--image-size", "model.image", "image_size", {"type": int}),
     ("--pooling", "model.image", "pooling", {"choices": POOLINGS}),
