@@ -33,6 +33,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
         "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
+    ("--target-data", "data", "target_source", {
+        "help": "domain_adaptation: folder of unlabelled target-domain images"}),
+    ("--target-test-data", "data", "target_test_source", {
+        "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -52,7 +56,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--dropout", "model", "dropout", {"type": float}),
     ("--hidden-units", "model", "hidden_units", {"type": int}),
     ("--strategy", "train", "strategy", {
-        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch"]}),
+        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch",
+                    "domain_adaptation"]}),
     ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
     ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
     ("--optimizer", "train", "optimizer", {}),
@@ -69,6 +74,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--distribute", "train", "distribute", {"choices": ["auto", "mirrored", "none"]}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
+    ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
+    ("--adaptation-lambda", "train", "adaptation_lambda", {"type": float}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [

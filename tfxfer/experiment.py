@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from tfxfer import rundir
+from tfxfer.backbones import resolve_weights
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits, load_splits
@@ -23,6 +24,7 @@ from tfxfer.devices import distribution_strategy, set_precision
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
+from tfxfer.strategies import plan_phases
 from tfxfer.text.model import build_text_classifier
 from tfxfer.training import TrainingHistory, fit_phases
 
@@ -63,9 +65,15 @@ def _prepare_run_dir(path: Path) -> Path:
     return path
 
 
+def _pretrained(config: RunConfig) -> bool:
+    return resolve_weights(config.model.weights) is not None
+
+
 def build_classifier(config: RunConfig, splits: Splits) -> keras.Model:
     """The model for `splits`' modality, built from the model section."""
-    from_scratch = config.train.strategy == "from_scratch"
+    from_scratch = config.train.strategy == "from_scratch" or (
+        config.train.strategy == "domain_adaptation" and not _pretrained(config)
+    )
     if splits.modality == "image":
         return build_image_classifier(
             config.model, len(splits.class_names), from_scratch=from_scratch
@@ -99,13 +107,19 @@ def _build_and_fit(
     with strategy.scope():
         model = build_classifier(config, splits)
         runners = {}
-        if should_cache(model, config):
-            runners["head"] = head_phase_runner(model, config, splits)
         even = replicas > 1
+        pretrained = splits.modality != "image" or _pretrained(config)
+        if config.train.strategy == "domain_adaptation":
+            from tfxfer.adaptation import DomainAdaptation
+
+            adaptation = DomainAdaptation(model, config, splits, drop_remainder=even)
+            runners = adaptation.runners(plan_phases(config.train, pretrained))
+        elif should_cache(model, config):
+            runners["head"] = head_phase_runner(model, config, splits)
         train_ds = splits.batches("train", config.data, training=True, drop_remainder=even)
         val_ds = splits.batches("val", config.data, drop_remainder=even)
         history = fit_phases(model, train_ds, val_ds, config.train, callbacks=callbacks,
-                             runners=runners)
+                             runners=runners, pretrained=pretrained)
     return model, history
 
 

@@ -125,6 +125,7 @@ def fit_phases(
     train: TrainConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     runners: dict[str, PhaseRunner] | None = None,
+    pretrained: bool = True,
 ) -> TrainingHistory:
     """Trains `model` through the phases of `train.strategy`.
 
@@ -138,6 +139,7 @@ def fit_phases(
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
             phase's trainable flags are set; used to train the head on cached
             backbone features (see `tfxfer.bottleneck`).
+        pretrained: the backbone has pretrained weights (see `plan_phases`).
 
     Returns:
         The joined history and a record per phase.
@@ -146,7 +148,7 @@ def fit_phases(
     history = TrainingHistory()
     best = BestWeights(model) if train.restore_best else None
     epoch = 0
-    for phase in plan_phases(train):
+    for phase in plan_phases(train, pretrained):
         set_phase_trainable(model, phase, train)
         logger.info(
             "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
