@@ -61,11 +61,19 @@ class DomainAdversarialModel(keras.Model):
         )
         self.reversal = GradientReversal(0.0, name=REVERSAL)
         self.domain_head = build_domain_head(domain_hidden_units)
+        # Built now, so an optimizer built before the first step (as under a
+        # tf.distribute strategy) knows the domain head's variables.
+        self.domain_head.build(tuple(features.shape))
         self.domain_loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
         self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
         self.domain_accuracy = keras.metrics.BinaryAccuracy(name="domain_accuracy", threshold=0.0)
+        self.built = True
 
     def call(self, inputs, training=False):
+        # Keras may build the model on an element of the training data, a
+        # (source, target) pair: the label classifier sees the source images.
+        if isinstance(inputs, (tuple, list)):
+            inputs = inputs[0]
         return self.classifier(inputs, training=training)
 
     def domain_logits(self, images, training=False):
@@ -105,6 +113,10 @@ class DomainAdversarialModel(keras.Model):
         logs["domain_loss"] = self.domain_loss_tracker.result()
         logs["domain_accuracy"] = self.domain_accuracy.result()
         return logs
+
+    def test_step(self, data):
+        logs = super().test_step(data)  # the label classifier on labelled data
+        return {k: v for k, v in logs.items() if not k.startswith("domain_")}
 
     @property
     def metrics(self):

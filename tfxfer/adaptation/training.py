@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.adaptation.data import (
+    image_batches,
     labelled_batches,
     mixed_batches,
     scan_target_images,
@@ -35,11 +36,11 @@ from tfxfer.adaptation.model import DomainAdversarialModel
 from tfxfer.adaptation.schedules import AdaptationSchedule
 from tfxfer.config import RunConfig
 from tfxfer.optimizers import layerwise_multipliers, make_optimizer
+from tfxfer.reports.adaptation import FEATURES_FILE
 from tfxfer.strategies import Phase
 
 logger = logging.getLogger(__name__)
 
-FEATURES_FILE = "adaptation_features.npz"
 # Examples per domain in the feature projection.
 PROJECTION_EXAMPLES = 500
 
@@ -118,8 +119,7 @@ class DomainAdaptation:
         if self.target_test is not None:
             target_ds = _images(self.target_test[0], PROJECTION_EXAMPLES)
         else:
-            target_ds = target_batches(target, size, 64, self.config.data.seed)
-            target_ds = target_ds.take(math.ceil(min(len(target.paths), PROJECTION_EXAMPLES) / 64))
+            target_ds = image_batches(target.paths[:PROJECTION_EXAMPLES], size, 64)
         return {"source": source, "target": target_ds}
 
     def _snapshot(self, when: str) -> None:
@@ -164,7 +164,7 @@ class DomainAdaptation:
             own.append(TargetAccuracy(self.classifier, *self.target_test))
         result = self.model.fit(
             self.train_ds, validation_data=self.val_ds, initial_epoch=initial_epoch,
-            epochs=epochs, steps_per_epoch=self.steps_per_epoch, verbose=verbose,
+            epochs=epochs, verbose=verbose,
             callbacks=[*own, *callbacks],
         )
         self.step = schedule.step
