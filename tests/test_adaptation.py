@@ -270,3 +270,46 @@ def test_dann_trains_under_a_mirrored_strategy(domains, tmp_path):
     assert "replicas 2" in done.stdout
     rows = list(csv.DictReader((tmp_path / "run" / rundir.HISTORY).open()))
     assert len(rows) == 2 and all(0 <= float(r["domain_accuracy"]) <= 1 for r in rows)
+
+
+# --- MNIST-M ------------------------------------------------------------------------------
+
+def test_blend_is_the_absolute_difference_of_crop_and_digit():
+    from tfxfer.adaptation.digits import blend_with_photos
+
+    photo = np.zeros((40, 50, 3), np.uint8) + np.array([10, 200, 30], np.uint8)
+    digits = np.zeros((2, 28, 28), np.uint8)
+    digits[:, 10:20, 12:16] = 255
+    out = blend_with_photos(digits, [photo], seed=3)
+    assert out.shape == (2, 28, 28, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, 0, 0], [[10, 200, 30]] * 2)  # background: the crop
+    np.testing.assert_array_equal(out[:, 15, 13], [[245, 55, 225]] * 2)  # ink: |crop - 255|
+
+
+def test_build_mnist_m_is_deterministic_and_uses_disjoint_digits(tmp_path):
+    from tfxfer.adaptation.digits import build_mnist_m, digit_partition
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "mnist.npz", x=x, y=np.arange(60) % 3)
+    for i in range(2):
+        _write_domain(tmp_path / "photos", 1, True, i, flat=True)  # any colour images
+    outs = []
+    for name in ("a", "b"):
+        assert cli.main(["build-mnist-m", str(tmp_path / "mnist.npz"), str(tmp_path / "photos"),
+                         "--out", str(tmp_path / name), "--source", "20", "--target-train",
+                         "15", "--target-test", "10", "--seed", "4"]) == 0
+        outs.append(sorted((tmp_path / name).rglob("*.png")))
+    assert len(outs[0]) == 45
+    assert [p.relative_to(tmp_path / "a") for p in outs[0]] == [
+        p.relative_to(tmp_path / "b") for p in outs[1]]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(*outs))
+    part = digit_partition(60, 20, 15, 10, seed=4)
+    sets = [set(part.source), set(part.target_train), set(part.target_test)]
+    assert sum(map(len, sets)) == 45 and len(set().union(*sets)) == 45
+    # The source folder holds exactly the partition's source digits, unchanged.
+    written = {np.asarray(Image.open(p)).tobytes() for p in (tmp_path / "a" / "mnist").rglob("*")
+               if p.is_file()}
+    assert written == {x[i].tobytes() for i in part.source}
+    with pytest.raises(FileExistsError, match="nothing written"):
+        build_mnist_m(tmp_path / "mnist.npz", tmp_path / "photos", tmp_path / "a")

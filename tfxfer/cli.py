@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
 from tfxfer.text import commands as text_commands
@@ -180,6 +181,8 @@ COMMANDS: list[Command] = [
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",
      text_commands.add_build_encoder_arguments, text_commands.run_build_encoder),
+    ("build-mnist-m", "write MNIST and MNIST-M (digits blended with photo crops) as folders",
+     adaptation_commands.add_build_mnist_m_arguments, adaptation_commands.run_build_mnist_m),
     ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION)",
      serving_commands.add_export_arguments, serving_commands.run_export),
     ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",
