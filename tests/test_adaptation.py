@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import subprocess
@@ -193,11 +194,25 @@ def test_dann_run_logs_the_adaptation_columns_and_saves_the_classifier(domains, 
     assert "labels are ignored" not in caplog.text  # the flat target folder has no labels
 
 
-def test_export_of_a_dann_run_has_no_domain_output_and_answers_image_bytes(domains, tmp_path):
+def test_pretrained_registry_backbone_runs_two_adversarial_phases_and_exports(domains,
+                                                                               tmp_path):
+    """A weights file counts as pretrained: the head phase, then fine-tuning, both DANN."""
+    from tfxfer.backbones import build_backbone
     from tfxfer.serving import client
     from tfxfer.serving.export import export_run
 
-    result = train(_dann_config(domains, tmp_path / "run", epochs=1))
+    weights = tmp_path / "mobilenet.weights.h5"
+    build_backbone("mobilenet", weights=None, image_size=32, alpha=0.25).save_weights(weights)
+    config = _dann_config(domains, tmp_path / "run", epochs=1, fine_tune_epochs=1)
+    config.model = dataclasses.replace(
+        config.model, backbone="mobilenet", weights=str(weights), image_size=32,
+        backbone_kwargs={"alpha": 0.25})
+    result = train(config)
+    rows = list(csv.DictReader((result.run_dir / rundir.HISTORY).open()))
+    assert [r["phase"] for r in rows] == ["head", "fine_tune"]
+    assert 0 < float(rows[0]["lambda"]) < float(rows[1]["lambda"])  # one schedule over both
+    assert float(rows[1]["learning_rate"]) < float(rows[0]["learning_rate"])
+
     exported = export_run(result.run_dir, tmp_path / "models", "digits")
     loaded = tf.saved_model.load(str(exported.path))
     for signature in loaded.signatures.values():

@@ -1,7 +1,11 @@
 """DANN on real digits (a small subsample of MNIST -> MNIST-M): it must beat source only.
 
+The source-only arm is the same domain-adversarial run with λ = 0: the domain head
+still trains (so its accuracy shows how separable the domains are without
+adaptation), but no gradient reaches the features, so the classifier learns from
+source labels alone, with the same batches and learning-rate schedule as DANN.
 Gated on the offline assets (MNIST and the flower photos MNIST-M is blended with).
-The margin was measured over seeds 0-4 with these settings (see the README).
+The margins were measured over seeds 0-4 with these settings (see the README).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ SOURCE, TARGET, TEST = 2000, 2000, 1000
 EPOCHS = 10
 # The smallest DANN - source-only gap over seeds 0-4 was well above this (README).
 MARGIN = 0.05
+# DANN's domain classifier must end this much closer to chance than the λ = 0 one's.
+DOMAIN_MARGIN = 0.05
 
 
 def digit_arms(root, assets, seed: int, epochs: int = EPOCHS) -> dict:
@@ -27,17 +33,17 @@ def digit_arms(root, assets, seed: int, epochs: int = EPOCHS) -> dict:
                             root / "data", source=SOURCE, target_train=TARGET,
                             target_test=TEST, seed=seed)
     runs = {}
-    for arm, strategy in (("source_only", "from_scratch"), ("dann", "domain_adaptation")):
+    for arm, lambda_max in (("source_only", 0.0), ("dann", 1.0)):
         data = {"source": str(folders["source"]), "test_source": str(folders["target_test"]),
+                "target_source": str(folders["target_train"]),
+                "target_test_source": str(folders["target_test"]),
                 "val_fraction": 0.1, "batch_size": 32, "seed": seed}
-        if arm == "dann":
-            data.update(target_source=str(folders["target_train"]),
-                        target_test_source=str(folders["target_test"]))
         runs[arm] = train(load_config(overrides={
             "data": data,
             "model": {"backbone": "dann_mnist_cnn", "weights": "none", "image_size": 28,
                       "augment": False, "hidden_units": 100, "dropout": 0.0},
-            "train": {"strategy": strategy, "epochs": epochs, "fine_tune_epochs": 0,
+            "train": {"strategy": "domain_adaptation", "adaptation_lambda": lambda_max,
+                      "epochs": epochs, "fine_tune_epochs": 0,
                       "optimizer": "sgd", "learning_rate": 0.01, "verbose": 0,
                       "tensorboard": False},
             "out": str(root / arm),
@@ -51,6 +57,10 @@ def test_dann_beats_source_only_on_mnist_m_and_domain_accuracy_falls(assets, tmp
     source_only = runs["source_only"].evaluation.accuracy
     dann = runs["dann"].evaluation.accuracy
     assert dann > source_only + MARGIN, (dann, source_only)
-    rows = list(csv.DictReader((runs["dann"].run_dir / rundir.HISTORY).open()))
-    domain = [float(r["domain_accuracy"]) for r in rows]
-    assert max(domain[:3]) > domain[-1] + 0.05, domain
+    domain = {arm: _last(run, "domain_accuracy") for arm, run in runs.items()}
+    assert domain["dann"] < domain["source_only"] - DOMAIN_MARGIN, domain
+
+
+def _last(run, column: str) -> float:
+    rows = list(csv.DictReader((run.run_dir / rundir.HISTORY).open()))
+    return float(rows[-1][column])
