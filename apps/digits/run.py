@@ -15,6 +15,11 @@ Run (about 15 minutes on 2 CPU cores with the defaults; see the README):
 
     python apps/digits/run.py --assets ../shared/assets --out runs/digits
 
+Data: 10,000 MNIST digits for the source (9,000 train / 1,000 validation), and
+MNIST-M made from 20,000 other digits (train: unlabelled for DANN, labelled for
+the upper bound) and 10,000 more (test); USPS split 2,500 / 2,500. Every arm runs
+the same number of training steps (20 epochs of the source).
+
 The table is printed and written to OUT/table.md and OUT/table.json; every arm is
 an ordinary run directory under OUT/<pair>/<arm> (report.html, model.keras, ...),
 and OUT/<pair>_features.png shows PCA of source vs target features of the
@@ -53,10 +58,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default="runs/digits", help="output folder")
     parser.add_argument("--pairs", default="mnist_m,usps", help="comma-separated: mnist_m,usps")
     parser.add_argument("--source-digits", type=int, default=10_000)
-    parser.add_argument("--target-digits", type=int, default=10_000,
+    parser.add_argument("--target-digits", type=int, default=20_000,
                         help="MNIST-M train digits (unlabelled for DANN)")
     parser.add_argument("--test-digits", type=int, default=10_000, help="MNIST-M test digits")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--epochs", type=int, default=20,
+                        help="epochs of the source arms; train-on-target runs as many steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", help="a registry backbone instead of dann_mnist_cnn")
     parser.add_argument("--weights", help="weights of --backbone (imagenet, none, a file)")
@@ -92,14 +98,16 @@ def arm_overrides(arm: str, folders: dict[str, Path], args: argparse.Namespace) 
     train_section = {"strategy": "from_scratch"}
     if arm == "train_on_target":
         data["source"] = str(folders["target_train"])
+        # The same number of training steps as the source arms, on more or fewer examples.
+        ratio = _count(folders["source"]) / _count(folders["target_train"])
+        train_section["epochs"] = max(1, round(args.epochs * ratio))
     else:
         data["source"] = str(folders["source"])
     if arm == "dann":
         data["target_source"] = str(folders["target_train"])
         data["target_test_source"] = str(folders["target_test"])
         train_section["strategy"] = "domain_adaptation"
-    if args.epochs:
-        train_section["epochs"] = args.epochs
+    train_section.setdefault("epochs", args.epochs)
     model = {}
     if args.backbone:
         model = {"backbone": args.backbone, "weights": args.weights or "imagenet",
@@ -107,6 +115,10 @@ def arm_overrides(arm: str, folders: dict[str, Path], args: argparse.Namespace) 
         if train_section["strategy"] == "from_scratch" and model["weights"] != "none":
             train_section["strategy"] = "fine_tune"
     return {"data": data, "model": model, "train": train_section}
+
+
+def _count(folder: Path) -> int:
+    return sum(1 for _ in folder.rglob("*.png"))
 
 
 def run_arm(pair: str, arm: str, folders: dict[str, Path], args: argparse.Namespace):

@@ -88,8 +88,10 @@ def add_adaptation(run_dir: Path, history: Sequence[dict], figures: dict[str, Pa
     if path.is_file():
         with np.load(path) as f:
             panels = {
-                f"{when} adaptation": (f[f"source_{when}"], f[f"target_{when}"])
-                for when in ("before", "after") if f"source_{when}" in f.files
+                title: (f[f"source_{when}"], f[f"target_{when}"])
+                for when, title in (("before", "before adaptation (the initial model)"),
+                                    ("after", "after adaptation"))
+                if f"source_{when}" in f.files
             }
         figures["Domain adaptation: PCA of source vs target features"] = save_figure(
             projection_figure(panels), run_dir / PROJECTION_PLOT
