@@ -176,7 +176,8 @@ def test_domain_head_learns_the_domains_when_lambda_is_zero(domains):
 def test_dann_run_logs_the_adaptation_columns_and_saves_the_classifier(domains, tmp_path,
                                                                         caplog):
     with caplog.at_level(logging.INFO, logger="tfxfer"):
-        result = train(_dann_config(domains, tmp_path / "run"))
+        result = train(_dann_config(domains, tmp_path / "run", tensorboard=True))
+    assert (result.run_dir / "tensorboard").is_dir()
     rows = list(csv.DictReader((result.run_dir / rundir.HISTORY).open()))
     assert [r["phase"] for r in rows] == ["scratch", "scratch"]
     for key in ("val_accuracy", "target_accuracy", "domain_accuracy", "domain_loss", "lambda"):

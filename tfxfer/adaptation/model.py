@@ -76,11 +76,6 @@ class DomainAdversarialModel(keras.Model):
             inputs = inputs[0]
         return self.classifier(inputs, training=training)
 
-    def domain_logits(self, images, training=False):
-        """Domain logits of `images` (positive: looks like the target domain)."""
-        features, _ = self.extractor(images, training=training)
-        return self.domain_head(self.reversal(features), training=training)
-
     def train_step(self, data):
         (source, target), labels = data
         n_source = tf.shape(source)[0]
@@ -97,17 +92,15 @@ class DomainAdversarialModel(keras.Model):
             )
             logits = self.domain_head(self.reversal(features), training=True)
             domain_loss = self.domain_loss_fn(domains, logits)
-            loss = label_loss + domain_loss
-            self._loss_tracker.update_state(
-                _unscale(label_loss),
-                sample_weight=n_source,
-            )
-            scaled = self.optimizer.scale_loss(loss)
+            # The reversal turns this sum into: the domain head minimises the domain
+            # loss, the features minimise label loss - λ * domain loss.
+            scaled = self.optimizer.scale_loss(label_loss + domain_loss)
+        # `loss` in the logs is the label loss, as in Keras' own train_step (which
+        # also feeds this tracker).
+        self._loss_tracker.update_state(_unscale(label_loss), sample_weight=n_source)
         variables = self.trainable_weights
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        self.domain_loss_tracker.update_state(
-            _unscale(domain_loss)
-        )
+        self.domain_loss_tracker.update_state(_unscale(domain_loss))
         self.domain_accuracy.update_state(domains, logits)
         logs = self.compute_metrics(source, labels, source_predictions)
         logs["domain_loss"] = self.domain_loss_tracker.result()
