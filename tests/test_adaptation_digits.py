@@ -21,10 +21,11 @@ from tfxfer.experiment import train
 
 SOURCE, TARGET, TEST = 2000, 2000, 1000
 EPOCHS = 10
-# The smallest DANN - source-only gap over seeds 0-4 was well above this (README).
-MARGIN = 0.05
-# DANN's domain classifier must end this much closer to chance than the λ = 0 one's.
-DOMAIN_MARGIN = 0.05
+# Measured over seeds 0-4: DANN - source only = +0.195, +0.127, +0.196, +0.187, +0.212.
+MARGIN = 0.08
+# DANN's domain classifier must end this much closer to chance than the λ = 0 one's
+# (measured over seeds 0-4: 0.97-0.98 with λ = 0, 0.79-0.83 with DANN; gaps 0.15-0.18).
+DOMAIN_MARGIN = 0.08
 
 
 def digit_arms(root, assets, seed: int, epochs: int = EPOCHS) -> dict:
