@@ -275,7 +275,8 @@ def test_dann_trains_under_a_mirrored_strategy(domains, tmp_path):
         from pathlib import Path
         from test_adaptation import _dann_config
         domains = {{k: Path(v) for k, v in {({k: str(v) for k, v in domains.items()})!r}.items()}}
-        config = _dann_config(domains, {str(tmp_path / "run")!r}, distribute="mirrored")
+        config = _dann_config(domains, {str(tmp_path / "run")!r}, distribute="mirrored",
+                              epochs=1)
         from tfxfer.experiment import train
         result = train(config)
         print("replicas", result.model.distribute_strategy.num_replicas_in_sync)
@@ -285,7 +286,7 @@ def test_dann_trains_under_a_mirrored_strategy(domains, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2" in done.stdout
     rows = list(csv.DictReader((tmp_path / "run" / rundir.HISTORY).open()))
-    assert len(rows) == 2 and all(0 <= float(r["domain_accuracy"]) <= 1 for r in rows)
+    assert len(rows) == 1 and 0 <= float(rows[0]["domain_accuracy"]) <= 1
 
 
 # --- MNIST-M ------------------------------------------------------------------------------
