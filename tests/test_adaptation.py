@@ -26,7 +26,7 @@ from tfxfer.adaptation import (
     scan_target_images,
 )
 from tfxfer.adaptation.data import mixed_batches
-from tfxfer.config import ModelConfig, load_config
+from tfxfer.config import ImageConfig, ModelConfig, load_config
 from tfxfer.experiment import train
 from tfxfer.models import build_image_classifier
 from tfxfer.reports.adaptation import FEATURES_FILE
@@ -68,8 +68,8 @@ def _dann_config(domains, out, **train):
                  "target_test_source": str(domains["target_test"]),
                  "test_source": str(domains["target_test"]), "batch_size": 8,
                  "val_fraction": 0.25, "seed": 1},
-        "model": {"backbone": "dann_mnist_cnn", "weights": "none", "augment": False,
-                  "hidden_units": 16},
+        "model": {"hidden_units": 16, "image": {"backbone": "dann_mnist_cnn", "weights": "none",
+                                                "augment": False}},
         "train": {"strategy": "domain_adaptation", "epochs": 2, "fine_tune_epochs": 0,
                   "verbose": 0, "tensorboard": False, **train},
         "out": str(out),
@@ -154,7 +154,8 @@ def test_reversal_layer_saves_and_loads_in_keras_format(tmp_path):
 
 def test_domain_head_learns_the_domains_when_lambda_is_zero(domains):
     keras.utils.set_random_seed(0)
-    config = ModelConfig(backbone="dann_mnist_cnn", weights=None, augment=False, image_size=SIZE)
+    config = ModelConfig(image=ImageConfig(backbone="dann_mnist_cnn", weights=None,
+                                           augment=False, image_size=SIZE))
     model = DomainAdversarialModel(build_image_classifier(config, 3, from_scratch=True), 16)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -205,8 +206,8 @@ def test_pretrained_registry_backbone_runs_two_adversarial_phases_and_exports(do
     weights = tmp_path / "mobilenet.weights.h5"
     build_backbone("mobilenet", weights=None, image_size=32, alpha=0.25).save_weights(weights)
     config = _dann_config(domains, tmp_path / "run", epochs=1, fine_tune_epochs=1)
-    config.model = dataclasses.replace(
-        config.model, backbone="mobilenet", weights=str(weights), image_size=32,
+    config.model.image = dataclasses.replace(
+        config.model.image, backbone="mobilenet", weights=str(weights), image_size=32,
         backbone_kwargs={"alpha": 0.25})
     result = train(config)
     rows = list(csv.DictReader((result.run_dir / rundir.HISTORY).open()))

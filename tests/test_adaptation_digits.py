@@ -41,8 +41,9 @@ def digit_arms(root, assets, seed: int, epochs: int = EPOCHS) -> dict:
                 "val_fraction": 0.1, "batch_size": 32, "seed": seed}
         runs[arm] = train(load_config(overrides={
             "data": data,
-            "model": {"backbone": "dann_mnist_cnn", "weights": "none", "image_size": 28,
-                      "augment": False, "hidden_units": 100, "dropout": 0.0},
+            "model": {"hidden_units": 100, "dropout": 0.0,
+                      "image": {"backbone": "dann_mnist_cnn", "weights": "none",
+                                "image_size": 28, "augment": False}},
             "train": {"strategy": "domain_adaptation", "adaptation_lambda": lambda_max,
                       "epochs": epochs, "fine_tune_epochs": 0,
                       "optimizer": "sgd", "learning_rate": 0.01, "verbose": 0,

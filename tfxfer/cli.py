@@ -17,8 +17,17 @@ from typing import Any
 import yaml
 
 from tfxfer.adaptation import commands as adaptation_commands
-from tfxfer.server import commands as server_commands
+from tfxfer.config import (
+    BOTTLENECK_CACHE,
+    DISTRIBUTE,
+    OPTIMIZERS,
+    POOLINGS,
+    STRATEGIES,
+    RunConfig,
+    load_config,
+)
 from tfxfer.serving import commands as serving_commands
+from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
 
 
@@ -29,7 +38,7 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
-# (flag, config section, config key, argparse options)
+# (flag, config section as a dotted path, config key, argparse options)
 _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
@@ -48,20 +57,19 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--max-test-examples", "data", "max_test_examples", {"type": int}),
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
-    ("--backbone", "model", "backbone", {"help": "image backbone (see list-backbones)"}),
-    ("--encoder", "model", "encoder", {
+    ("--backbone", "model.image", "backbone", {"help": "image backbone (see list-backbones)"}),
+    ("--encoder", "model.text", "encoder", {
         "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "
                 "or word-vector file"}),
-    ("--weights", "model", "weights", {"help": "imagenet, none, or a weights file"}),
-    ("--image-size", "model", "image_size", {"type": int}),
+    ("--weights", "model.image", "weights", {"help": "imagenet, none, or a weights file"}),
+    ("--image-size", "model.image", "image_size", {"type": int}),
+    ("--pooling", "model.image", "pooling", {"choices": POOLINGS}),
     ("--dropout", "model", "dropout", {"type": float}),
     ("--hidden-units", "model", "hidden_units", {"type": int}),
-    ("--strategy", "train", "strategy", {
-        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch",
-                    "domain_adaptation"]}),
+    ("--strategy", "train", "strategy", {"choices": STRATEGIES}),
     ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
     ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
-    ("--optimizer", "train", "optimizer", {}),
+    ("--optimizer", "train", "optimizer", {"choices": OPTIMIZERS}),
     ("--learning-rate", "train", "learning_rate", {"type": float}),
     ("--fine-tune-learning-rate", "train", "fine_tune_learning_rate", {"type": float}),
     ("--unfreeze-layers", "train", "unfreeze_layers", {"type": int}),
@@ -70,9 +78,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--layer-lr-decay", "train", "layer_lr_decay", {"type": float}),
     ("--early-stopping", "train", "early_stopping_patience", {"type": int, "metavar": "PATIENCE"}),
     ("--bottleneck-cache", "train", "bottleneck_cache", {
-        "choices": ["auto", "on", "off"], "help": "train phase 1 on cached backbone features"}),
+        "choices": BOTTLENECK_CACHE, "help": "train phase 1 on cached backbone features"}),
     ("--augmented-copies", "train", "augmented_copies", {"type": int}),
-    ("--distribute", "train", "distribute", {"choices": ["auto", "mirrored", "none"]}),
+    ("--distribute", "train", "distribute", {"choices": DISTRIBUTE}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
     ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
@@ -80,7 +88,7 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
-    ("--no-augment", "model", "augment", False),
+    ("--no-augment", "model.image", "augment", False),
     ("--restore-best", "train", "restore_best", True),
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),
@@ -106,39 +114,75 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config overrides given on the command line, as a nested dict."""
-    overrides: dict[str, Any] = {"data": {}, "model": {}, "train": {}}
-    for flag, section, key, _ in _TRAIN_FLAGS:
-        value = getattr(args, _dest(flag))
-        if value is not None:
-            overrides[section][key] = value
-    for flag, section, key, value in _TRAIN_SWITCHES:
-        if getattr(args, _dest(flag)):
-            overrides[section][key] = value
+    """The config overrides given on the command line, as a nested dict.
+
+    Example: `--backbone mobilenet --epochs 2` gives
+    {"model": {"image": {"backbone": "mobilenet"}}, "train": {"epochs": 2}}.
+    """
+    overrides: dict[str, Any] = {}
+    given = [(section, key, getattr(args, _dest(flag)))
+             for flag, section, key, _ in _TRAIN_FLAGS]
+    given += [(section, key, value if getattr(args, _dest(flag)) else None)
+              for flag, section, key, value in _TRAIN_SWITCHES]
     if args.backbone_arg:
-        overrides["model"]["backbone_kwargs"] = dict(args.backbone_arg)
+        given.append(("model.image", "backbone_kwargs", dict(args.backbone_arg)))
+    for path, key, value in given:
+        if value is not None:
+            _section(overrides, path)[key] = value
     if args.out:
         overrides["out"] = args.out
     return overrides
 
 
+def _section(tree: dict[str, Any], path: str) -> dict[str, Any]:
+    for name in path.split("."):
+        tree = tree.setdefault(name, {})
+    return tree
+
+
+def parse_train_config(
+    argv: Sequence[str] | None = None,
+    *,
+    config_file: str | os.PathLike | None = None,
+    description: str | None = None,
+) -> RunConfig:
+    """Reads `tfxfer train` flags from a command line into a validated RunConfig.
+
+    For scripts such as the apps: they take every flag `tfxfer train` takes, over
+    their own config file. Logging is set up as `tfxfer` sets it up.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+        config_file: the config file used when `--config` is not given.
+        description: the `--help` text.
+
+    Returns:
+        The config: dataclass defaults < config file < flags.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return load_config(args.config or config_file, train_overrides(args))
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Quiet TensorFlow's C++ log and log tfxfer's progress to stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from tfxfer.config import load_config
     from tfxfer.experiment import train
 
     result = train(load_config(args.config, train_overrides(args)))
     print(f"run directory: {result.run_dir}")
     if result.evaluation is not None:
-        _print_evaluation(result.evaluation)
+        print(result.evaluation.table())
     return 0
-
-
-def _print_evaluation(evaluation) -> None:
-    print(f"test accuracy: {evaluation.accuracy:.4f} ({len(evaluation.y_true)} examples)")
-    print(f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
-    for row in evaluation.per_class():
-        print(f"{row['class']:<20} {row['precision']:>9.3f} {row['recall']:>9.3f} "
-              f"{row['f1']:>9.3f} {row['support']:>8d}")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +192,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from tfxfer.experiment import evaluate_run
 
-    _print_evaluation(evaluate_run(args.run_dir))
+    print(evaluate_run(args.run_dir).table())
     return 0
 
 
@@ -210,10 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -110,9 +110,9 @@ def arm_overrides(arm: str, folders: dict[str, Path], args: argparse.Namespace) 
     train_section.setdefault("epochs", args.epochs)
     model = {}
     if args.backbone:
-        model = {"backbone": args.backbone, "weights": args.weights or "imagenet",
-                 "image_size": args.image_size}
-        if train_section["strategy"] == "from_scratch" and model["weights"] != "none":
+        model = {"image": {"backbone": args.backbone, "weights": args.weights or "imagenet",
+                           "image_size": args.image_size}}
+        if train_section["strategy"] == "from_scratch" and model["image"]["weights"] != "none":
             train_section["strategy"] = "fine_tune"
     return {"data": data, "model": model, "train": train_section}
 
@@ -149,7 +149,7 @@ def feature_figure(pair: str, results: dict, folders: dict[str, Path], out: Path
     panels = {}
     for arm, title in (("source_only", "source only (no adaptation)"), ("dann", "DANN")):
         model = results[arm].model
-        size = results[arm].config.model.image_size
+        size = results[arm].config.model.image_input_size
         panels[title] = (_features(model, folders["source"], size),
                          _features(model, folders["target_test"], size))
     return save_figure(projection_figure(panels, ("MNIST", PAIRS[pair].split()[-1])),

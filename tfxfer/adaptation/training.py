@@ -88,7 +88,7 @@ class DomainAdaptation:
                 f"{splits.source} holds {splits.modality} data."
             )
         data, train = config.data, config.train
-        size = config.model.image_size
+        size = config.model.image_input_size
         self.classifier = classifier
         self.config = config
         self.model = DomainAdversarialModel(classifier, train.domain_hidden_units)
