@@ -227,7 +227,8 @@ COMMANDS: list[Command] = [
      text_commands.add_build_encoder_arguments, text_commands.run_build_encoder),
     ("build-mnist-m", "write MNIST and MNIST-M (digits blended with photo crops) as folders",
      adaptation_commands.add_build_mnist_m_arguments, adaptation_commands.run_build_mnist_m),
-    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION)",
+    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION), "
+     "or as a LiteRT (.tflite) model for devices (--format tflite)",
      serving_commands.add_export_arguments, serving_commands.run_export),
     ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",
      serving_commands.add_predict_arguments, serving_commands.run_predict),
