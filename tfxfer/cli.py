@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer.config import (
     BOTTLENECK_CACHE,
     DISTRIBUTE,
@@ -54,6 +55,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
         "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
+    ("--target-data", "data", "target_source", {
+        "help": "domain_adaptation: folder of unlabelled target-domain images"}),
+    ("--target-test-data", "data", "target_test_source", {
+        "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -101,6 +106,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
+    ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
+    ("--adaptation-lambda", "train", "adaptation_lambda", {"type": float}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
@@ -272,6 +279,8 @@ COMMANDS: list[Command] = [
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",
      text_commands.add_build_encoder_arguments, text_commands.run_build_encoder),
+    ("build-mnist-m", "write MNIST and MNIST-M (digits blended with photo crops) as folders",
+     adaptation_commands.add_build_mnist_m_arguments, adaptation_commands.run_build_mnist_m),
     ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION), "
      "or as a LiteRT (.tflite) model for devices (--format tflite)",
      serving_commands.add_export_arguments, serving_commands.run_export),

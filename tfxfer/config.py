@@ -39,7 +39,9 @@ from tfxfer.modality import IMAGE, TEXT, validate_modality
 logger = logging.getLogger(__name__)
 
 # Every choice a field accepts, listed once: validation and the CLI read them here.
-STRATEGIES = ("feature_extraction", "fine_tune", "fine_tune_all", "from_scratch")
+STRATEGIES = (
+    "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
+)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 POOLINGS = ("avg", "max")
 TEXT_POOLINGS = ("mean", "cls")
@@ -81,6 +83,13 @@ class DataConfig:
     # labels not named keep their own, names of absent labels are ignored (at least one
     # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
     label_names: dict[str, str] | None = None
+    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
+    # Unlabelled target-domain images: a flat folder, or class subfolders whose names
+    # (labels) are ignored.
+    target_source: str | None = None
+    # Labelled target images (class subfolders) to measure target accuracy after every
+    # epoch; never used for training.
+    target_test_source: str | None = None
 
 
 @dataclass
@@ -271,6 +280,13 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
+    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
+    # Width of the domain classifier's hidden layer (0: a linear domain classifier).
+    domain_hidden_units: int = 100
+    # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1).
+    adaptation_lambda: float = 1.0
+    # Anneal the learning rate as eta_p = eta0 / (1 + 10 p)^0.75 over the whole run.
+    anneal_learning_rate: bool = True
 
 
 @dataclass
@@ -288,7 +304,27 @@ class RunConfig:
         _validate_train(self.train)
         _validate_data(self.data)
         _validate_model(self.model)
+        _validate_adaptation(self)
         return self
+
+
+def _validate_adaptation(config: RunConfig) -> None:
+    adapting = config.train.strategy == "domain_adaptation"
+    if adapting and not config.data.target_source:
+        raise ValueError(
+            "strategy 'domain_adaptation' needs unlabelled target images: set --target-data "
+            "(data.target_source) to a folder of images."
+        )
+    if not adapting and (config.data.target_source or config.data.target_test_source):
+        raise ValueError(
+            "--target-data / --target-test-data are used by --strategy domain_adaptation only. "
+            f"Received: strategy={config.train.strategy!r}"
+        )
+    if config.train.domain_hidden_units < 0 or config.train.adaptation_lambda < 0:
+        raise ValueError(
+            "domain_hidden_units and adaptation_lambda must be >= 0. Received: "
+            f"{config.train.domain_hidden_units}, {config.train.adaptation_lambda}"
+        )
 
 
 def _validate_data(data: DataConfig) -> None:

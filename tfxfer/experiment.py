@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfxfer import rundir
+from tfxfer.backbones import resolve_weights
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.config import RunConfig
@@ -90,6 +91,12 @@ def _prepare_run_dir(path: Path) -> Path:
     return path
 
 
+def is_pretrained(config: RunConfig) -> bool:
+    """Whether the image backbone starts from pretrained weights (text encoders always do)."""
+    image = config.model.image
+    return image is None or resolve_weights(image.weights) is not None
+
+
 def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:
     """The classifier for `modality` ("image" or "text"), built from the model section.
 
@@ -101,7 +108,9 @@ def build_classifier(config: RunConfig, modality: str, num_classes: int) -> kera
     Returns:
         An uncompiled model from raw images or strings to class probabilities.
     """
-    from_scratch = config.train.strategy == "from_scratch"
+    from_scratch = config.train.strategy == "from_scratch" or (
+        config.train.strategy == "domain_adaptation" and not is_pretrained(config)
+    )
     if validate_modality(modality) == IMAGE:
         return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
     return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
@@ -159,7 +168,8 @@ class Experiment:
     @property
     def phases(self) -> list[Phase]:
         """The phases of the configured strategy: the head, then fine-tuning (if any)."""
-        return remaining_phases(plan_phases(self.config.train), self.start)
+        return remaining_phases(plan_phases(self.config.train, is_pretrained(self.config)),
+                                self.start)
 
     def load_data(self, splits: Splits | None = None) -> Splits:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
@@ -202,11 +212,17 @@ class Experiment:
                 splits.batches("train", config.data, training=True, drop_remainder=even), options)
             val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
                                   options)
-            runners = {"fine_tune": boundary_phase_runner(model, config, splits, train_ds,
-                                                          val_ds)}
-            if should_cache(model, config):
-                runners["head"] = head_phase_runner(
-                    model, config, splits, features_via_boundary(model, config, splits))
+            if config.train.strategy == "domain_adaptation":
+                from tfxfer.adaptation import DomainAdaptation
+
+                adaptation = DomainAdaptation(model, config, splits, drop_remainder=even)
+                runners = adaptation.runners(self.phases)
+            else:
+                runners = {"fine_tune": boundary_phase_runner(model, config, splits, train_ds,
+                                                              val_ds)}
+                if should_cache(model, config):
+                    runners["head"] = head_phase_runner(
+                        model, config, splits, features_via_boundary(model, config, splits))
         callbacks = [*tensorboard_callbacks(self.run_dir, config.train.tensorboard),
                      EpochBackup(model, self.run_dir / CHECKPOINTS, restore_from=self.start)]
         self.trainer = PhaseTrainer(model, train_ds, val_ds, config.train, callbacks, runners,

@@ -246,14 +246,17 @@ def fit_phases(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     runners: dict[str, PhaseRunner] | None = None,
     start: ResumePoint | None = None,
+    pretrained: bool = True,
 ) -> TrainingHistory:
     """Trains `model` through the phases of `train.strategy` (see `PhaseTrainer`).
+
+    `pretrained` (the backbone has pretrained weights) is passed to `plan_phases`.
 
     Returns:
         The joined history and a record per phase.
     """
     trainer = PhaseTrainer(model, train_ds, val_ds, train, callbacks, runners, start)
-    for phase in remaining_phases(plan_phases(train), start):
+    for phase in remaining_phases(plan_phases(train, pretrained), start):
         trainer.fit(phase)
     return trainer.finish()
 
