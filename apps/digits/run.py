@@ -9,11 +9,14 @@ two domain pairs, every accuracy on the target's test split:
 
     MNIST -> MNIST-M  MNIST-M made here from digits the source does not use,
                       blended with crops of ../shared/assets/flower_photos
-    MNIST -> USPS     ../shared/assets/digits/usps.npz (16x16, resized to 28x28)
+    MNIST -> USPS     ../shared/assets/digits/usps.npz (16x16), put into MNIST's frame
+                      (box 20x20, centre of mass at the centre of 28x28; --usps-frame)
 
 Run (about 15 minutes on 2 CPU cores with the defaults; see the README):
 
     python apps/digits/run.py --assets ../shared/assets --out runs/digits
+
+`--pairs usps` (or `mnist_m`) runs one pair's three arms.
 
 Data: 10,000 MNIST digits for the source (9,000 train / 1,000 validation), and
 MNIST-M made from 20,000 other digits (train: unlabelled for DANN, labelled for
@@ -39,7 +42,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfxfer.adaptation.digits import build_mnist_m, build_usps
+from tfxfer.adaptation.digits import USPS_FRAMES, build_mnist_m, build_usps
 from tfxfer.config import load_config
 from tfxfer.experiment import train
 from tfxfer.models import POOLING
@@ -64,6 +67,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20,
                         help="epochs of the source arms; train-on-target runs as many steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--usps-frame", choices=USPS_FRAMES, default="mnist",
+                        help="mnist: USPS digits scaled into a 20x20 box and centred by "
+                             "centre of mass in 28x28, as MNIST was made; resize: the 16x16 "
+                             "digits stretched to the input size")
     parser.add_argument("--backbone", help="a registry backbone instead of dann_mnist_cnn")
     parser.add_argument("--weights", help="weights of --backbone (imagenet, none, a file)")
     parser.add_argument("--image-size", type=int)
@@ -81,14 +88,18 @@ def prepare_data(args: argparse.Namespace) -> dict[str, dict[str, Path]]:
         raise SystemExit(f"{root} was built with {stamp.read_text()}; choose another --out.")
     mnist_m = {"source": root / "mnist", "target_train": root / "mnist_m" / "train",
                "target_test": root / "mnist_m" / "test"}
-    usps = {"source": mnist_m["source"], "target_train": root / "usps" / "train",
-            "target_test": root / "usps" / "test"}
     if not stamp.is_file():
         build_mnist_m(assets / "digits" / "mnist.npz", assets / "flower_photos", root,
                       source=args.source_digits, target_train=args.target_digits,
                       target_test=args.test_digits, seed=args.seed)
-        build_usps(assets / "digits" / "usps.npz", root, seed=args.seed)
         stamp.write_text(json.dumps(wanted))
+    # One USPS folder per framing, so both can live under one OUT.
+    usps_root = root / f"usps_{args.usps_frame}"
+    if not (usps_root / "usps").is_dir():
+        build_usps(assets / "digits" / "usps.npz", usps_root, seed=args.seed,
+                   frame=args.usps_frame)
+    usps = {"source": mnist_m["source"], "target_train": usps_root / "usps" / "train",
+            "target_test": usps_root / "usps" / "test"}
     return {"mnist_m": mnist_m, "usps": usps}
 
 

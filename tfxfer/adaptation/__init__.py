@@ -5,6 +5,7 @@
     DomainAdaptation          the phases of `tfxfer train --strategy domain_adaptation`
     grl_lambda, annealed_learning_rate   the paper's λ_p and η_p schedules
     build_mnist_m             MNIST-M from MNIST digits and any folder of colour photos
+    build_usps, mnist_frame   USPS folders, its digits put into MNIST's 20-in-28 frame
 
 Names are imported on first use, so `tfxfer --help` (which lists the
 `build-mnist-m` command) does not load TensorFlow.
@@ -26,6 +27,7 @@ _EXPORTS = {
     "scan_target_images": "data",
     "build_mnist_m": "digits",
     "build_usps": "digits",
+    "mnist_frame": "digits",
 }
 
 __all__ = sorted(_EXPORTS)

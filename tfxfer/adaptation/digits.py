@@ -181,16 +181,86 @@ def build_mnist_m(
     return folders
 
 
+USPS_FRAMES = ("mnist", "resize")
+
+
+def mnist_frame(
+    image: np.ndarray, *, box: int = 20, size: int = 28, threshold: int = 128
+) -> np.ndarray:
+    """Puts one grayscale digit into MNIST's canonical frame, the way MNIST was made.
+
+    LeCun et al. scaled each NIST digit to fit a `box` x `box` square preserving its
+    aspect ratio, then placed it in a `size` x `size` field with its centre of mass
+    on the centre pixel. Here the digit's extent is its bounding box of pixels at
+    least `threshold` (half intensity by default: USPS strokes are blurred, so the
+    faint fringe would otherwise count as ink); the whole image is scaled so that box's
+    longer side is `box` pixels, and the fringe comes along. On MNIST itself the
+    longer side of that box is 20 pixels and the centre of mass at pixel (14, 14)
+    on average, the constants used here.
+
+    Args:
+        image: uint8 [H, W] digit, ink high.
+        box: the longer side of the digit's box after scaling.
+        size: side of the output field.
+        threshold: ink level that delimits the digit's box (lowered to the image's
+            maximum for a faint digit).
+
+    Returns:
+        uint8 [size, size]; all zeros for an empty image.
+    """
+    if image.ndim != 2:
+        raise ValueError(f"mnist_frame expects one [H, W] digit. Received shape {image.shape}")
+    out = np.zeros((size, size), np.uint8)
+    if not image.any():
+        return out
+    ink = image >= min(threshold, int(image.max()))
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    scale = box / max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    h, w = image.shape
+    scaled = np.asarray(Image.fromarray(image).resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR))
+    weights = scaled.astype(np.float64)
+    com_y = (weights.sum(1) * np.arange(weights.shape[0])).sum() / weights.sum()
+    com_x = (weights.sum(0) * np.arange(weights.shape[1])).sum() / weights.sum()
+    _paste(out, scaled, size // 2 - round(com_y), size // 2 - round(com_x))
+    return out
+
+
+def _paste(out: np.ndarray, image: np.ndarray, top: int, left: int) -> None:
+    """Copies `image` into `out` with its corner at (top, left), clipped to `out`."""
+    y0, x0 = max(top, 0), max(left, 0)
+    y1 = min(top + image.shape[0], out.shape[0])
+    x1 = min(left + image.shape[1], out.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = image[y0 - top:y1 - top, x0 - left:x1 - left]
+
+
 def build_usps(
     usps: str | os.PathLike, out: str | os.PathLike, *, test_fraction: float = 0.5,
-    seed: int = 0,
+    seed: int = 0, frame: str = "mnist",
 ) -> dict[str, Path]:
-    """Writes USPS as target folders: out/usps/{train,test}/<d>/*.png (16x16, stratified)."""
+    """Writes USPS as target folders: out/usps/{train,test}/<d>/*.png (stratified split).
+
+    Args:
+        usps: the USPS .npz (`x` [N, 16, 16], `y`).
+        out: output folder (out/usps must not exist yet).
+        test_fraction: share of every class in the test split.
+        seed: split seed.
+        frame: "mnist" puts every digit into MNIST's 28x28 frame (`mnist_frame`):
+            USPS digits fill their 16x16 frame, MNIST digits sit in a 20x20 box, so
+            a plain resize adds a geometric shift on top of the domain shift.
+            "resize" writes the 16x16 digits as they are (the data pipeline then
+            stretches them to the model's input size).
+    """
+    if frame not in USPS_FRAMES:
+        raise ValueError(f"frame must be one of {USPS_FRAMES}. Received: frame={frame!r}")
     out = Path(out)
     folders = {"target_train": out / "usps" / "train", "target_test": out / "usps" / "test"}
     if any(f.exists() for f in folders.values()):
         raise FileExistsError(f"USPS folders exist already under {out / 'usps'}")
     x, y = load_digits(usps)
+    if frame == "mnist":
+        x = np.stack([mnist_frame(image) for image in x])
     rng = np.random.default_rng([seed, 11])
     test = np.zeros(len(y), dtype=bool)
     for label in np.unique(y):
