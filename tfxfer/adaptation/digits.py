@@ -196,7 +196,8 @@ def mnist_frame(
     faint fringe would otherwise count as ink); the whole image is scaled so that box's
     longer side is `box` pixels, and the fringe comes along. On MNIST itself the
     longer side of that box is 20 pixels and the centre of mass at pixel (14, 14)
-    on average, the constants used here.
+    on average, the constants used here. When centring by mass would push part of
+    the box out of the field, the shift is clamped to keep the box inside.
 
     Args:
         image: uint8 [H, W] digit, ink high.
@@ -222,7 +223,13 @@ def mnist_frame(
     weights = scaled.astype(np.float64)
     com_y = (weights.sum(1) * np.arange(weights.shape[0])).sum() / weights.sum()
     com_x = (weights.sum(0) * np.arange(weights.shape[1])).sum() / weights.sum()
-    _paste(out, scaled, size // 2 - round(com_y), size // 2 - round(com_x))
+    # A lopsided digit (an "L") centred by its mass could push ink out of the field:
+    # the shift is clamped so the digit's box stays inside, fringe may be cut.
+    ink = scaled >= min(threshold, int(scaled.max()))
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    top = int(np.clip(size // 2 - round(com_y), -rows[0], size - 1 - rows[-1]))
+    left = int(np.clip(size // 2 - round(com_x), -cols[0], size - 1 - cols[-1]))
+    _paste(out, scaled, top, left)
     return out
 
 
