@@ -138,6 +138,7 @@ def cache_key(
         "backbone_kwargs": model.backbone_kwargs,
         "image_size": model.image_size,
         "pooling": model.pooling,
+        **({"feature_layer": model.feature_layer} if model.feature_layer else {}),
         "copies": copies,
         "seed": config.data.seed if copies else None,
         "data": _data_digest(splits, split),

@@ -16,9 +16,19 @@ from typing import Any
 
 import yaml
 
+from tfxfer import advise_commands
 from tfxfer.server import commands as server_commands
 from tfxfer.serving import commands as serving_commands
 from tfxfer.text import commands as text_commands
+
+
+def _float_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from err
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -49,14 +59,18 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
                 "or word-vector file"}),
     ("--weights", "model", "weights", {"help": "imagenet, none, or a weights file"}),
     ("--image-size", "model", "image_size", {"type": int}),
+    ("--feature-layer", "model", "feature_layer", {
+        "metavar": "NAME|auto", "help": "put the head on this backbone layer (auto: best probe)"}),
     ("--dropout", "model", "dropout", {"type": float}),
     ("--hidden-units", "model", "hidden_units", {"type": int}),
     ("--strategy", "train", "strategy", {
-        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch"]}),
+        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "auto"],
+        "help": "auto: measure data size and similarity and choose (see `tfxfer advise`)"}),
     ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
     ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
     ("--optimizer", "train", "optimizer", {}),
-    ("--learning-rate", "train", "learning_rate", {"type": float}),
+    ("--learning-rate", "train", "learning_rate", {
+        "type": _float_or_auto, "metavar": "LR|auto", "help": "phase 1; auto: LR finder"}),
     ("--fine-tune-learning-rate", "train", "fine_tune_learning_rate", {"type": float}),
     ("--unfreeze-layers", "train", "unfreeze_layers", {"type": int}),
     ("--unfreeze-from", "train", "unfreeze_from", {"help": "first backbone layer to unfreeze"}),
@@ -181,6 +195,11 @@ COMMANDS: list[Command] = [
      serving_commands.add_serving_config_arguments, serving_commands.run_serving_config),
     ("serve", "serve every model under a base directory with TF Serving's REST and gRPC APIs",
      server_commands.add_serve_arguments, server_commands.run_serve),
+    # --- the strategy advisor and the LR finder (tfxfer.advise_commands) ---
+    ("advise", "measure data size x similarity and print the strategy (no training)",
+     advise_commands.add_advise_arguments, advise_commands.run_advise),
+    ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
+     advise_commands.add_lr_find_arguments, advise_commands.run_lr_find),
 ]
 
 

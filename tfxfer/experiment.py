@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from tfxfer import rundir
+from tfxfer.auto import resolve_auto
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import Splits, load_splits
@@ -127,6 +128,9 @@ def train(config: RunConfig, splits: Splits | None = None) -> RunResult:
 
     if splits is None:
         splits = load_splits(config.data, config.model.image_size)
+    # --- "auto" strategy, feature layer, learning rate (tfxfer.auto) ---
+    config = resolve_config(resolve_auto(config, splits, run_dir))
+    # ---
     rundir.write_setup(run_dir, config, splits)
     model, history = _build_and_fit(
         config, splits, tensorboard_callbacks(run_dir, config.train.tensorboard)

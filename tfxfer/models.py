@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, get_backbone
+from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
 from tfxfer.config import ModelConfig
 from tfxfer.layers import BackbonePreprocess
 
@@ -79,7 +79,8 @@ def build_image_classifier(
     """Builds a classifier on a registered `keras.applications` backbone.
 
     Args:
-        config: the model section: backbone, weights, image size, head, augmentation.
+        config: the model section: backbone, weights, image size, head, augmentation,
+            and `feature_layer`, a backbone layer to put the head on instead of the top.
         num_classes: number of classes.
         from_scratch: build the architecture with random weights and let its
             BatchNormalization layers follow the training flag (for the
@@ -95,6 +96,13 @@ def build_image_classifier(
     backbone = build_backbone(
         spec.name, weights=weights, image_size=size, **config.backbone_kwargs
     )
+    # --- cut at an intermediate layer (tfxfer.advisor resolves "auto" before this) ---
+    if config.feature_layer == "auto":
+        raise ValueError("feature_layer='auto' is resolved by tfxfer.advisor before the model "
+                         "is built; pass a layer name here.")
+    if config.feature_layer:
+        backbone = cut_backbone(backbone, config.feature_layer)
+    # ---
 
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name=IMAGE_INPUT)
     x = keras.layers.Resizing(size, size, name="resize")(inputs)
