@@ -98,7 +98,8 @@ _MEANINGS = {
     "best_probe": "best linear-probe score over the stage ends of the backbone",
     "top_vs_best": "top_probe / best_probe: 1 when the top layer is as good as any depth "
                    "(similar data); low when an earlier depth is better (different data)",
-    "random_best_probe": "best probe score of the same architecture with random weights",
+    "random_best_probe": "best probe score of the same architecture with random weights "
+                         "(measured for lots of data only, where it decides)",
     "transfer_gain": "best_probe - random_best_probe: what the pretrained weights add",
     "bn_similarity": "exp(-KL) between the sample's BatchNorm input statistics and the "
                      "stored moving statistics (1: same; reported, not used to decide)",
@@ -119,13 +120,14 @@ def _min_per_class(splits: Splits) -> int:
 def _signals(measurement) -> dict[str, float | None]:
     best = measurement.best()
     top = measurement.pretrained[-1]
-    random_best = max(p.score for p in measurement.random)
+    random_best = max((p.score for p in measurement.random), default=None)
     return {
         "top_probe": round(top.score, 4),
         "best_probe": round(best.score, 4),
         "top_vs_best": round(top.score / best.score, 4) if best.score > 0 else 0.0,
-        "random_best_probe": round(random_best, 4),
-        "transfer_gain": round(max(0.0, best.score - random_best), 4),
+        "random_best_probe": None if random_best is None else round(random_best, 4),
+        "transfer_gain": (None if random_best is None
+                          else round(max(0.0, best.score - random_best), 4)),
         "bn_similarity": (None if measurement.bn_similarity is None
                           else round(measurement.bn_similarity, 4)),
     }
@@ -155,7 +157,7 @@ def decide(
                 f"{facts}: the top layers are too specific; put the head on {best_layer}")
     if similar:
         return "fine_tune_all", size, similarity, f"{facts}: fine-tune all layers"
-    gain = signals["transfer_gain"]
+    gain = signals["transfer_gain"] or 0.0
     if gain >= settings.gain_above:
         return ("fine_tune_all", size, similarity,
                 f"{facts}; but the pretrained features beat random ones by {gain:.2f} "
@@ -165,18 +167,12 @@ def decide(
             f"(< {settings.gain_above}): re-use the architecture, train from scratch")
 
 
-def _unfreeze_from(config: RunConfig, stage_names: list[str], choice: str) -> str | None:
+def _unfreeze_from(layer_names: list[str], stage_names: list[str], choice: str) -> str | None:
     """Suggested unfreeze depth for fine_tune_top: the layers after the last stage but one."""
     if choice != "fine_tune_top" or len(stage_names) < 2:
         return None
-    from tfxfer.backbones import build_backbone
-
-    backbone = build_backbone(config.model.backbone, weights=None,
-                              image_size=config.model.image_size,
-                              **config.model.backbone_kwargs)
-    names = [layer.name for layer in backbone.layers]
-    index = names.index(stage_names[-2]) + 1
-    return names[index] if index < len(names) else None
+    index = layer_names.index(stage_names[-2]) + 1
+    return layer_names[index] if index < len(layer_names) else None
 
 
 def _too_small(per_class: float, smallest: int, settings: AdvisorSettings) -> Advice:
@@ -210,7 +206,9 @@ def advise(
     per_class, smallest = examples_per_class(splits), _min_per_class(splits)
     if smallest < settings.min_per_class:
         return _too_small(per_class, smallest, settings)
-    measurement = measure(config, splits, settings.sample_per_class, settings.max_sample)
+    lots = per_class >= settings.lots_per_class  # only then do random weights matter
+    measurement = measure(config, splits, settings.sample_per_class, settings.max_sample,
+                          random=lots)
     signals = _signals(measurement)
     best, top = measurement.best().layer, measurement.pretrained[-1].layer
     choice, size, similarity, reason = decide(per_class, signals, best, top, settings)
@@ -219,8 +217,8 @@ def advise(
     probes += [{"weights": "random", **dataclasses.asdict(p)} for p in measurement.random]
     advice = Advice(
         choice, CHOICES[choice], best if choice == "earlier_layer_cut" else None,
-        _unfreeze_from(config, stage_names, choice), round(per_class, 2), size, similarity,
-        reason, signals, dict(_MEANINGS), probes, round(measurement.seconds, 2),
+        _unfreeze_from(measurement.layers, stage_names, choice), round(per_class, 2), size,
+        similarity, reason, signals, dict(_MEANINGS), probes, round(measurement.seconds, 2),
     )
     logger.info("Advice: %s (%s)", advice.choice, advice.reason)
     return advice
@@ -232,14 +230,24 @@ def best_feature_layer(config: RunConfig, splits: Splits,
     from tfxfer.probes import measure
 
     settings = settings or AdvisorSettings()
-    measurement = measure(config, splits, settings.sample_per_class, settings.max_sample)
+    measurement = measure(config, splits, settings.sample_per_class, settings.max_sample,
+                          random=False)
     best = measurement.best().layer
     return None if best == measurement.pretrained[-1].layer else best
 
 
 def apply_advice(config: RunConfig, advice: Advice) -> RunConfig:
-    """`config` with the advised strategy, cut and unfreeze depth (user choices kept)."""
+    """`config` with the advised strategy, cut and unfreeze depth (user choices kept).
+
+    The epoch budget is kept: a head-only choice trains the head for
+    `epochs + fine_tune_epochs`, as `from_scratch` trains one phase of both.
+    """
     model, train = config.model, config.train
+    if advice.strategy == "feature_extraction" and train.fine_tune_epochs:
+        logger.info("Head only: training it for %d + %d epochs", train.epochs,
+                    train.fine_tune_epochs)
+        train = dataclasses.replace(train, epochs=train.epochs + train.fine_tune_epochs,
+                                    fine_tune_epochs=0)
     layer = model.feature_layer
     if layer in (None, "auto"):
         layer = advice.feature_layer

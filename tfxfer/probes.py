@@ -22,7 +22,7 @@ One forward pass over a stratified sample of the training split gives:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -67,6 +67,7 @@ class Measurement:
         pretrained: probes of the configured weights, bottom to top.
         random: probes of the same architecture with random weights.
         bn_similarity: exp(-mean BatchNorm KL shift) in [0, 1]; None without BN layers.
+        layers: names of all the backbone's layers, bottom to top.
         seconds: wall time of the measurement.
     """
 
@@ -74,6 +75,7 @@ class Measurement:
     pretrained: list[LayerProbe]
     random: list[LayerProbe]
     bn_similarity: float | None
+    layers: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def best(self) -> LayerProbe:
@@ -99,12 +101,16 @@ def ridge_loo_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
     classes, y = np.unique(labels, return_inverse=True)
     onehot = np.eye(len(classes))[y]
     target = onehot - onehot.mean(0)
-    kernel = x @ x.T
-    n = len(y)
+    # TensorFlow's linear algebra, not numpy's: multithreaded OpenBLAS LAPACK calls run
+    # 10-20x slower than single-threaded ones on a machine loaded with other jobs.
+    x_t = tf.constant(x)
+    values, vectors = tf.linalg.eigh(tf.matmul(x_t, x_t, transpose_b=True))
+    values = np.maximum(values.numpy(), 0.0)
     best = 0.0
     for ridge in _RIDGES:
-        lam = ridge * max(np.trace(kernel) / n, 1e-12)
-        hat = kernel @ np.linalg.inv(kernel + lam * np.eye(n))
+        lam = ridge * max(values.sum() / len(y), 1e-12)
+        shrink = tf.constant(values / (values + lam))
+        hat = tf.matmul(vectors * shrink, vectors, transpose_b=True).numpy()
         fitted = hat @ target
         leverage = np.clip(np.diag(hat), None, 1 - 1e-9)[:, None]
         loo = (fitted - leverage * target) / (1 - leverage)
@@ -144,7 +150,7 @@ def sample_batches(
 
 def _probe_model(
     config: RunConfig, weights: str | None, with_bn: bool
-) -> tuple[keras.Model, list[str], int, list[keras.layers.Layer]]:
+) -> tuple[keras.Model, list[tuple[str, float]], int, list[keras.layers.Layer], list[str]]:
     """uint8 images -> pooled features at every stage end [+ per-example BN input moments]."""
     model = config.model
     spec = get_backbone(model.backbone)
@@ -168,7 +174,8 @@ def _probe_model(
     probe = keras.Model(inputs, [*pooled, *moments, *squares])
     depths = {layer.name: i for i, layer in enumerate(backbone.layers)}
     positions = [depths[n] / (len(backbone.layers) - 1) for n in names]
-    return probe, list(zip(names, positions)), len(names), bns
+    layers = [layer.name for layer in backbone.layers]
+    return probe, list(zip(names, positions)), len(names), bns, layers
 
 
 def _forward(probe: keras.Model, ds: tf.data.Dataset) -> list[np.ndarray]:
@@ -206,15 +213,18 @@ def _probes(
 
 
 def measure(
-    config: RunConfig, splits: Splits, per_class: int = 40, max_examples: int = 800
+    config: RunConfig, splits: Splits, per_class: int = 40, max_examples: int = 800,
+    random: bool = True,
 ) -> Measurement:
-    """Probes the backbone of `config` (pretrained and random) on a sample of `splits`.
+    """Probes the backbone of `config` on a sample of `splits`.
 
     Args:
         config: a resolved run config (image size set).
         splits: image data; the training split is sampled.
         per_class: sample at most this many examples per class...
         max_examples: ...and at most this many in all.
+        random: also probe the architecture with random weights (a second
+            backbone and forward pass; `Measurement.random` is empty otherwise).
 
     Returns:
         The Measurement, with its wall time.
@@ -223,17 +233,19 @@ def measure(
 
     start = time.perf_counter()
     ds, labels = sample_batches(config, splits, per_class, max_examples)
-    probe, positions, k, bns = _probe_model(config, config.model.weights, with_bn=True)
+    probe, positions, k, bns, layers = _probe_model(config, config.model.weights, with_bn=True)
     outs = _forward(probe, ds)
     pretrained = _probes(outs[:k], positions, labels)
     bn = None
     if bns:
         means, squares = outs[k:k + len(bns)], outs[k + len(bns):]
         bn = float(np.exp(-bn_kl_shift(bns, means, squares)))
-    random_probe, positions, k, _ = _probe_model(config, None, with_bn=False)
-    random = _probes(_forward(random_probe, ds)[:k], positions, labels)
+    random_probes = []
+    if random:
+        random_model, positions, k, _, _ = _probe_model(config, None, with_bn=False)
+        random_probes = _probes(_forward(random_model, ds)[:k], positions, labels)
     seconds = time.perf_counter() - start
     logger.info("Measured %d examples in %.1f s: probes %s, random %s, BN similarity %s",
                 len(labels), seconds, [round(p.score, 3) for p in pretrained],
-                [round(p.score, 3) for p in random], bn)
-    return Measurement(len(labels), pretrained, random, bn, seconds)
+                [round(p.score, 3) for p in random_probes], bn)
+    return Measurement(len(labels), pretrained, random_probes, bn, layers, seconds)
