@@ -106,8 +106,8 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
             build_backbone("mobilenet", weights=None, image_size=32, alpha=0.25))[:-1]
         assert applied.model.feature_layer == advice.feature_layer
         assert (applied.train.epochs, applied.train.fine_tune_epochs) == (2, 0)
-    if choice == "fine_tune_top":
-        assert applied.train.unfreeze_from == advice.unfreeze_from == "conv_pad_12"
+    if choice == "fine_tune_top":  # the top 30% of the 85 layers (the strategy's default)
+        assert applied.train.unfreeze_from == advice.unfreeze_from == "conv_pw_9_relu"
 
 
 def test_decide_uses_the_transfer_gain_for_lots_of_different_data():

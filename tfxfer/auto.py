@@ -89,6 +89,10 @@ def resolve_auto(
         resolved, so training starts as if the resolved values had been given.
     """
     given = config
+    if config.model.feature_layer and splits.modality != "image":
+        raise ValueError(f"feature_layer cuts image backbones; {splits.source} holds "
+                         f"{splits.modality} data. Received: "
+                         f"feature_layer={config.model.feature_layer!r}")
     if config.train.strategy == "auto":
         advice = advise(config, splits, settings)
         write_advice(run_dir, advice)

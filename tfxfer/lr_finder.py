@@ -137,6 +137,10 @@ def lr_sweep(
         raise ValueError(f"The loss diverged after {len(lrs)} steps of the LR sweep from "
                          f"{min_lr:g}; lower min_lr.")
     suggestion = suggest_learning_rate(np.array(lrs), np.array(smoothed))
+    drop = 1 - min(smoothed) / smoothed[0] if smoothed[0] > 0 else 0.0
+    if drop < 0.02:
+        logger.warning("The loss did not fall during the LR sweep (%.1f%% below its start): "
+                       "the suggestion %.3g is unreliable.", 100 * drop, suggestion)
     result = LRFinderResult(lrs, losses, smoothed, suggestion, stopped,
                             round(time.perf_counter() - start, 2))
     logger.info("LR finder: %d steps in %.1f s, suggestion %.3g", len(lrs), result.seconds,
