@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer.lr_finder import lr_sweep, plot_lr_find, suggest_learning_rate
+from tfxfer.lr_finder import lr_sweep, plot_lr_find, steepest_descent, suggest_learning_rate
 
 _STEPS = 60
 
@@ -60,11 +60,12 @@ def test_sweep_leaves_the_weights_as_they_were():
         np.testing.assert_array_equal(old, new)
 
 
-def test_suggestion_is_the_steepest_descent_before_the_minimum():
+def test_suggestion_is_a_tenth_of_the_minimum_and_steepest_is_before_it():
     rates = np.logspace(-6, 0, 61)
     losses = 2.0 - np.tanh(3 * (np.log10(rates) + 3))  # steepest at 1e-3, then flat
-    losses[50:] += np.linspace(0, 5, 11)  # diverges at the end
-    assert suggest_learning_rate(rates, losses) == pytest.approx(1e-3, rel=0.3)
+    losses[50:] += np.linspace(0, 5, 11)  # minimum at 1e-1, then diverges
+    assert steepest_descent(rates, losses) == pytest.approx(1e-3, rel=0.3)
+    assert suggest_learning_rate(rates, losses) == pytest.approx(rates[np.argmin(losses)] / 10)
 
 
 def test_bad_sweep_arguments_are_refused():
