@@ -83,7 +83,7 @@ def tiny(tmp_path_factory):
 
 # Thresholds that force each quadrant of the matrix on any data.
 _LITTLE, _LOTS = {"lots_per_class": 10_000, "few_per_class": 0}, {"lots_per_class": 1}
-_SIMILAR, _DIFFERENT = {"similar_above": 0.0}, {"similar_above": 1.01, "gain_above": 1.01}
+_SIMILAR, _DIFFERENT = {"similar_above": 0.0}, {"similar_above": 1.01}
 
 
 @pytest.mark.parametrize("size, similarity, choice, strategy", [
@@ -110,13 +110,14 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
         assert applied.train.unfreeze_from == advice.unfreeze_from == "conv_pw_9_relu"
 
 
-def test_decide_uses_the_transfer_gain_for_lots_of_different_data():
+def test_lots_of_different_data_trains_from_scratch_unless_the_gain_rule_is_on():
     signals = {"top_probe": 0.1, "best_probe": 0.7, "top_vs_best": 0.14, "transfer_gain": 0.6}
-    choice, *_ = decide(5000, signals, "conv_pw_5_relu", "conv_pw_13_relu", AdvisorSettings())
-    assert choice == "fine_tune_all"
+    layers = ("conv_pw_5_relu", "conv_pw_13_relu")
+    assert decide(5000, signals, *layers, AdvisorSettings())[0] == "from_scratch"
+    with_gain = AdvisorSettings(gain_above=0.25)
+    assert decide(5000, signals, *layers, with_gain)[0] == "fine_tune_all"
     signals["transfer_gain"] = 0.05
-    choice, *_ = decide(5000, signals, "conv_pw_5_relu", "conv_pw_13_relu", AdvisorSettings())
-    assert choice == "from_scratch"
+    assert decide(5000, signals, *layers, with_gain)[0] == "from_scratch"
 
 
 def test_too_small_data_falls_back_to_feature_extraction(tmp_path, caplog):

@@ -22,7 +22,7 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
                         help="top/best probe ratio from which data counts as similar")
     parser.add_argument("--gain-above", type=float, default=defaults.gain_above,
                         help="lots of different data: fine-tune all when pretrained probes "
-                             "beat random ones by this much, else from scratch")
+                             "beat random ones by this much (default: off, from scratch)")
 
 
 def _config_and_splits(args: argparse.Namespace, **train_overrides):
