@@ -97,31 +97,31 @@ def tasks(args) -> dict[str, dict]:
     work = Path(args.work)
     digits = make_digits(Path(args.assets), work, args.small_per_class, args.large_train)
     mobilenet = {"backbone": "mobilenet", "weights": "imagenet",
-                 "backbone_kwargs": {"alpha": 0.25}, "augment": False}
+                 "backbone_kwargs": {"alpha": 0.25}, "augment": False}  # model.image
     return {
         "flowers": {
             "data": {"source": str(Path(args.assets) / "flower_photos"),
                      "val_fraction": 0.15, "test_fraction": 0.25},
-            "model": {**mobilenet, "image_size": 112},
+            "model": {"image": {**mobilenet, "image_size": 112}},
         },
         "digits-small": {
             "data": {"source": str(digits["small"]), "test_source": str(digits["test"]),
                      "val_fraction": 0.15, "test_fraction": 0.0},
-            "model": {**mobilenet, "image_size": 32},
+            "model": {"image": {**mobilenet, "image_size": 32}},
         },
         "digits-large": {
             "data": {"source": str(digits["large"]), "test_source": str(digits["test"]),
                      "val_fraction": 0.1, "test_fraction": 0.0},
-            "model": {**mobilenet, "image_size": 32},
+            "model": {"image": {**mobilenet, "image_size": 32}},
         },
     }
 
 
 def _overrides(task: dict, arm: str, args, out: Path) -> dict:
     strategy = {"earlier_layer_cut": "feature_extraction"}.get(arm, arm)
-    model = dict(task["model"])
+    model = {"image": dict(task["model"]["image"])}
     if arm == "earlier_layer_cut":
-        model["feature_layer"] = "auto"
+        model["image"]["feature_layer"] = "auto"
     epochs, fine_tune_epochs = args.epochs, args.fine_tune_epochs
     if strategy == "feature_extraction":  # the same epoch budget, all for the head
         epochs, fine_tune_epochs = epochs + fine_tune_epochs, 0
@@ -154,7 +154,7 @@ def run_arm(name: str, task: dict, arm: str, args) -> dict:
     return {
         "task": name, "arm": arm, "accuracy": result.evaluation.accuracy,
         "seconds": round(seconds, 1), "strategy": result.config.train.strategy,
-        "feature_layer": result.config.model.feature_layer,
+        "feature_layer": result.config.model.image.feature_layer,
         "unfreeze_from": result.config.train.unfreeze_from,
         "train_examples": result.splits.size("train"),
         "test_examples": result.splits.size("test"),

@@ -46,7 +46,7 @@ def main() -> None:
     phases = ", ".join(f"{p.name} {p.epochs_run} epochs {p.seconds:.0f} s"
                        for p in result.history.phases)
     print(f"IMDB {result.splits.size('train')} train / {result.splits.size('val')} val / "
-          f"{result.splits.size('test')} test reviews, encoder {result.config.model.encoder}")
+          f"{result.splits.size('test')} test reviews, encoder {result.config.model.text.encoder}")
     print(f"phases: {phases}")
     print(f"test accuracy {result.evaluation.accuracy:.4f} (goal >= 0.880)")
     print(f"wall time {seconds:.0f} s = {seconds / 60:.1f} min (goal <= 5 min)")

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from tfxfer.config import load_config
-from tfxfer.data.split import stratified_subset
+from tfxfer.data.splits import stratified_subset
 from tfxfer.data.text import load_dataframe_splits, read_csv
 from tfxfer.experiment import train
 
@@ -67,7 +67,7 @@ def _run(config, frame, test, out: Path) -> tuple[float, float, float]:
 def _configs(args, budget: int):
     base = load_config(APP_CONFIG, {
         "data": {"seed": args.seed, "cache_dir": args.cache_dir},
-        "model": {"encoder": args.encoder},
+        "model": {"text": {"encoder": args.encoder}},
         "train": {"verbose": 0, "tensorboard": False},
     })
     train_examples = budget - round(budget * base.data.val_fraction)
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--test", required=True, help="IMDB test CSV (text,label)")
     parser.add_argument("--budgets", default="100,500,2000,25000",
                         help="labelled reviews per run, comma-separated")
-    parser.add_argument("--encoder", default="glove-6b-50d")
+    parser.add_argument("--encoder", default="glove_6b_50d")
     parser.add_argument("--pretrained-lrs", default="0.01,0.03", type=_floats,
                         help="phase-1 learning rates of the pretrained arm (phase 2: 10x lower)")
     parser.add_argument("--random-lrs", default="0.01,0.001", type=_floats,

@@ -92,7 +92,7 @@ def export_untrained(kind: str, base: Path, name: str) -> bytes:
     from tfxfer.config import ModelConfig
     from tfxfer.models import build_image_classifier
     from tfxfer.serving.export import export_model
-    from tfxfer.serving.samples import synthetic_images
+    from tfxfer.serving.export.samples import synthetic_images
 
     config = ModelConfig(weights="none", **EXPORTS[kind])
     model = build_image_classifier(config, num_classes=5)
@@ -118,13 +118,12 @@ def start_server(base: Path, args: argparse.Namespace, log_path: Path) -> tuple:
 
 
 def publish_next_version(model_dir: Path) -> int:
-    """Copies the newest version to the next number: temporary name, then rename."""
-    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
-    new = versions[-1] + 1
-    temp = model_dir / f".tmp-swap-{os.getpid()}"
-    shutil.copytree(model_dir / str(versions[-1]), temp)
-    os.rename(temp, model_dir / str(new))
-    return new
+    """Publishes a copy of the newest version as the next one, as an export does."""
+    from tfxfer.serving.contract import list_versions
+    from tfxfer.serving.export.layout import publish_copy
+
+    newest = list_versions(model_dir)[-1]
+    return int(publish_copy(model_dir / str(newest), model_dir).name)
 
 
 # ---------------------------------------------------------------- load

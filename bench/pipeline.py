@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from tfxfer.config import DataConfig, ModelConfig, TrainConfig
+from tfxfer.config import DataConfig, ImageConfig, ModelConfig, TrainConfig
 from tfxfer.data import load_splits
 from tfxfer.evaluation import inference_function
 from tfxfer.models import build_image_classifier
@@ -35,8 +35,8 @@ def _rate(ds) -> float:
 
 
 def _model_rates(args, batch: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    config = ModelConfig(backbone=args.backbone, weights="none", image_size=args.image_size,
-                         augment=False)
+    config = ModelConfig(image=ImageConfig(backbone=args.backbone, weights="none",
+                                       image_size=args.image_size, augment=False))
     model = build_image_classifier(config, num_classes=5)
     predict = inference_function(model)
     predict(batch)  # trace

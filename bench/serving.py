@@ -1,7 +1,7 @@
 """Benchmark: latency and throughput of an exported SavedModel on real JPEG bytes.
 
 Exports a classifier (default MobileNetV2 at 224 px; random weights, since latency
-does not depend on their values) with `tfxfer.serving.export_model`, loads it back
+does not depend on their values) with `tfxfer.serving.export.export_model`, loads it back
 with plain `tf.saved_model.load`, and calls its `serving_default` signature:
   - single-request latency: one JPEG per call (p50, p99 over --requests calls);
   - throughput: batches of --batch JPEGs per call, images/s.

@@ -84,8 +84,8 @@ def tiny_config(source, out, **train):
     return load_config(overrides={
         "data": {"source": str(source), "batch_size": 4, "val_fraction": 0.2,
                  "test_fraction": 0.2, "seed": 1},
-        "model": {"backbone": "mobilenet", "weights": "none", "image_size": 32,
-                  "backbone_kwargs": {"alpha": 0.25}},
+        "model": {"image": {"backbone": "mobilenet", "weights": "none", "image_size": 32,
+                            "backbone_kwargs": {"alpha": 0.25}}},
         "train": {"epochs": 1, "fine_tune_epochs": 1, "verbose": 0, **train},
         "out": str(out),
     })

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+from tfxfer.serving.contract import warmup_path
+from tfxfer.serving.export.layout import publish_copy
 
 _BUILT: dict[float, Path] = {}
 
@@ -63,8 +65,8 @@ WARMUP_RECORDS = 3
 
 
 def _write_warmup(path: Path) -> None:
-    (path / "assets.extra").mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path / "assets.extra" / "tf_serving_warmup_requests")) as w:
+    warmup_path(path).parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(warmup_path(path))) as w:
         for texts in (["a"], ["bb"], ["a", "bb"]):
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=_warmup_request(texts)))
@@ -84,13 +86,8 @@ def tiny_model(scale: float) -> Path:
 
 
 def publish(model_dir: Path, version: int, scale: float) -> Path:
-    """Copies a tiny model into MODEL_DIR/VERSION atomically (temp name, then rename)."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    temp = model_dir / f".tmp-export-{os.getpid()}-{version}"
-    shutil.copytree(tiny_model(scale), temp)
-    target = model_dir / str(version)
-    os.rename(temp, target)
-    return target
+    """Publishes a tiny model as MODEL_DIR/VERSION with the exporter's own atomic publish."""
+    return publish_copy(tiny_model(scale), model_dir, version)
 
 
 def cleanup_built() -> None:

@@ -25,13 +25,18 @@ from tfxfer.serving.export import export_model
 CUT = "conv_pw_5_relu"
 
 
+def _image_settings(config, **changes):
+    image = dataclasses.replace(config.model.image, **changes)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, image=image))
+
+
 def _images(n=4, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3)).astype("uint8")
 
 
 def test_cut_model_outputs_the_pooled_intermediate_layer(tmp_path):
-    config = tiny_config(tmp_path, tmp_path / "run").model
-    config = dataclasses.replace(config, feature_layer=CUT, augment=False)
+    config = _image_settings(tiny_config(tmp_path, tmp_path / "run"), feature_layer=CUT,
+                             augment=False).model
     model = spread_backbone_weights(build_image_classifier(config, 3))
     cut = model.get_layer("backbone")
     assert cut.layers[-1].name == CUT and cut.output.shape[-1] == 64
@@ -50,8 +55,8 @@ def test_cut_model_outputs_the_pooled_intermediate_layer(tmp_path):
 
 
 def test_unknown_feature_layer_lists_the_valid_names(tmp_path):
-    config = dataclasses.replace(tiny_config(tmp_path, tmp_path / "run").model,
-                                 feature_layer="conv_pw_99")
+    config = _image_settings(tiny_config(tmp_path, tmp_path / "run"),
+                             feature_layer="conv_pw_99").model
     with pytest.raises(ValueError, match="conv_pw_99") as err:
         build_image_classifier(config, 3)
     assert "conv_pw_13_relu" in str(err.value) and "conv_dw_7" in str(err.value)
@@ -104,7 +109,7 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
     if choice == "earlier_layer_cut":
         assert advice.feature_layer in stage_ends(
             build_backbone("mobilenet", weights=None, image_size=32, alpha=0.25))[:-1]
-        assert applied.model.feature_layer == advice.feature_layer
+        assert applied.model.image.feature_layer == advice.feature_layer
         assert (applied.train.epochs, applied.train.fine_tune_epochs) == (2, 0)
     if choice == "fine_tune_top":  # the top 30% of the 85 layers (the strategy's default)
         assert applied.train.unfreeze_from == advice.unfreeze_from == "conv_pw_9_relu"
@@ -136,7 +141,7 @@ def test_auto_run_writes_its_advice_and_lr_sweep_into_the_report(tmp_path):
     folder = make_image_folder(tmp_path / "images", per_class=8)
     config = tiny_config(folder, tmp_path / "run", strategy="auto", learning_rate="auto",
                          bottleneck_cache="on")
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, augment=False))
+    config = _image_settings(config, augment=False)
     result = train(config)
     saved = json.loads((result.run_dir / rundir.CONFIG).read_text())
     advice = json.loads((result.run_dir / "advice.json").read_text())
@@ -151,8 +156,7 @@ def test_cut_run_caches_exports_and_reloads(tmp_path):
     folder = make_image_folder(tmp_path / "images", per_class=4)
     config = tiny_config(folder, tmp_path / "run", strategy="feature_extraction",
                          bottleneck_cache="on")
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, augment=False, feature_layer=CUT))
+    config = _image_settings(config, augment=False, feature_layer=CUT)
     result = train(config)
     assert bottleneck.feature_model(result.model).output.shape[-1] == 64
     _, reloaded, names = rundir.load_run(result.run_dir)

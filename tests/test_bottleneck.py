@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -17,10 +18,10 @@ from tfxfer.models import build_image_classifier
 def _config(folder, out, cache_dir, **train_overrides):
     config = tiny_config(folder, out, strategy="feature_extraction", epochs=2,
                          bottleneck_cache="on", **train_overrides)
-    data = {**config.data.__dict__, "cache_dir": str(cache_dir)}
-    model = {**config.model.__dict__, "augment": False}
-    return load_config(overrides={"data": data, "model": model,
-                                  "train": config.train.__dict__, "out": config.out})
+    return dataclasses.replace(
+        config, data=dataclasses.replace(config.data, cache_dir=str(cache_dir)),
+        model=dataclasses.replace(
+            config.model, image=dataclasses.replace(config.model.image, augment=False)))
 
 
 def test_head_on_cached_features_equals_the_full_model(image_folder, tmp_path):
@@ -97,7 +98,7 @@ def test_cache_key_depends_on_the_backbone_settings(image_folder, tmp_path):
     splits = load_splits(config.data, 32)
     key = bottleneck.cache_key(config, splits, "train", 0)
     assert key == bottleneck.cache_key(config, splits, "train", 0)
-    config.model.image_size = 40
+    config.model.image.image_size = 40
     assert key != bottleneck.cache_key(config, splits, "train", 0)
 
 
@@ -112,8 +113,8 @@ def test_mirrored_strategy_on_two_logical_cpus(image_folder, tmp_path):
         config = load_config(overrides={{
             "data": {{"source": {str(image_folder)!r}, "batch_size": 4, "seed": 1,
                       "val_fraction": 0.2, "test_fraction": 0.2}},
-            "model": {{"backbone": "mobilenet", "weights": "none", "image_size": 32,
-                       "backbone_kwargs": {{"alpha": 0.25}}}},
+            "model": {{"image": {{"backbone": "mobilenet", "weights": "none",
+                                 "image_size": 32, "backbone_kwargs": {{"alpha": 0.25}}}}}},
             "train": {{"epochs": 1, "fine_tune_epochs": 1, "distribute": "mirrored",
                        "verbose": 0}},
             "out": {str(tmp_path / "run")!r}}})
@@ -137,7 +138,7 @@ def test_text_cache_key_follows_the_encoder_files(tmp_path):
     encoder = build_tiny_encoder(tmp_path / "encoder")
     csv = write_csv(tmp_path / "reviews.csv", review_rows(20))
     config = load_config(overrides={"data": {"source": str(csv)},
-                                    "model": {"encoder": str(encoder)}})
+                                    "model": {"text": {"encoder": str(encoder)}}})
     splits = load_splits(config.data)
     key = bottleneck.cache_key(config, splits, "train", 0, build_text_classifier(config.model, 2))
     pb = encoder / "saved_model.pb"

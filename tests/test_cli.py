@@ -22,8 +22,10 @@ def test_train_end_to_end_writes_the_run_directory(image_folder, tmp_path, capsy
                  rundir.CONFUSION, rundir.PREDICTIONS, rundir.MODEL):
         assert (out / name).is_file(), name
     config = json.loads((out / rundir.CONFIG).read_text())
-    assert config["model"]["backbone_kwargs"] == {"alpha": 0.25}
-    assert config["model"]["image_size"] == 32 and config["train"]["strategy"] == "fine_tune"
+    assert config["model"]["image"]["backbone_kwargs"] == {"alpha": 0.25}
+    assert config["model"]["image"]["image_size"] == 32
+    assert config["model"]["text"] is None  # an image run keeps only its own section
+    assert config["train"]["strategy"] == "fine_tune"
     history = list(csv.DictReader((out / rundir.HISTORY).open()))
     assert [(r["epoch"], r["phase"]) for r in history] == [("1", "head"), ("2", "fine_tune")]
     metrics = json.loads((out / rundir.METRICS).read_text())
@@ -89,4 +91,4 @@ def test_each_strategy_runs(image_folder, tmp_path, strategy):
                 "from_scratch": ["scratch"]}[strategy]
     assert phases == expected
     if strategy == "from_scratch":
-        assert result.config.model.weights is None
+        assert result.config.model.image.weights is None

@@ -20,7 +20,7 @@ APP_CONFIG = Path(__file__).parents[1] / "apps" / "flowers" / "config.yaml"
 def _config(assets, out, strategy):
     return load_config(APP_CONFIG, {
         "data": {"source": str(assets / "flower_photos")},
-        "model": {"backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25}},
+        "model": {"image": {"backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25}}},
         "train": {"strategy": strategy, "verbose": 0},
         "out": str(out),
     })

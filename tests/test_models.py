@@ -1,12 +1,15 @@
+from dataclasses import replace
+
 import keras
 import numpy as np
 from conftest import spread_backbone_weights
 
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.models import build_image_classifier
 
-CONFIG = ModelConfig(backbone="mobilenet", weights=None, image_size=32,
-                     backbone_kwargs={"alpha": 0.25})
+IMAGE = ImageConfig(backbone="mobilenet", weights=None, image_size=32,
+                    backbone_kwargs={"alpha": 0.25})
+CONFIG = ModelConfig(image=IMAGE)
 
 
 def _images(n=2, size=40, seed=0):
@@ -23,7 +26,7 @@ def test_model_takes_raw_uint8_images_of_any_size():
 
 
 def test_stable_layer_names():
-    model = build_image_classifier(ModelConfig(**{**CONFIG.__dict__, "hidden_units": 8}), 3)
+    model = build_image_classifier(ModelConfig(image=IMAGE, hidden_units=8), 3)
     for name in ("image", "resize", "augmentation", "preprocess", "backbone", "pooling",
                  "dropout", "hidden", "predictions"):
         assert model.get_layer(name) is not None
@@ -40,7 +43,7 @@ def test_augmentation_is_active_in_training_only():
 
 
 def test_no_augmentation_when_disabled():
-    model = build_image_classifier(ModelConfig(**{**CONFIG.__dict__, "augment": False}), 2)
+    model = build_image_classifier(ModelConfig(image=replace(IMAGE, augment=False)), 2)
     assert "augmentation" not in [layer.name for layer in model.layers]
 
 
@@ -60,7 +63,7 @@ def test_frozen_phases_run_the_backbone_in_inference_mode():
     from tfxfer.config import TrainConfig
     from tfxfer.strategies import plan_phases, set_phase_trainable
 
-    plain = ModelConfig(**{**CONFIG.__dict__, "augment": False, "dropout": 0.0})
+    plain = ModelConfig(image=replace(IMAGE, augment=False), dropout=0.0)
     images = _images(size=32)
     model = build_image_classifier(plain, num_classes=3)
     train = TrainConfig(strategy="fine_tune_all")

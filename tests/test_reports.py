@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from tfxfer import cli, rundir
 from tfxfer.config import RunConfig
 from tfxfer.data.images import SkippedFile
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation
 from tfxfer.experiment import train
 from tfxfer.reports import report, tensorboard_callbacks, write_report
@@ -215,7 +215,7 @@ def test_tfds_images_come_from_the_test_split(tmp_path):
 
 def _tfds_run(tmp_path, splits, data):
     config = RunConfig(data=data)
-    config.model.image_size = 24
+    config.model.image.image_size = 24
     run_dir = tmp_path / "tfds_run"
     run_dir.mkdir()
     rundir.write_setup(run_dir, config, splits)

@@ -11,8 +11,8 @@ import threading
 from server_models import cleanup_built, http_request, publish
 
 from tfxfer import cli
-from tfxfer.server.commands import config_from_args
-from tfxfer.server.models import VersionPolicy
+from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server.commands import config_from_args
 
 
 def test_serve_flags_make_the_config(tmp_path):

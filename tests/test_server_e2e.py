@@ -14,12 +14,17 @@ from text_helpers import build_tiny_encoder
 
 from tfxfer.config import ModelConfig
 from tfxfer.models import build_image_classifier
-from tfxfer.server import ModelServer, ServerConfig
 from tfxfer.serving.client import PredictError, predict_grpc, predict_local, predict_rest
+from tfxfer.serving.contract import (
+    CLASS_ID,
+    CLASS_NAME,
+    PROBABILITIES,
+    TOP_K_CLASS_NAMES,
+    read_warmup,
+)
 from tfxfer.serving.export import export_model
-from tfxfer.serving.samples import TEXT_SAMPLES, synthetic_images
-from tfxfer.serving.signatures import CLASS_ID, CLASS_NAME, PROBABILITIES, TOP_K_CLASS_NAMES
-from tfxfer.serving.warmup import read_warmup
+from tfxfer.serving.export.samples import TEXT_SAMPLES, synthetic_images
+from tfxfer.serving.server import ModelServer, ServerConfig
 from tfxfer.text.model import build_text_classifier
 
 IMAGE_LABELS = ["daisy", "roses", "tulips"]

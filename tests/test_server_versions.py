@@ -10,9 +10,10 @@ import tensorflow as tf
 from server_models import WARMUP_RECORDS, cleanup_built, http_request, publish, tiny_model
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tfxfer.server import Code, ModelManager, ModelServer, ServerConfig, ServingError
-from tfxfer.server.models import State, VersionPolicy
-from tfxfer.server.predict import run_signature
+from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server import Code, ModelManager, ModelServer, ServerConfig, ServingError
+from tfxfer.serving.server.manager import State
+from tfxfer.serving.server.predict import run_signature
 
 
 @pytest.fixture(scope="module", autouse=True)

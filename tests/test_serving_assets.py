@@ -12,7 +12,7 @@ from tfxfer.config import ModelConfig
 from tfxfer.models import build_image_classifier
 from tfxfer.serving import client
 from tfxfer.serving.export import export_model
-from tfxfer.serving.verify import reference_probabilities
+from tfxfer.serving.export.verify import reference_probabilities
 
 pytestmark = pytest.mark.assets
 

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.serving import layout
-from tfxfer.serving.signatures import DEFAULT_SIGNATURE, LABELS_ASSET
+from tfxfer.serving import contract
+from tfxfer.serving.contract import DEFAULT_SIGNATURE, LABELS_ASSET
+from tfxfer.serving.export import layout
 
 LABELS = ["a", "b", "c"]
 CHILDREN = 3
@@ -86,7 +87,7 @@ def test_killed_exports_leave_only_complete_versions(tmp_path):
     mid_export = [p.stdout.read().splitlines()[-1:] == ["exporting"] for p in processes]
     assert any(mid_export), "no kill landed during an export; the test exercised nothing"
 
-    versions = layout.list_versions(model_dir)
+    versions = contract.list_versions(model_dir)
     assert len(versions) >= CHILDREN  # each process published at least once
     for entry in model_dir.iterdir():
         assert entry.name.isdigit() or entry.name.startswith(layout.TEMP_PREFIX), entry

@@ -5,6 +5,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tfxfer import cli
 from tfxfer.serving.model_config import build_model_config, parse_model_config, to_text
+from tfxfer.serving.policy import VersionPolicy
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def _entries(config):
 
 
 def test_latest_policy_with_local_paths(base):
-    config = build_model_config(base, num_versions=2)
+    config = build_model_config(base, policy=VersionPolicy(num_versions=2))
     parsed = parse_model_config(to_text(config))
     assert isinstance(parsed, model_server_config_pb2.ModelServerConfig) and parsed == config
     entries = _entries(parsed)
@@ -34,26 +35,49 @@ def test_latest_policy_with_local_paths(base):
 
 
 def test_all_and_specific_policies_with_a_mount_path(base):
-    config = build_model_config(base, policy="all", mount_path="/models")
+    config = build_model_config(base, policy=VersionPolicy("all"), mount_path="/models")
     entries = _entries(parse_model_config(to_text(config)))
     assert entries["flowers"].base_path == "/models/flowers"
     assert entries["imdb"].model_version_policy.WhichOneof("policy_choice") == "all"
 
     with pytest.raises(ValueError, match="'imdb' has no version"):
-        build_model_config(base, policy="specific", versions=[2, 3])
-    config = build_model_config(base, policy="specific", versions=[1])
+        build_model_config(base, policy=VersionPolicy("specific", versions=(2, 3)))
+    config = build_model_config(base, policy=VersionPolicy("specific", versions=(1,)))
     assert list(_entries(config)["flowers"].model_version_policy.specific.versions) == [1]
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"policy": "newest"}, "Unknown version policy"),
-    ({"policy": "specific"}, "needs the versions"),
-    ({"policy": "all", "versions": [1]}, "only with the 'specific' policy"),
+    ({"kind": "newest"}, "Unknown version policy"),
+    ({"kind": "specific"}, "needs the versions"),
+    ({"kind": "all", "versions": (1,)}, "only with the 'specific' policy"),
     ({"num_versions": 0}, "num_versions must be >= 1"),
 ])
-def test_bad_policies_are_named(base, options, message):
+def test_bad_policies_are_named(options, message):
     with pytest.raises(ValueError, match=message):
-        build_model_config(base, **options)
+        VersionPolicy(**options)
+
+
+@pytest.mark.parametrize("flags, policy", [
+    ([], VersionPolicy()),
+    (["--num-versions", "2"], VersionPolicy(num_versions=2)),
+    (["--policy", "all"], VersionPolicy("all")),
+    (["--policy", "specific", "--versions", "3,1"], VersionPolicy("specific", versions=(3, 1))),
+])
+def test_serve_and_serving_config_read_the_same_policy_flags(tmp_path, flags, policy):
+    parser = cli.build_parser()
+    config = parser.parse_args(["serving-config", str(tmp_path), *flags])
+    serve = parser.parse_args(["serve", str(tmp_path), *flags])
+    assert VersionPolicy.from_args(config) == VersionPolicy.from_args(serve) == policy
+
+
+@pytest.mark.parametrize("flags", [["--num-versions", "0"], ["--versions", "1,x"],
+                                   ["--versions", "-1"], ["--policy", "newest"]])
+def test_bad_policy_flags_are_refused_by_both_commands(tmp_path, flags, capsys):
+    parser = cli.build_parser()
+    for command in ("serving-config", "serve"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, str(tmp_path), *flags])
+        assert flags[0] in capsys.readouterr().err
 
 
 def test_empty_base_is_an_error(tmp_path):

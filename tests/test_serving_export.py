@@ -8,6 +8,7 @@ encoder, fine-tuned), then verifies both with one TensorFlow-only subprocess and
 """
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import keras
@@ -15,38 +16,36 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import make_image_folder, spread_backbone_weights, tiny_config
+from saved_model_oracles import checkpoint_tensor_bytes, keras_variable_bytes
 from tensorflow_serving.apis import prediction_log_pb2
 from text_helpers import build_tiny_encoder, review_rows, write_csv
 
+import tfxfer
 from tfxfer import cli, rundir
 from tfxfer.config import load_config
 from tfxfer.data.pipeline import decode_image
 from tfxfer.experiment import train
 from tfxfer.models import build_image_classifier
-from tfxfer.serving import client, layout
-from tfxfer.serving.export import (
-    ExportError,
-    check_variables_size,
-    export_model,
-    export_run,
-    graph_ops,
-)
-from tfxfer.serving.samples import TEXT_SAMPLES
-from tfxfer.serving.signatures import (
+from tfxfer.serving import client, contract
+from tfxfer.serving.contract import (
     DEFAULT_SIGNATURE,
     INPUT_KEY,
     OUTPUTS,
     PIXELS_KEY,
     PIXELS_SIGNATURE,
     PROBABILITIES,
+    read_warmup,
 )
-from tfxfer.serving.verify import (
+from tfxfer.serving.export import ExportError, export_model, export_run, layout, verify
+from tfxfer.serving.export.checks import check_variables_size, graph_ops
+from tfxfer.serving.export.samples import TEXT_SAMPLES
+from tfxfer.serving.export.verify import (
+    VerificationError,
     VerifyCase,
     expected_signatures,
     reference_probabilities,
     verify_saved_models,
 )
-from tfxfer.serving.warmup import read_warmup
 
 IMAGE_SIZE = 32
 TEXT_LABELS = ["negative", "neutral", "positive"]
@@ -164,9 +163,15 @@ def test_signature_names_dtypes_and_shapes(exported):
 
 
 def test_fresh_process_matches_the_keras_model(exported):
-    for report, count in ((exported.image_report, 3), (exported.text_report, 3)):
-        assert report.examples == count
-        assert report.max_abs_diff <= 1e-5
+    # The reported difference, recomputed from the export loaded in this process.
+    for kind, report, inputs in (("image", exported.image_report, exported.samples),
+                                 ("text", exported.text_report, list(TEXT_SAMPLES))):
+        rows = client.predict_local(report.saved_model, inputs)
+        served = np.asarray([r[PROBABILITIES] for r in rows], dtype=np.float32)
+        difference = float(np.abs(served - exported.expected[kind]).max())
+        assert report.examples == len(inputs) == 3
+        assert difference < 1e-5
+        assert report.max_abs_diff == pytest.approx(difference, abs=1e-7)
     # The comparison means something only if outputs vary with the input.
     for expected in exported.expected.values():
         assert np.abs(expected - 1 / expected.shape[1]).max() > 0.05
@@ -201,8 +206,12 @@ def test_pixels_signature_takes_decoded_images(exported):
 
 
 def test_variables_are_written_once(exported, tmp_path):
-    for result in (exported.image, exported.text):
-        assert result.variables_bytes <= 1.1 * result.weights_bytes + 64 * 1024
+    # The checkpoint holds the model's arrays, each once (counted from both sides). The text
+    # encoder is a tf.train.Checkpoint: its int64 save_counter is state Keras does not see.
+    for result, model, extra in ((exported.image, exported.image_model, 0),
+                                 (exported.text, exported.text_model, 8)):
+        assert checkpoint_tensor_bytes(result.path) == keras_variable_bytes(model) + extra
+        assert result.weights_bytes == sum(np.asarray(w).nbytes for w in model.weights)
     # The model reloaded from model.keras carries Adam state (2 slots per weight): tracking
     # the model object, as a plain export does, would write it too. The check catches that.
     model = exported.image_model
@@ -237,7 +246,7 @@ def test_versions_count_up_and_are_never_overwritten(exported):
         export_model(exported.text_model, labels, exported.base, "reviews", version=1,
                      warmup=False)
     assert (model_dir / "1" / "saved_model.pb").stat().st_mtime_ns == before
-    assert layout.list_versions(model_dir) == [1, 2]
+    assert contract.list_versions(model_dir) == [1, 2]
     assert not list(model_dir.glob(f"{layout.TEMP_PREFIX}*"))
 
 
@@ -293,7 +302,7 @@ def test_a_wrapped_module_variable_is_written_once(tmp_path):
     shapes = tf.train.load_checkpoint(str(result.path / "variables" / "variables")) \
         .get_variable_to_shape_map().values()
     assert [list(s) for s in shapes].count([3001, 64]) == 1
-    assert result.variables_bytes <= 1.1 * result.weights_bytes + 64 * 1024
+    assert checkpoint_tensor_bytes(result.path) == keras_variable_bytes(model)
     texts = ["w1 is", "W2", "unknown"]
     rows = client.predict_local(result.path, texts)
     expected = model(tf.constant(texts)).numpy()
@@ -367,3 +376,68 @@ def test_export_and_predict_commands(exported, capsys):
     assert cli.main(["predict", "--rest", "http://localhost:1", *files]) == 2
     assert cli.main(["predict", "--rest", "http://127.0.0.1:9", "--model", "flowers",
                      *files]) == 1
+
+
+# ---------------------------------------------------------------- verification fails
+
+
+@pytest.fixture(scope="module")
+def text_export(tmp_path_factory):
+    """A tiny text classifier and its export (top-k 2), not verified."""
+    model = _text_model()
+    result = export_model(model, TEXT_LABELS, tmp_path_factory.mktemp("verify"), "reviews",
+                          warmup=False, top_k=2)
+    return model, result
+
+
+def _text_case(model, result, **changes) -> VerifyCase:
+    fields = {"saved_model": result.path, "inputs": list(TEXT_SAMPLES),
+              "expected": reference_probabilities(model, TEXT_SAMPLES, None),
+              "class_names": TEXT_LABELS, "modality": "text", "top_k": 2}
+    return VerifyCase(**{**fields, **changes})
+
+
+def test_verification_fails_when_the_export_is_not_the_keras_model(text_export):
+    model, result = text_export
+    other = _text_model()  # same architecture, another random head: other probabilities
+    differ = np.abs(reference_probabilities(other, TEXT_SAMPLES, None)
+                    - reference_probabilities(model, TEXT_SAMPLES, None)).max()
+    assert differ > 1e-3
+    with pytest.raises(VerificationError, match="differ from the Keras model by"):
+        verify_saved_models([_text_case(other, result)], cli=False)
+
+
+def test_a_difference_just_over_the_tolerance_blocks_publishing(tmp_path, monkeypatch):
+    model = _text_model()
+    real = verify.reference_probabilities
+    monkeypatch.setattr(verify, "reference_probabilities",
+                        lambda *args: real(*args) + 2 * verify.TOLERANCE)
+    with pytest.raises(VerificationError, match=r"differ from the Keras model by 2e-05 "
+                                                r"\(> 1e-05\)"):
+        export_model(model, TEXT_LABELS, tmp_path, "reviews", samples=list(TEXT_SAMPLES),
+                     verify=True)
+    assert list((tmp_path / "reviews").iterdir()) == []  # no version, no temporary directory
+
+
+def test_verification_fails_on_a_signature_of_the_wrong_shape(text_export):
+    model, result = text_export
+    case = _text_case(model, result, top_k=3)  # the export returns the top 2
+    with pytest.raises(VerificationError, match="signature 'serving_default' is .*"
+                                                r"'top_k_class_ids': \{'dtype': 'int64', "
+                                                r"'shape': \[-1, 2\]\}"):
+        verify_saved_models([case], cli=False)
+
+
+def test_verification_fails_when_the_child_process_imports_tfxfer(text_export, tmp_path,
+                                                                   monkeypatch):
+    model, result = text_export
+    wrapper = tmp_path / "child.py"
+    root = Path(tfxfer.__file__).parents[1]
+    wrapper.write_text(
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "import tfxfer  # as a child that loaded library code would\n"
+        f"runpy.run_path({str(verify.CHILD_SCRIPT)!r}, run_name='__main__')\n")
+    monkeypatch.setattr(verify, "CHILD_SCRIPT", wrapper)
+    with pytest.raises(VerificationError, match="imported tfxfer"):
+        verify_saved_models([_text_case(model, result)], cli=False)

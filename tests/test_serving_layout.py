@@ -1,4 +1,7 @@
-"""BASE/NAME/VERSION numbering, never overwriting, temporary directories, publishing."""
+"""BASE/NAME/VERSION numbering, never overwriting, temporary directories, publishing.
+
+The naming rules come from `tfxfer.serving.contract`, shared with `tfxfer serve`.
+"""
 
 import os
 import stat
@@ -7,7 +10,8 @@ import sys
 
 import pytest
 
-from tfxfer.serving import layout
+from tfxfer.serving import contract
+from tfxfer.serving.export import layout
 
 
 def _version(path, number, complete=True):
@@ -20,20 +24,21 @@ def _version(path, number, complete=True):
 
 def test_versions_are_the_integer_directories_only(tmp_path):
     model = tmp_path / "flowers"
-    assert layout.list_versions(model) == [] and layout.next_version(model) == 1
+    assert contract.list_versions(model) == [] and layout.next_version(model) == 1
     for number in (1, 3, 10):
         _version(model, number)
     (model / "abc").mkdir()
     (model / f"{layout.TEMP_PREFIX}123-x").mkdir()
     (model / "7").write_text("a file, not a version")
-    assert layout.list_versions(model) == [1, 3, 10]
+    assert contract.list_versions(model) == [1, 3, 10]
     assert layout.next_version(model) == 11
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "12"])
+@pytest.mark.parametrize("name", ["", ".hidden", "..", "a/b", "a\\b", "a\0b", "12"])
 def test_bad_model_names_are_rejected(tmp_path, name):
-    with pytest.raises(ValueError, match="model name"):
+    with pytest.raises(ValueError, match="Invalid model name"):
         layout.model_dir(tmp_path, name)
+    assert not contract.is_model_name(name)
 
 
 @pytest.mark.parametrize("version", [0, -1, True, "2"])
@@ -91,6 +96,39 @@ def test_find_models_lists_complete_versions(tmp_path):
     _version(tmp_path / "imdb", 5)
     (tmp_path / "empty" / f"{layout.TEMP_PREFIX}1-x").mkdir(parents=True)
     (tmp_path / ".hidden" / "1").mkdir(parents=True)
-    assert layout.find_models(tmp_path) == {"flowers": [1, 2], "imdb": [5]}
+    _version(tmp_path / "12", 1)  # an integer is a version directory, never a model
+    assert contract.find_models(tmp_path) == {"flowers": [1, 2], "imdb": [5]}
     with pytest.raises(FileNotFoundError, match="not found"):
-        layout.find_models(tmp_path / "missing")
+        contract.find_models(tmp_path / "missing")
+
+
+def test_publish_next_skips_a_version_taken_meanwhile(tmp_path, monkeypatch):
+    model = tmp_path / "flowers"
+    _version(model, 1)
+    temp = layout.make_temp_dir(model)
+    (temp / "saved_model.pb").write_bytes(b"new")
+    real_next = layout.next_version
+    raced = []
+
+    def racing_next(path):
+        version = real_next(path)
+        if not raced:  # a concurrent export publishes this version first
+            raced.append(_version(model, version))
+        return version
+
+    monkeypatch.setattr(layout, "next_version", racing_next)
+    assert layout.publish_next(temp, model) == (3, model / "3")
+    assert raced == [model / "2"] and (model / "2" / "saved_model.pb").read_bytes() == b"pb"
+    assert (model / "3" / "saved_model.pb").read_bytes() == b"new"
+
+
+def test_publish_copy_publishes_a_copy_and_leaves_no_temp(tmp_path):
+    source = _version(tmp_path / "src", 1)
+    model = tmp_path / "m"
+    assert layout.publish_copy(source, model) == model / "1"
+    assert layout.publish_copy(source, model, 5) == model / "5"
+    with pytest.raises(FileExistsError):
+        layout.publish_copy(source, model, 5)
+    assert contract.list_versions(model) == [1, 5]
+    assert (model / "5" / "saved_model.pb").read_bytes() == b"pb"
+    assert not list(model.glob(f"{layout.TEMP_PREFIX}*"))

@@ -2,12 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer.config import ModelConfig, TrainConfig
+from tfxfer.config import ImageConfig, ModelConfig, TrainConfig
 from tfxfer.models import build_image_classifier
 from tfxfer.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
 
-CONFIG = ModelConfig(backbone="mobilenet", weights=None, image_size=32,
-                     backbone_kwargs={"alpha": 0.25}, augment=False)
+CONFIG = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=32,
+                                 backbone_kwargs={"alpha": 0.25}, augment=False))
 
 
 @pytest.fixture(scope="module")

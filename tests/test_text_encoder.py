@@ -5,6 +5,8 @@ loads it through the real `tensorflow_hub` resolution path (no network).
 """
 
 import gzip
+import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,7 +15,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 from text_helpers import DIM, OOV_BUCKETS, WORDS, build_tiny_encoder, tiny_vectors
 
-from tfxfer.config import ModelConfig, TrainConfig
+from tfxfer.config import ModelConfig, TextConfig, TrainConfig
 from tfxfer.strategies import Phase, set_phase_trainable, trainable_backbone_layers
 from tfxfer.text import encoders
 from tfxfer.text.glove import read_vectors_file
@@ -32,7 +34,8 @@ def encoder_dir(tmp_path_factory):
 
 
 def _model(encoder_dir, hidden_units=0, **kwargs):
-    config = ModelConfig(encoder=str(encoder_dir), hidden_units=hidden_units, dropout=0.0)
+    config = ModelConfig(text=TextConfig(encoder=str(encoder_dir)), hidden_units=hidden_units,
+                         dropout=0.0)
     return build_text_classifier(config, 2, **kwargs)
 
 
@@ -94,23 +97,38 @@ def test_read_vectors_file_glove_and_word2vec(tmp_path):
         read_vectors_file(bad)
 
 
-def test_resolve_encoder_builds_a_vector_file_once(tmp_path):
+def test_resolve_encoder_builds_a_vector_file_once(tmp_path, monkeypatch):
     words, vectors = tiny_vectors()
     path = tmp_path / "vectors.txt"
     path.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in zip(words, vectors)))
-    built = encoders.resolve_encoder(str(path), cache_dir=tmp_path / "cache")
-    stamp = (tmp_path / "cache" / "encoders").stat().st_mtime_ns, sorted(
-        p.name for p in (tmp_path / "cache" / "encoders").iterdir())
-    assert encoders.resolve_encoder(str(path), cache_dir=tmp_path / "cache") == built
-    assert stamp[1] == [p.name for p in (tmp_path / "cache" / "encoders").iterdir()]
+    cache = tmp_path / "cache"
+    built = encoders.resolve_encoder(str(path), cache_dir=cache)
+    saved_model = Path(built, "saved_model.pb")
+    stamp = saved_model.stat().st_mtime_ns
+    reads = []  # every time the vector file is read, i.e. the encoder is built
+    monkeypatch.setattr(encoders, "read_vectors_file",
+                        lambda *args: reads.append(args) or read_vectors_file(*args))
+
+    assert encoders.resolve_encoder(str(path), cache_dir=cache) == built
+    assert reads == [] and saved_model.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+    # A rewritten file (new modification time) is a new encoder, built once more.
+    file_stamp = path.stat()
+    os.utime(path, ns=(file_stamp.st_atime_ns, file_stamp.st_mtime_ns + 10**9))
+    rebuilt = encoders.resolve_encoder(str(path), cache_dir=cache)
+    assert rebuilt != built and len(reads) == 1
+    assert sorted(p.name for p in (cache / "encoders").iterdir()) == sorted(
+        [Path(built).name, Path(rebuilt).name])
     assert hub.load(built)(tf.constant(["good"])).shape == (1, len(vectors[0]))
 
 
 def test_registry_lists_names_and_rejects_unknown_handles(encoder_dir):
     names = [spec.name for spec in encoders.list_encoders()]
-    assert names[0] == "glove-6b-50d" == ModelConfig().encoder
+    assert names[0] == "glove_6b_50d" == ModelConfig().text.encoder
+    # Names match ignoring case, "-" and "_", so the kebab-case spellings keep working.
+    assert encoders.get_encoder("glove-6b-50d").name == "glove_6b_50d"
     assert encoders.get_encoder("nnlm-en-dim50").handle == "https://tfhub.dev/google/nnlm-en-dim50/2"
-    with pytest.raises(ValueError, match="Registered encoders: glove-6b-50d, "):
+    with pytest.raises(ValueError, match="Valid text encoders: glove_6b_50d, .*TF-Hub handle"):
         encoders.resolve_encoder("glove-typo")
     assert encoders.resolve_encoder(str(encoder_dir)) == str(encoder_dir)
 
@@ -182,7 +200,8 @@ def test_keras_round_trip_keeps_fine_tuned_weights(encoder_dir, tmp_path):
 
 
 def test_export_round_trip_takes_strings(encoder_dir, tmp_path):
-    from tfxfer.serving.export import check_ops, export_model
+    from tfxfer.serving.export import export_model
+    from tfxfer.serving.export.checks import check_ops
 
     model = _model(encoder_dir)
     expected = model.predict(TEXTS, verbose=0)

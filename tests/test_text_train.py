@@ -25,22 +25,26 @@ def _overrides(source, out, encoder, **train):
     return {
         "data": {"source": str(source), "batch_size": 4, "seed": 1,
                  "val_fraction": 0.2, "test_fraction": 0.2},
-        "model": {"encoder": str(encoder), "hidden_units": 4},
+        "model": {"text": {"encoder": str(encoder)}, "hidden_units": 4},
         "train": {"epochs": 1, "fine_tune_epochs": 1, "verbose": 0, "tensorboard": False,
                   "learning_rate": 0.05, **train},
         "out": str(out),
     }
 
 
-def test_train_csv_with_test_data_end_to_end(encoder_dir, tmp_path, capsys):
+def test_train_csv_with_test_data_end_to_end(encoder_dir, tmp_path, capsys, caplog):
     train_csv = write_csv(tmp_path / "train.csv", review_rows(24))
     test_rows = review_rows(8, seed=3)
     test_csv = write_csv(tmp_path / "test.csv", test_rows)
     out = tmp_path / "run"
     code = cli.main(["train", "--data", str(train_csv), "--test-data", str(test_csv),
-                     "--encoder", str(encoder_dir), "--out", str(out),
+                     "--encoder", str(encoder_dir), "--out", str(out), "--image-size", "64",
                      "--strategy", "fine_tune", "--val-fraction", "0.25", *FAST])
     assert code == 0
+    # An image setting given to a text run is named as unused, and not kept.
+    assert "The data are text: these settings are not used: model.image.image_size=64" in (
+        caplog.text)
+    assert json.loads((out / rundir.CONFIG).read_text())["model"]["image"] is None
     for name in (rundir.CONFIG, rundir.LABELS, rundir.DATA_SUMMARY, rundir.HISTORY,
                  rundir.PHASES, rundir.METRICS, rundir.PREDICTIONS, rundir.MODEL):
         assert (out / name).is_file(), name
@@ -69,7 +73,7 @@ def test_train_csv_with_the_default_offline_glove_encoder(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(data), "--out", str(out), *FAST]) == 0
     config = json.loads((out / rundir.CONFIG).read_text())
-    assert config["model"]["encoder"] == "glove-6b-50d"
+    assert config["model"]["text"]["encoder"] == "glove_6b_50d"
     phases = json.loads((out / rundir.PHASES).read_text())
     assert phases[1]["trainable_params"] - phases[0]["trainable_params"] == 101_000 * 50
     assert "test accuracy:" in capsys.readouterr().out

@@ -2,15 +2,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import spread_backbone_weights
 
-from tfxfer.config import ModelConfig, TrainConfig, load_config
+from tfxfer.config import ImageConfig, ModelConfig, TrainConfig, load_config
 from tfxfer.models import build_image_classifier
 from tfxfer.optimizers import LayerwiseAdam, layerwise_multipliers
 from tfxfer.strategies import Phase, set_phase_trainable
 from tfxfer.training import fit_phases
 
-CONFIG = ModelConfig(backbone="mobilenet", weights=None, image_size=32,
-                     backbone_kwargs={"alpha": 0.25}, augment=False)
+CONFIG = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=32,
+                                 backbone_kwargs={"alpha": 0.25}, augment=False))
 
 
 def _data(n=12, seed=0):
@@ -70,13 +71,41 @@ def test_discriminative_phase_2_trains_and_saves(tmp_path):
     assert isinstance(keras.models.load_model(tmp_path / "m.keras").optimizer, LayerwiseAdam)
 
 
+class _Snapshots(keras.callbacks.Callback):
+    """The classifier's weights at the end of every epoch (whatever model Keras fits)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.classifier, self.weights = model, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.classifier.get_weights())
+
+
+def _flipped(ds):
+    return ds.map(lambda x, y: (x, 1 - y))
+
+
 def test_restore_best_returns_the_best_epoch_weights():
-    model = build_image_classifier(CONFIG, 2)
-    train = TrainConfig(epochs=2, fine_tune_epochs=2, restore_best=True, verbose=0)
-    history = fit_phases(model, _data(), _data(seed=1), train)
-    best = min(r["val_loss"] for r in history.rows)
-    result = model.evaluate(_data(seed=1), verbose=0, return_dict=True)
-    assert result["loss"] == pytest.approx(best, rel=1e-4)
+    # Spread weights make the features depend on the image; validation labels are
+    # the training labels flipped, so the better the fit, the worse val_loss: the
+    # best epoch comes early and the weights move on after it.
+    model = spread_backbone_weights(build_image_classifier(CONFIG, 2))
+    snapshots = _Snapshots(model)
+    train = TrainConfig(epochs=2, fine_tune_epochs=2, learning_rate=1e-2, restore_best=True,
+                        verbose=0)
+    val = _flipped(_data(seed=1))
+    history = fit_phases(model, _data(), val, train, callbacks=[snapshots])
+
+    losses = [r["val_loss"] for r in history.rows]
+    best_epoch = int(np.argmin(losses)) + 1
+    assert len(losses) == len(snapshots.weights) == 4 and best_epoch < 4
+    restored = model.get_weights()
+    for got, want in zip(restored, snapshots.weights[best_epoch - 1]):
+        np.testing.assert_array_equal(got, want)
+    assert any(not np.array_equal(got, last) for got, last in zip(restored, snapshots.weights[-1]))
+    result = model.evaluate(val, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(min(losses), rel=1e-4)
 
 
 def test_early_stopping_ends_a_phase():

@@ -32,9 +32,9 @@ def _config_and_splits(args: argparse.Namespace, **train_overrides):
     from tfxfer.experiment import resolve_config
 
     overrides = overrides_of(args)
-    overrides["train"].update(train_overrides)
+    overrides.setdefault("train", {}).update(train_overrides)
     config = resolve_config(load_config(args.config, overrides))
-    return config, load_splits(config.data, config.model.image_size)
+    return config, load_splits(config.data, config.model.image_input_size)
 
 
 def run_advise(args: argparse.Namespace) -> int:

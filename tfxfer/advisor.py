@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
+from tfxfer.modality import IMAGE
 from tfxfer.strategies import DEFAULT_UNFREEZE_FRACTION
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def advise(
     from tfxfer.probes import measure
 
     settings = settings or AdvisorSettings()
-    if splits.modality != "image":
+    if splits.modality != IMAGE:
         raise ValueError(f"The advisor measures image backbones; {splits.source} holds "
                          f"{splits.modality} data. Choose --strategy explicitly.")
     per_class, smallest = examples_per_class(splits), _min_per_class(splits)
@@ -257,7 +258,8 @@ def apply_advice(config: RunConfig, advice: Advice) -> RunConfig:
                     train.fine_tune_epochs)
         train = dataclasses.replace(train, epochs=train.epochs + train.fine_tune_epochs,
                                     fine_tune_epochs=0)
-    layer = model.feature_layer
+    image = model.section(IMAGE)
+    layer = image.feature_layer
     if layer in (None, "auto"):
         layer = advice.feature_layer
     unfreeze = {}
@@ -266,7 +268,7 @@ def apply_advice(config: RunConfig, advice: Advice) -> RunConfig:
         unfreeze = {"unfreeze_from": advice.unfreeze_from}
     return dataclasses.replace(
         config,
-        model=dataclasses.replace(model, feature_layer=layer),
+        model=dataclasses.replace(model, image=dataclasses.replace(image, feature_layer=layer)),
         train=dataclasses.replace(train, strategy=advice.strategy, **unfreeze),
     )
 

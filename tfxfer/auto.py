@@ -1,7 +1,7 @@
 """Resolves the "auto" settings of a run before it trains.
 
     train.strategy: auto        -> tfxfer.advisor (advice.json)
-    model.feature_layer: auto   -> the best-probing depth (tfxfer.probes)
+    model.image.feature_layer: auto   -> the best-probing depth (tfxfer.probes)
     train.learning_rate: auto   -> tfxfer.lr_finder on phase 1 (lr_find.json, lr_find.png)
 
 `tfxfer train` calls `resolve_auto` once the data is loaded; `tfxfer advise` and
@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfxfer.advisor import AdvisorSettings, advise, apply_advice, best_feature_layer, write_advice
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.lr_finder import LRFinderResult, lr_sweep, write_lr_find
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def find_learning_rate(config: RunConfig, splits: Splits, steps: int = 100) -> L
     if train.strategy == "auto":
         raise ValueError("Resolve strategy 'auto' before the LR sweep (tfxfer.advisor).")
     keras.utils.set_random_seed(config.data.seed)
-    model = build_classifier(config, splits)
+    model = build_classifier(config, splits.modality, len(splits.class_names))
     if train.strategy == "from_scratch":
         set_phase_trainable(model, Phase("scratch", 1, 1e-3, "everything"), train)
         ds = splits.batches("train", config.data, training=True)
@@ -89,20 +89,17 @@ def resolve_auto(
         resolved, so training starts as if the resolved values had been given.
     """
     given = config
-    if config.model.feature_layer and splits.modality != "image":
-        raise ValueError(f"feature_layer cuts image backbones; {splits.source} holds "
-                         f"{splits.modality} data. Received: "
-                         f"feature_layer={config.model.feature_layer!r}")
     if config.train.strategy == "auto":
         advice = advise(config, splits, settings)
         write_advice(run_dir, advice)
         config = apply_advice(config, advice)
         logger.info("Strategy auto -> %s (%s)", config.train.strategy, advice.choice)
-    if config.model.feature_layer == "auto":
+    image = config.model.image  # None in a text run's config
+    if image is not None and image.feature_layer == "auto":
         layer = best_feature_layer(config, splits, settings)
         logger.info("Feature layer auto -> %s", layer or "the top")
-        config = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, feature_layer=layer))
+        image = dataclasses.replace(image, feature_layer=layer)
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, image=image))
     if config.train.learning_rate == "auto":
         result = find_learning_rate(config, splits)
         write_lr_find(run_dir, result, f"phase 1 ({config.train.strategy})")

@@ -19,6 +19,8 @@ from typing import Any
 
 import keras
 
+from tfxfer.registry import Registry
+
 logger = logging.getLogger(__name__)
 
 BACKBONE_LAYER_NAME = "backbone"
@@ -31,7 +33,7 @@ class BackboneSpec:
     """What tfxfer needs to know about one `keras.applications` architecture.
 
     Attributes:
-        name: registry key, lower case with underscores.
+        name: registry name, lower-case snake_case (see `tfxfer.registry`).
         builder: the keras.applications constructor.
         preprocess: the architecture's own `preprocess_input` (uint8-range RGB in).
         input_size: default square input side in pixels.
@@ -49,34 +51,22 @@ class BackboneSpec:
     min_size: int = 32
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    """Adds a spec to the registry (names are matched ignoring case, '_' and '-')."""
-    key = _key(spec.name)
-    if key in _REGISTRY:
-        raise ValueError(f"Backbone {spec.name!r} is already registered.")
-    _REGISTRY[key] = spec
-    return spec
+    """Adds a backbone (naming and matching follow `tfxfer.registry`)."""
+    return BACKBONES.register(spec)
 
 
 def list_backbones() -> list[BackboneSpec]:
-    """All registered specs, in registration order."""
-    return list(_REGISTRY.values())
+    """All registered backbones, in registration order."""
+    return BACKBONES.list()
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The spec registered under `name`; unknown names list the valid ones."""
-    spec = _REGISTRY.get(_key(name))
-    if spec is None:
-        valid = ", ".join(s.name for s in _REGISTRY.values())
-        raise ValueError(f"Unknown backbone {name!r}. Valid backbones: {valid}")
-    return spec
+    """The backbone matching `name` ("mobilenet_v2", "MobileNetV2", ...); errors list names."""
+    return BACKBONES.get(name)
 
 
 def resolve_weights(weights: str | None) -> str | None:

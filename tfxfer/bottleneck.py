@@ -23,6 +23,7 @@ back to the full model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,8 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.cache import cache_root, fits_in_memory
-from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits
+from tfxfer.config import ImageConfig, RunConfig, TextConfig
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import inference_function
 from tfxfer.models import AUGMENTATION, BACKBONE, DROPOUT, HIDDEN, PREDICTIONS
 from tfxfer.training import PhaseRunner, compile_for_phase
@@ -119,6 +120,25 @@ def _backbone_layer(classifier: keras.Model | None):
     return classifier.get_layer(BACKBONE)
 
 
+def _feature_settings(
+    section: ImageConfig | TextConfig, copies: int, classifier: keras.Model | None
+) -> dict:
+    """The model settings that determine the features: the modality's config section.
+
+    Weights and encoder files are identified by size and modification time, so a
+    file rewritten under the same name gets new features; augmentation settings
+    count only when augmented copies are cached.
+    """
+    if isinstance(section, TextConfig):
+        return {"encoder": section.encoder, "encoder_files": _encoder_identity(classifier)}
+    settings = dataclasses.asdict(section)
+    settings["weights"] = _weights_identity(section.weights)
+    if not copies:
+        for name in ("augment", "flip", "rotation", "zoom"):
+            settings.pop(name)
+    return settings
+
+
 def cache_key(
     config: RunConfig, splits: Splits, split: str, copies: int,
     classifier: keras.Model | None = None,
@@ -128,17 +148,10 @@ def cache_key(
     For text, the key also holds the identity of the encoder's SavedModel file taken
     from `classifier`, so rebuilding an encoder under the same name is noticed.
     """
-    model = config.model
     identity = {
         "format": FORMAT_VERSION,
         "modality": splits.modality,
-        "backbone": model.backbone if splits.modality == "image" else model.encoder,
-        "encoder_files": _encoder_identity(classifier) if splits.modality == "text" else None,
-        "weights": _weights_identity(model.weights),
-        "backbone_kwargs": model.backbone_kwargs,
-        "image_size": model.image_size,
-        "pooling": model.pooling,
-        **({"feature_layer": model.feature_layer} if model.feature_layer else {}),
+        "features": _feature_settings(config.model.section(splits.modality), copies, classifier),
         "copies": copies,
         "seed": config.data.seed if copies else None,
         "data": _data_digest(splits, split),

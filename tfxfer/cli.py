@@ -17,13 +17,23 @@ from typing import Any
 import yaml
 
 from tfxfer import advise_commands
-from tfxfer.server import commands as server_commands
+from tfxfer.config import (
+    AUTO,
+    BOTTLENECK_CACHE,
+    DISTRIBUTE,
+    OPTIMIZERS,
+    POOLINGS,
+    STRATEGIES,
+    RunConfig,
+    load_config,
+)
 from tfxfer.serving import commands as serving_commands
+from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
 
 
 def _float_or_auto(text: str) -> float | str:
-    if text == "auto":
+    if text == AUTO:
         return text
     try:
         return float(text)
@@ -38,7 +48,7 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
-# (flag, config section, config key, argparse options)
+# (flag, config section as a dotted path, config key, argparse options)
 _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
@@ -53,22 +63,23 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--max-test-examples", "data", "max_test_examples", {"type": int}),
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
-    ("--backbone", "model", "backbone", {"help": "image backbone (see list-backbones)"}),
-    ("--encoder", "model", "encoder", {
+    ("--backbone", "model.image", "backbone", {"help": "image backbone (see list-backbones)"}),
+    ("--encoder", "model.text", "encoder", {
         "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "
                 "or word-vector file"}),
-    ("--weights", "model", "weights", {"help": "imagenet, none, or a weights file"}),
-    ("--image-size", "model", "image_size", {"type": int}),
-    ("--feature-layer", "model", "feature_layer", {
+    ("--weights", "model.image", "weights", {"help": "imagenet, none, or a weights file"}),
+    ("--image-size", "model.image", "image_size", {"type": int}),
+    ("--pooling", "model.image", "pooling", {"choices": POOLINGS}),
+    ("--feature-layer", "model.image", "feature_layer", {
         "metavar": "NAME|auto", "help": "put the head on this backbone layer (auto: best probe)"}),
     ("--dropout", "model", "dropout", {"type": float}),
     ("--hidden-units", "model", "hidden_units", {"type": int}),
     ("--strategy", "train", "strategy", {
-        "choices": ["feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "auto"],
+        "choices": (*STRATEGIES, AUTO),
         "help": "auto: measure data size and similarity and choose (see `tfxfer advise`)"}),
     ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
     ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
-    ("--optimizer", "train", "optimizer", {}),
+    ("--optimizer", "train", "optimizer", {"choices": OPTIMIZERS}),
     ("--learning-rate", "train", "learning_rate", {
         "type": _float_or_auto, "metavar": "LR|auto", "help": "phase 1; auto: LR finder"}),
     ("--fine-tune-learning-rate", "train", "fine_tune_learning_rate", {"type": float}),
@@ -78,15 +89,15 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--layer-lr-decay", "train", "layer_lr_decay", {"type": float}),
     ("--early-stopping", "train", "early_stopping_patience", {"type": int, "metavar": "PATIENCE"}),
     ("--bottleneck-cache", "train", "bottleneck_cache", {
-        "choices": ["auto", "on", "off"], "help": "train phase 1 on cached backbone features"}),
+        "choices": BOTTLENECK_CACHE, "help": "train phase 1 on cached backbone features"}),
     ("--augmented-copies", "train", "augmented_copies", {"type": int}),
-    ("--distribute", "train", "distribute", {"choices": ["auto", "mirrored", "none"]}),
+    ("--distribute", "train", "distribute", {"choices": DISTRIBUTE}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
-    ("--no-augment", "model", "augment", False),
+    ("--no-augment", "model.image", "augment", False),
     ("--restore-best", "train", "restore_best", True),
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),
@@ -112,39 +123,75 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config overrides given on the command line, as a nested dict."""
-    overrides: dict[str, Any] = {"data": {}, "model": {}, "train": {}}
-    for flag, section, key, _ in _TRAIN_FLAGS:
-        value = getattr(args, _dest(flag))
-        if value is not None:
-            overrides[section][key] = value
-    for flag, section, key, value in _TRAIN_SWITCHES:
-        if getattr(args, _dest(flag)):
-            overrides[section][key] = value
+    """The config overrides given on the command line, as a nested dict.
+
+    Example: `--backbone mobilenet --epochs 2` gives
+    {"model": {"image": {"backbone": "mobilenet"}}, "train": {"epochs": 2}}.
+    """
+    overrides: dict[str, Any] = {}
+    given = [(section, key, getattr(args, _dest(flag)))
+             for flag, section, key, _ in _TRAIN_FLAGS]
+    given += [(section, key, value if getattr(args, _dest(flag)) else None)
+              for flag, section, key, value in _TRAIN_SWITCHES]
     if args.backbone_arg:
-        overrides["model"]["backbone_kwargs"] = dict(args.backbone_arg)
+        given.append(("model.image", "backbone_kwargs", dict(args.backbone_arg)))
+    for path, key, value in given:
+        if value is not None:
+            _section(overrides, path)[key] = value
     if args.out:
         overrides["out"] = args.out
     return overrides
 
 
+def _section(tree: dict[str, Any], path: str) -> dict[str, Any]:
+    for name in path.split("."):
+        tree = tree.setdefault(name, {})
+    return tree
+
+
+def parse_train_config(
+    argv: Sequence[str] | None = None,
+    *,
+    config_file: str | os.PathLike | None = None,
+    description: str | None = None,
+) -> RunConfig:
+    """Reads `tfxfer train` flags from a command line into a validated RunConfig.
+
+    For scripts such as the apps: they take every flag `tfxfer train` takes, over
+    their own config file. Logging is set up as `tfxfer` sets it up.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+        config_file: the config file used when `--config` is not given.
+        description: the `--help` text.
+
+    Returns:
+        The config: dataclass defaults < config file < flags.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return load_config(args.config or config_file, train_overrides(args))
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Quiet TensorFlow's C++ log and log tfxfer's progress to stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from tfxfer.config import load_config
     from tfxfer.experiment import train
 
     result = train(load_config(args.config, train_overrides(args)))
     print(f"run directory: {result.run_dir}")
     if result.evaluation is not None:
-        _print_evaluation(result.evaluation)
+        print(result.evaluation.table())
     return 0
-
-
-def _print_evaluation(evaluation) -> None:
-    print(f"test accuracy: {evaluation.accuracy:.4f} ({len(evaluation.y_true)} examples)")
-    print(f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
-    for row in evaluation.per_class():
-        print(f"{row['class']:<20} {row['precision']:>9.3f} {row['recall']:>9.3f} "
-              f"{row['f1']:>9.3f} {row['support']:>8d}")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +201,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from tfxfer.experiment import evaluate_run
 
-    _print_evaluation(evaluate_run(args.run_dir))
+    print(evaluate_run(args.run_dir).table())
     return 0
 
 
@@ -219,10 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -1,26 +1,52 @@
 """Run configuration: dataclasses with commented defaults, overridable from YAML/JSON.
 
-A run is described by one `RunConfig` made of three sections (`data`, `model`,
-`train`). A YAML or JSON file may override any field; command-line flags
-override the file. There is no config framework: `load_config` merges plain
-dicts into the dataclasses and rejects unknown keys by name.
+A run is described by one `RunConfig`:
+
+    data     DataConfig    source, splits, batching, caches
+    model    ModelConfig   the head (dropout, hidden_units) and one section per modality:
+      image  ImageConfig   backbone, weights, backbone_kwargs, image_size, pooling,
+                           augment, flip, rotation, zoom
+      text   TextConfig    encoder
+    train    TrainConfig   strategy, epochs, learning rates, unfreezing, caching, devices
+    out                    the run directory
+
+A YAML or JSON file may override any field; command-line flags override the
+file. There is no config framework: `load_config` merges plain dicts into the
+dataclasses and rejects unknown keys by name. The data decide the modality
+(`tfxfer.modality`); a run's resolved config keeps only that model section.
+Flat model keys of the old layout (`model.backbone`, `model.encoder`, ...) are
+mapped into their section with a warning, so old files and run directories load.
 
 Example:
     config = load_config("apps/flowers/config.yaml", {"train": {"epochs": 2}})
+    config.model.image.backbone    # "mobilenet_v2"
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tfxfer.modality import IMAGE, TEXT, validate_modality
+
+logger = logging.getLogger(__name__)
+
+# Every choice a field accepts, listed once: validation and the CLI read them here.
 STRATEGIES = ("feature_extraction", "fine_tune", "fine_tune_all", "from_scratch")
+# `train.strategy`, `train.learning_rate` and `model.image.feature_layer` may be "auto"
+# (resolved by `tfxfer.auto` once the data are read).
+AUTO = "auto"
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+POOLINGS = ("avg", "max")
+BOTTLENECK_CACHE = ("auto", "on", "off")
+DISTRIBUTE = ("auto", "mirrored", "none")
 
 
 @dataclass
@@ -55,11 +81,11 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ImageConfig:
+    """The image side of the model: backbone, input size, pooling, augmentation."""
+
     # Image backbone name from the registry (`tfxfer list-backbones`).
     backbone: str = "mobilenet_v2"
-    # Text encoder: a TF-Hub handle, a local SavedModel directory, or a registered name.
-    encoder: str = "glove-6b-50d"
     # "imagenet", "none", or a path to a local weights file.
     weights: str | None = "imagenet"
     # Extra constructor arguments of the backbone, e.g. {"alpha": 0.25} for MobileNet.
@@ -72,9 +98,6 @@ class ModelConfig:
     feature_layer: str | None = None
     # Global pooling over the backbone's feature map: "avg" or "max".
     pooling: str = "avg"
-    dropout: float = 0.2
-    # Units of an optional hidden Dense layer in the head (0: none).
-    hidden_units: int = 0
     # Random augmentation inside the model, active in training only.
     augment: bool = True
     flip: str = "horizontal"
@@ -83,9 +106,122 @@ class ModelConfig:
 
 
 @dataclass
+class TextConfig:
+    """The text side of the model: the pretrained encoder."""
+
+    # A registered name (`tfxfer list-encoders`), a TF-Hub handle, a local SavedModel
+    # directory or a word-vector file.
+    encoder: str = "glove_6b_50d"
+
+
+SECTIONS = {IMAGE: ImageConfig, TEXT: TextConfig}
+
+# Pre-sections configs wrote these keys flat under `model`; they are mapped into their
+# section (with a warning), so old config files and run directories keep loading.
+_FLAT_MODEL_KEYS = {
+    **{f.name: IMAGE for f in dataclasses.fields(ImageConfig)},
+    **{f.name: TEXT for f in dataclasses.fields(TextConfig)},
+}
+
+
+def nest_flat_model_keys(values: dict[str, Any], where: str = "model") -> dict[str, Any]:
+    """Moves pre-sections flat keys (`backbone`, `encoder`, ...) into their section dicts.
+
+    Args:
+        values: the keys of a `model` mapping (or `ModelConfig` keyword arguments).
+        where: named in the warning.
+
+    Returns:
+        `values` with every flat key moved to `values[section][key]`; a section given
+        as a dataclass is turned into a dict first.
+    """
+    flat = [k for k in values if k.replace("-", "_") in _FLAT_MODEL_KEYS]
+    if not flat:
+        return values
+    logger.warning(
+        "Flat model keys of the old config layout were mapped into their sections: %s. "
+        "Update the file or call.", ", ".join(
+            f"{where}.{k} -> {where}.{_FLAT_MODEL_KEYS[k.replace('-', '_')]}.{k}" for k in flat))
+    nested = {k: v for k, v in values.items() if k not in flat}
+    for key in flat:
+        name = _FLAT_MODEL_KEYS[key.replace("-", "_")]
+        section = nested.get(name) or {}
+        if dataclasses.is_dataclass(section):
+            section = dataclasses.asdict(section)
+        nested[name] = {**section, key: values[key]}
+    return nested
+
+
+def _accepts_flat_keys(cls: type) -> type:
+    """Lets `ModelConfig(backbone=..., encoder=...)` keep working: keys go to their section."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        nested = nest_flat_model_keys(kwargs, "ModelConfig()")
+        for name, section in SECTIONS.items():
+            if isinstance(nested.get(name), dict):
+                nested[name] = section(**nested[name])
+        init(self, *args, **nested)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_accepts_flat_keys
+@dataclass
+class ModelConfig:
+    """The classifier: a head shared by both modalities, and one section per modality.
+
+    Before the data are read both sections are present (the data decide which one
+    is used); a run's resolved config keeps only its own (`for_modality`), and the
+    run warns about settings of the other one (`unused_settings`).
+    Flat keyword arguments of the pre-sections form, `ModelConfig(backbone=...)`,
+    are still accepted and put into their section, with a warning.
+    """
+
+    # Dropout before the classifier.
+    dropout: float = 0.2
+    # Units of an optional hidden Dense layer in the head (0: none).
+    hidden_units: int = 0
+    # Image models (None in a text run's resolved config).
+    image: ImageConfig | None = field(default_factory=ImageConfig)
+    # Text models (None in an image run's resolved config).
+    text: TextConfig | None = field(default_factory=TextConfig)
+
+    @property
+    def image_input_size(self) -> int | None:
+        """The side images are decoded to: `image.image_size` (None without that section)."""
+        return self.image.image_size if self.image is not None else None
+
+    def section(self, modality: str) -> ImageConfig | TextConfig:
+        """The section of `modality` ("image" or "text")."""
+        value = getattr(self, validate_modality(modality))
+        if value is None:
+            raise ValueError(f"This model config has no {modality} section (model.{modality}).")
+        return value
+
+    def for_modality(self, modality: str) -> ModelConfig:
+        """This config with only `modality`'s section (the other one set to None)."""
+        other = TEXT if validate_modality(modality) == IMAGE else IMAGE
+        return dataclasses.replace(self, **{other: None})
+
+    def unused_settings(self, modality: str) -> list[str]:
+        """The other modality's settings changed from their defaults, as "model.x.k=v"."""
+        other = TEXT if validate_modality(modality) == IMAGE else IMAGE
+        section = getattr(self, other)
+        if section is None:
+            return []
+        default = type(section)()
+        return [f"model.{other}.{f.name}={getattr(section, f.name)!r}"
+                for f in dataclasses.fields(section)
+                if getattr(section, f.name) != getattr(default, f.name)]
+
+
+@dataclass
 class TrainConfig:
-    # feature_extraction | fine_tune | fine_tune_all | from_scratch, or "auto":
-    # `tfxfer.advisor` measures data size and similarity and picks one (advice.json).
+    # One of STRATEGIES: feature_extraction | fine_tune | fine_tune_all | from_scratch,
+    # or "auto": `tfxfer.advisor` measures data size and similarity and picks one.
     strategy: str = "fine_tune"
     # Phase 1 epochs (head on the frozen backbone).
     epochs: int = 5
@@ -160,32 +296,34 @@ def _validate_data(data: DataConfig) -> None:
 
 
 def _validate_model(model: ModelConfig) -> None:
-    if model.pooling not in ("avg", "max"):
-        raise ValueError(f"model.pooling must be 'avg' or 'max'. Received: {model.pooling!r}")
     if not 0.0 <= model.dropout < 1.0:
         raise ValueError(f"model.dropout must be in [0, 1). Received: {model.dropout}")
+    if model.hidden_units < 0:
+        raise ValueError(f"model.hidden_units must be >= 0. Received: {model.hidden_units}")
+    if model.image is not None:
+        _validate_choice("model.image.pooling", model.image.pooling, POOLINGS)
+
+
+def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}. Received: {value!r}")
 
 
 def _validate_train(train: TrainConfig) -> None:
-    if train.strategy not in (*STRATEGIES, "auto"):
-        raise ValueError(
-            f"Unknown strategy {train.strategy!r}. "
-            f"Valid strategies: {', '.join(STRATEGIES)}, auto"
-        )
-    if train.optimizer not in OPTIMIZERS:
-        raise ValueError(
-            f"Unknown optimizer {train.optimizer!r}. Valid optimizers: {', '.join(OPTIMIZERS)}"
-        )
+    _validate_choice("train.strategy", train.strategy, (*STRATEGIES, AUTO))
+    _validate_choice("train.optimizer", train.optimizer, OPTIMIZERS)
+    _validate_choice("train.bottleneck_cache", train.bottleneck_cache, BOTTLENECK_CACHE)
+    _validate_choice("train.distribute", train.distribute, DISTRIBUTE)
     if train.epochs < 0 or train.fine_tune_epochs < 0:
         raise ValueError(
             "epochs and fine_tune_epochs must be >= 0. "
             f"Received: epochs={train.epochs}, fine_tune_epochs={train.fine_tune_epochs}"
         )
     # --- "auto" strategy and learning rate (tfxfer.advisor, tfxfer.lr_finder) ---
-    if isinstance(train.learning_rate, str) and train.learning_rate != "auto":
+    if isinstance(train.learning_rate, str) and train.learning_rate != AUTO:
         raise ValueError(f"learning_rate must be a number or 'auto'. "
                          f"Received: {train.learning_rate!r}")
-    lr1 = None if train.learning_rate == "auto" else train.learning_rate
+    lr1 = None if train.learning_rate == AUTO else train.learning_rate
     # ---
     lr2 = train.fine_tune_learning_rate
     if lr1 is not None and lr2 is not None and lr2 > lr1 / 10 * (1 + 1e-9):
@@ -193,16 +331,8 @@ def _validate_train(train: TrainConfig) -> None:
             "fine_tune_learning_rate must be at least 10x lower than learning_rate. "
             f"Received: learning_rate={train.learning_rate}, fine_tune_learning_rate={lr2}"
         )
-    if train.bottleneck_cache not in ("auto", "on", "off"):
-        raise ValueError(
-            f"bottleneck_cache must be auto, on or off. Received: {train.bottleneck_cache!r}"
-        )
     if train.augmented_copies < 0:
         raise ValueError(f"augmented_copies must be >= 0. Received: {train.augmented_copies}")
-    if train.distribute not in ("auto", "mirrored", "none"):
-        raise ValueError(
-            f"distribute must be auto, mirrored or none. Received: {train.distribute!r}"
-        )
     chosen = [
         n for n in ("unfreeze_layers", "unfreeze_from", "unfreeze_fraction")
         if getattr(train, n) is not None
@@ -219,9 +349,15 @@ def fine_tune_learning_rate(train: TrainConfig) -> float:
 
 
 def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
-    """Returns a copy of dataclass `obj` with `overrides` applied recursively."""
+    """Returns a copy of dataclass `obj` with `overrides` applied recursively.
+
+    A section may be set to None (a resolved run config keeps one model section) or
+    given as a mapping, which is merged into the current section (or its defaults).
+    """
     if not isinstance(overrides, dict):
         raise ValueError(f"Config section {where or 'root'} must be a mapping. Got: {overrides!r}")
+    if isinstance(obj, ModelConfig):
+        overrides = nest_flat_model_keys(overrides, where.rstrip("."))
     known = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for key, value in overrides.items():
@@ -231,7 +367,9 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
                 f"Unknown config key {where + key!r}. Valid keys here: {', '.join(sorted(known))}"
             )
         current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
+        if key in SECTIONS and current is None and value is not None:
+            current = SECTIONS[key]()
+        if dataclasses.is_dataclass(current) and value is not None:
             value = _merge(current, value, f"{where}{key}.")
         changes[key] = value
     return dataclasses.replace(obj, **changes)

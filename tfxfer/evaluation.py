@@ -40,6 +40,14 @@ class Evaluation:
         """Precision, recall, F1 and support of every class."""
         return per_class_metrics(self.confusion, self.class_names)
 
+    def table(self) -> str:
+        """Accuracy and a per-class table, as `tfxfer train` prints them."""
+        lines = [f"test accuracy: {self.accuracy:.4f} ({len(self.y_true)} examples)",
+                 f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
+        lines += [f"{r['class']:<20} {r['precision']:>9.3f} {r['recall']:>9.3f} "
+                  f"{r['f1']:>9.3f} {r['support']:>8d}" for r in self.per_class()]
+        return "\n".join(lines)
+
     def to_dict(self) -> dict:
         rows = self.per_class()
         return {

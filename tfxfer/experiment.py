@@ -1,7 +1,17 @@
-"""A whole run: data, model, two-phase training, evaluation, run directory.
+"""A whole run, step by step: data, model, phases, evaluation, run directory.
 
-`train(config)` is what `tfxfer train` and the apps call; `evaluate_run` reloads
-a finished run and evaluates it again on its own test split.
+`Experiment` holds one run; its methods are the steps, in order:
+
+    run = Experiment(config)       resolve the config, create the run directory, seed
+    run.load_data()                read and split `config.data` -> Splits; config.json
+    run.build_model()              the classifier for the data's modality
+    run.fit(phase)                 each of `run.phases`: the head, then fine-tuning
+    run.evaluate()                 best weights, history; test metrics and predictions
+    run.save()                     model.keras and the report
+
+`train(config)` runs them all (what `tfxfer train` calls); the apps call them one
+by one. `evaluate_run` reloads a finished run and evaluates it again on its own
+test split.
 """
 
 from __future__ import annotations
@@ -9,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +28,16 @@ from tfxfer import rundir
 from tfxfer.auto import resolve_auto
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits, load_splits
+from tfxfer.data.sources import load_splits
+from tfxfer.data.splits import Splits
 from tfxfer.devices import distribution_strategy, set_precision
 from tfxfer.evaluation import Evaluation, evaluate
+from tfxfer.modality import IMAGE, validate_modality
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
+from tfxfer.strategies import Phase, plan_phases
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training import TrainingHistory, fit_phases
+from tfxfer.training import PhaseRecord, PhaseTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +60,12 @@ def _default_out() -> str:
 
 def resolve_config(config: RunConfig) -> RunConfig:
     """Fills in what the defaults leave open: image size, weights, run directory."""
-    model = dataclasses.replace(config.model, image_size=image_size_for(config.model))
-    if config.train.strategy == "from_scratch":
-        model = dataclasses.replace(model, weights=None)
+    model = config.model
+    if model.image is not None:
+        image = dataclasses.replace(model.image, image_size=image_size_for(model))
+        if config.train.strategy == "from_scratch":
+            image = dataclasses.replace(image, weights=None)
+        model = dataclasses.replace(model, image=image)
     return dataclasses.replace(config, model=model, out=config.out or _default_out())
 
 
@@ -64,50 +79,149 @@ def _prepare_run_dir(path: Path) -> Path:
     return path
 
 
-def build_classifier(config: RunConfig, splits: Splits) -> keras.Model:
-    """The model for `splits`' modality, built from the model section."""
-    from_scratch = config.train.strategy == "from_scratch"
-    if splits.modality == "image":
-        return build_image_classifier(
-            config.model, len(splits.class_names), from_scratch=from_scratch
-        )
-    if splits.modality == "text":
-        return build_text_classifier(
-            config.model, len(splits.class_names), from_scratch=from_scratch,
-            seed=config.data.seed,
-        )
-    raise ValueError(f"No model builder for {splits.modality!r} data ({splits.source}).")
+def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:
+    """The classifier for `modality` ("image" or "text"), built from the model section.
 
+    Args:
+        config: the run config (model section; the strategy and seed for from_scratch).
+        modality: the data's modality (`Splits.modality`).
+        num_classes: number of classes.
 
-def _build_and_fit(
-    config: RunConfig, splits: Splits, callbacks: Sequence[keras.callbacks.Callback] = ()
-) -> tuple[keras.Model, TrainingHistory]:
-    """Builds the classifier under the distribution strategy and runs its phases.
-
-    Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it.
-    With several replicas, Keras 3.15 fails on batches that do not split evenly
-    across replicas (random layers, BatchNorm on empty replica batches), so the last
-    partial training and validation batch is dropped; the test evaluation runs on
-    every example (see `evaluation.inference_function`).
+    Returns:
+        An uncompiled model from raw images or strings to class probabilities.
     """
-    strategy = distribution_strategy(config.train.distribute)
-    replicas = strategy.num_replicas_in_sync
-    if config.data.batch_size % replicas:
-        raise ValueError(
-            f"batch_size must be a multiple of the {replicas} replicas. "
-            f"Received: batch_size={config.data.batch_size}"
-        )
-    with strategy.scope():
-        model = build_classifier(config, splits)
-        runners = {}
-        if should_cache(model, config):
-            runners["head"] = head_phase_runner(model, config, splits)
-        even = replicas > 1
-        train_ds = splits.batches("train", config.data, training=True, drop_remainder=even)
-        val_ds = splits.batches("val", config.data, drop_remainder=even)
-        history = fit_phases(model, train_ds, val_ds, config.train, callbacks=callbacks,
-                             runners=runners)
-    return model, history
+    from_scratch = config.train.strategy == "from_scratch"
+    if validate_modality(modality) == IMAGE:
+        return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
+    return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
+                                 seed=config.data.seed)
+
+
+class Experiment:
+    """One training run, one method per step (see the module docstring).
+
+    Args:
+        config: the run configuration; it is validated and resolved (image size,
+            run directory), and the run directory is created (never overwritten).
+
+    Example:
+        run = Experiment(load_config("apps/flowers/config.yaml"))
+        run.load_data()
+        run.build_model()
+        for phase in run.phases:
+            run.fit(phase)
+        run.evaluate()
+        run.save()
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        self.given_model = config.validate().model
+        self.config = resolve_config(config)
+        self.run_dir = _prepare_run_dir(Path(self.config.out))
+        set_precision(self.config.train.mixed_precision)
+        keras.utils.set_random_seed(self.config.data.seed)
+        self.strategy = distribution_strategy(self.config.train.distribute)
+        self.replicas = self.strategy.num_replicas_in_sync
+        if self.config.data.batch_size % self.replicas:
+            raise ValueError(
+                f"batch_size must be a multiple of the {self.replicas} replicas. "
+                f"Received: batch_size={self.config.data.batch_size}"
+            )
+        self.splits: Splits | None = None
+        self.model: keras.Model | None = None
+        self.trainer: PhaseTrainer | None = None
+        self.evaluation: Evaluation | None = None
+
+    @property
+    def phases(self) -> list[Phase]:
+        """The phases of the configured strategy: the head, then fine-tuning (if any)."""
+        return plan_phases(self.config.train)
+
+    def load_data(self, splits: Splits | None = None) -> Splits:
+        """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
+
+        The data's modality decides which model section the run keeps; "auto"
+        settings are resolved here (`tfxfer.auto`), so config.json holds the choice.
+        """
+        model = self.config.model
+        self.splits = splits or load_splits(self.config.data, model.image_input_size)
+        modality = self.splits.modality
+        unused = self.given_model.unused_settings(modality)
+        if unused:
+            logger.warning("The data are %s: these settings are not used: %s",
+                           modality, ", ".join(unused))
+        self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
+        # --- "auto" strategy, feature layer, learning rate (tfxfer.auto) ---
+        self.config = resolve_config(resolve_auto(self.config, self.splits, self.run_dir))
+        # ---
+        rundir.write_setup(self.run_dir, self.config, self.splits)
+        return self.splits
+
+    def build_model(self) -> keras.Model:
+        """Builds the classifier and prepares its phases (under the distribution strategy).
+
+        Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it.
+        With several replicas, Keras 3.15 fails on batches that do not split evenly
+        across replicas (random layers, BatchNorm on empty replica batches), so the
+        last partial training and validation batch is dropped; the test evaluation
+        runs on every example (see `evaluation.inference_function`).
+        """
+        config, splits = self.config, self._require("splits", "load_data")
+        even = self.replicas > 1
+        with self.strategy.scope():
+            model = build_classifier(config, splits.modality, len(splits.class_names))
+            runners = {}
+            if should_cache(model, config):
+                runners["head"] = head_phase_runner(model, config, splits)
+            train_ds = splits.batches("train", config.data, training=True, drop_remainder=even)
+            val_ds = splits.batches("val", config.data, drop_remainder=even)
+        callbacks = tensorboard_callbacks(self.run_dir, config.train.tensorboard)
+        self.trainer = PhaseTrainer(model, train_ds, val_ds, config.train, callbacks, runners)
+        self.model = model
+        return model
+
+    def fit(self, phase: Phase) -> PhaseRecord:
+        """Trains one phase (an element of `phases`)."""
+        trainer = self._require("trainer", "build_model")
+        with self.strategy.scope():
+            return trainer.fit(phase)
+
+    def evaluate(self) -> Evaluation | None:
+        """Ends training (best weights restored, history written) and evaluates on test.
+
+        Returns:
+            The test evaluation (also written to the run directory), or None when
+            there is no test split.
+        """
+        self._finish_training()
+        splits = self.splits
+        if splits.size("test"):
+            self.evaluation = evaluate(self.model, splits.batches("test", self.config.data),
+                                       splits.class_names)
+            rundir.write_evaluation(self.run_dir, self.evaluation,
+                                    rundir.split_inputs(splits, "test"))
+        return self.evaluation
+
+    def save(self) -> RunResult:
+        """Saves model.keras and writes the report; returns what the run produced."""
+        self._finish_training()
+        rundir.save_model(self.run_dir, self.model)
+        write_report(self.run_dir, self.splits)
+        logger.info("Run written to %s", self.run_dir)
+        return RunResult(self.run_dir, self.config, self.model, self.splits,
+                         self.trainer.history, self.evaluation)
+
+    def _finish_training(self) -> None:
+        """Restores the best weights (with restore_best) and writes the history, once."""
+        trainer = self._require("trainer", "build_model")
+        if not trainer.finished:
+            rundir.write_history(self.run_dir, trainer.finish())
+
+    def _require(self, name: str, step: str):
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(f"Experiment.{step}() must run before this step.")
+        return value
 
 
 def train(config: RunConfig, splits: Splits | None = None) -> RunResult:
@@ -121,35 +235,19 @@ def train(config: RunConfig, splits: Splits | None = None) -> RunResult:
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    config = resolve_config(config.validate())
-    run_dir = _prepare_run_dir(Path(config.out))
-    set_precision(config.train.mixed_precision)
-    keras.utils.set_random_seed(config.data.seed)
-
-    if splits is None:
-        splits = load_splits(config.data, config.model.image_size)
-    # --- "auto" strategy, feature layer, learning rate (tfxfer.auto) ---
-    config = resolve_config(resolve_auto(config, splits, run_dir))
-    # ---
-    rundir.write_setup(run_dir, config, splits)
-    model, history = _build_and_fit(
-        config, splits, tensorboard_callbacks(run_dir, config.train.tensorboard)
-    )
-    rundir.write_history(run_dir, history)
-    evaluation = None
-    if splits.size("test"):
-        evaluation = evaluate(model, splits.batches("test", config.data), splits.class_names)
-        rundir.write_evaluation(run_dir, evaluation, rundir.split_inputs(splits, "test"))
-    rundir.save_model(run_dir, model)
-    write_report(run_dir, splits)
-    logger.info("Run written to %s", run_dir)
-    return RunResult(run_dir, config, model, splits, history, evaluation)
+    run = Experiment(config)
+    run.load_data(splits)
+    run.build_model()
+    for phase in run.phases:
+        run.fit(phase)
+    run.evaluate()
+    return run.save()
 
 
 def evaluate_run(run_dir: str | Path) -> Evaluation:
     """Reloads a run and evaluates its model on the run's own test split again."""
     config, model, class_names = rundir.load_run(run_dir)
-    splits = load_splits(config.data, config.model.image_size)
+    splits = load_splits(config.data, config.model.image_input_size)
     if splits.class_names != class_names:
         raise ValueError(
             f"The data at {config.data.source} now has classes {splits.class_names}, "

@@ -15,8 +15,9 @@ from __future__ import annotations
 import keras
 
 from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.layers import BackbonePreprocess
+from tfxfer.modality import IMAGE
 
 IMAGE_INPUT = "image"
 AUGMENTATION = "augmentation"
@@ -28,8 +29,9 @@ BACKBONE = BACKBONE_LAYER_NAME
 
 
 def image_size_for(config: ModelConfig) -> int:
-    """The square input side a model built from `config` uses."""
-    return config.image_size or get_backbone(config.backbone).input_size
+    """The square input side an image model built from `config` uses."""
+    image = config.section(IMAGE)
+    return image.image_size or get_backbone(image.backbone).input_size
 
 
 def build_head(features, num_classes: int, config: ModelConfig):
@@ -56,7 +58,7 @@ def build_head(features, num_classes: int, config: ModelConfig):
     )(x)
 
 
-def _augmentation(config: ModelConfig) -> keras.Sequential:
+def _augmentation(config: ImageConfig) -> keras.Sequential:
     layers = []
     if config.flip and config.flip != "none":
         layers.append(keras.layers.RandomFlip(config.flip))
@@ -79,8 +81,9 @@ def build_image_classifier(
     """Builds a classifier on a registered `keras.applications` backbone.
 
     Args:
-        config: the model section: backbone, weights, image size, head, augmentation,
-            and `feature_layer`, a backbone layer to put the head on instead of the top.
+        config: the model section: the head and `config.image` (backbone, weights,
+            image size, pooling, augmentation, and `feature_layer`, a backbone layer
+            to put the head on instead of the top).
         num_classes: number of classes.
         from_scratch: build the architecture with random weights and let its
             BatchNormalization layers follow the training flag (for the
@@ -90,27 +93,28 @@ def build_image_classifier(
     Returns:
         An uncompiled `keras.Model` from uint8 images to class probabilities.
     """
-    spec = get_backbone(config.backbone)
+    image = config.section(IMAGE)
+    spec = get_backbone(image.backbone)
     size = image_size_for(config)
-    weights = None if from_scratch else config.weights
+    weights = None if from_scratch else image.weights
     backbone = build_backbone(
-        spec.name, weights=weights, image_size=size, **config.backbone_kwargs
+        spec.name, weights=weights, image_size=size, **image.backbone_kwargs
     )
     # --- cut at an intermediate layer (tfxfer.advisor resolves "auto" before this) ---
-    if config.feature_layer == "auto":
+    if image.feature_layer == "auto":
         raise ValueError("feature_layer='auto' is resolved by tfxfer.advisor before the model "
                          "is built; pass a layer name here.")
-    if config.feature_layer:
-        backbone = cut_backbone(backbone, config.feature_layer)
+    if image.feature_layer:
+        backbone = cut_backbone(backbone, image.feature_layer)
     # ---
 
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name=IMAGE_INPUT)
     x = keras.layers.Resizing(size, size, name="resize")(inputs)
-    if config.augment:
-        x = _augmentation(config)(x)
+    if image.augment:
+        x = _augmentation(image)(x)
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
     x = backbone(x) if from_scratch else backbone(x, training=False)
-    x = _pooling(config.pooling)(x)
+    x = _pooling(image.pooling)(x)
     outputs = build_head(x, num_classes, config)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 

@@ -30,9 +30,9 @@ import tensorflow as tf
 
 from tfxfer.backbones import build_backbone, get_backbone, stage_ends
 from tfxfer.config import RunConfig
-from tfxfer.data.sources import Splits
-from tfxfer.data.split import stratified_subset
+from tfxfer.data.splits import Splits, stratified_subset
 from tfxfer.layers import BackbonePreprocess
+from tfxfer.modality import IMAGE
 from tfxfer.strategies import walk_layers
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def _probe_model(
     config: RunConfig, weights: str | None, with_bn: bool
 ) -> tuple[keras.Model, list[tuple[str, float]], int, list[keras.layers.Layer], list[str]]:
     """uint8 images -> pooled features at every stage end [+ per-example BN input moments]."""
-    model = config.model
+    model = config.model.section(IMAGE)
     spec = get_backbone(model.backbone)
     backbone = build_backbone(spec.name, weights=weights, image_size=model.image_size,
                               **model.backbone_kwargs)
@@ -234,7 +234,8 @@ def measure(
 
     start = time.perf_counter()
     ds, labels = sample_batches(config, splits, per_class, max_examples)
-    probe, positions, k, bns, layers = _probe_model(config, config.model.weights, with_bn=True)
+    probe, positions, k, bns, layers = _probe_model(config, config.model.section(IMAGE).weights,
+                                                  with_bn=True)
     outs = _forward(probe, ds)
     pretrained = _probes(outs[:k], positions, labels)
     bn = None

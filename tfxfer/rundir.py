@@ -35,8 +35,9 @@ import tfxfer.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.optimizers  # noqa: F401  (registers custom optimizers for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)
 from tfxfer.config import RunConfig, config_from_dict
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation
+from tfxfer.modality import TEXT
 from tfxfer.training import TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def split_inputs(splits: Splits, split: str) -> list[str] | None:
     """
     if split in splits.files:
         return [os.path.abspath(path) for path in splits.files[split]]
-    if splits.modality == "text" and split in splits.raw:
+    if splits.modality == TEXT and split in splits.raw:
         return [x.decode("utf-8", "replace")
                 for x, _ in splits.raw[split].as_numpy_iterator()]
     return None

@@ -118,15 +118,12 @@ def _validate_fit(train: TrainConfig, val_ds: tf.data.Dataset | None) -> None:
 PhaseRunner = Callable[..., keras.callbacks.History]
 
 
-def fit_phases(
-    model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset | None,
-    train: TrainConfig,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    runners: dict[str, PhaseRunner] | None = None,
-) -> TrainingHistory:
-    """Trains `model` through the phases of `train.strategy`.
+class PhaseTrainer:
+    """Runs phases one at a time on one model, joining their histories.
+
+    Each `fit(phase)` sets the phase's trainable flags, recompiles with its own
+    learning rate and continues the epoch count of the previous phase; `finish()`
+    restores the best weights (with `train.restore_best`) and returns the history.
 
     Args:
         model: a tfxfer classifier (it has a layer named "backbone").
@@ -138,42 +135,84 @@ def fit_phases(
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
             phase's trainable flags are set; used to train the head on cached
             backbone features (see `tfxfer.bottleneck`).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        train_ds: tf.data.Dataset,
+        val_ds: tf.data.Dataset | None,
+        train: TrainConfig,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        runners: dict[str, PhaseRunner] | None = None,
+    ) -> None:
+        _validate_fit(train, val_ds)
+        self.model, self.train_ds, self.val_ds, self.train = model, train_ds, val_ds, train
+        self.callbacks = list(callbacks)
+        self.runners = runners or {}
+        self.history = TrainingHistory()
+        self.best = BestWeights(model) if train.restore_best else None
+        self.epoch = 0
+        self.finished = False
+
+    def fit(self, phase: Phase) -> PhaseRecord:
+        """Trains one phase and records it."""
+        model, train = self.model, self.train
+        set_phase_trainable(model, phase, train)
+        logger.info(
+            "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
+            phase.name, self.epoch + 1, self.epoch + phase.epochs, phase.learning_rate,
+            len(model.trainable_weights),
+        )
+        fit_args = {
+            "initial_epoch": self.epoch, "epochs": self.epoch + phase.epochs,
+            "verbose": train.verbose,
+            "callbacks": [*self.callbacks, *_phase_callbacks(train),
+                          *([self.best] if self.best else [])],
+        }
+        start = time.perf_counter()
+        runner = self.runners.get(phase.name)
+        if runner is None:
+            compile_for_phase(model, phase, train)
+            result = model.fit(self.train_ds, validation_data=self.val_ds, shuffle=False,
+                               **fit_args)
+        else:
+            result = runner(phase, **fit_args)
+        seconds = time.perf_counter() - start
+        epochs_run = _append_rows(self.history, result, phase)
+        record = PhaseRecord(
+            phase.name, self.epoch + 1, epochs_run, phase.learning_rate,
+            len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
+        )
+        self.history.phases.append(record)
+        self.epoch += epochs_run
+        return record
+
+    def finish(self) -> TrainingHistory:
+        """Restores the best epoch's weights (once, with `restore_best`); the history."""
+        if self.best is not None and not self.finished:
+            self.best.restore()
+        self.finished = True
+        return self.history
+
+
+def fit_phases(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    train: TrainConfig,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    runners: dict[str, PhaseRunner] | None = None,
+) -> TrainingHistory:
+    """Trains `model` through the phases of `train.strategy` (see `PhaseTrainer`).
 
     Returns:
         The joined history and a record per phase.
     """
-    _validate_fit(train, val_ds)
-    history = TrainingHistory()
-    best = BestWeights(model) if train.restore_best else None
-    epoch = 0
+    trainer = PhaseTrainer(model, train_ds, val_ds, train, callbacks, runners)
     for phase in plan_phases(train):
-        set_phase_trainable(model, phase, train)
-        logger.info(
-            "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
-            phase.name, epoch + 1, epoch + phase.epochs, phase.learning_rate,
-            len(model.trainable_weights),
-        )
-        fit_args = {
-            "initial_epoch": epoch, "epochs": epoch + phase.epochs, "verbose": train.verbose,
-            "callbacks": [*callbacks, *_phase_callbacks(train), *([best] if best else [])],
-        }
-        start = time.perf_counter()
-        runner = (runners or {}).get(phase.name)
-        if runner is None:
-            compile_for_phase(model, phase, train)
-            result = model.fit(train_ds, validation_data=val_ds, shuffle=False, **fit_args)
-        else:
-            result = runner(phase, **fit_args)
-        seconds = time.perf_counter() - start
-        epochs_run = _append_rows(history, result, phase)
-        history.phases.append(PhaseRecord(
-            phase.name, epoch + 1, epochs_run, phase.learning_rate,
-            len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
-        ))
-        epoch += epochs_run
-    if best is not None:
-        best.restore()
-    return history
+        trainer.fit(phase)
+    return trainer.finish()
 
 
 def _append_rows(history: TrainingHistory, result: keras.callbacks.History, phase: Phase) -> int:

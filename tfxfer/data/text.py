@@ -30,11 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from tfxfer.config import DataConfig
-from tfxfer.data.sources import Splits, subsample_splits
-from tfxfer.data.split import stratified_split
+from tfxfer.data.splits import Splits, carve_indices, subsample_test, tensor_splits
+from tfxfer.modality import modality_of_source
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +169,6 @@ def encode_labels(labels: list, class_names: list[str], name: str) -> np.ndarray
     return np.asarray([index[k] for k in keys], dtype=np.int64)
 
 
-def _dataset(texts: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((texts, labels))
-
-
 def text_splits(
     train: TextTable, data: DataConfig, test: TextTable | None = None, source: str | None = None
 ) -> Splits:
@@ -190,23 +185,16 @@ def text_splits(
     """
     class_names = class_names_of(train.labels, train.name)
     labels = encode_labels(train.labels, class_names, train.name)
-    test_fraction = 0.0 if test is not None else data.test_fraction
-    indices = stratified_split(labels, data.val_fraction, test_fraction, data.seed, class_names)
-    indices = subsample_splits(indices, labels, data)
+    indices = carve_indices(labels, data, class_names, carve_test=test is None)
     tables = {split: (train.texts, labels, idx) for split, idx in indices.items()}
     if test is not None:
         test_labels = encode_labels(test.labels, class_names, test.name)
-        test_idx = subsample_splits({"test": np.arange(len(test_labels))}, test_labels, data)
-        tables["test"] = (test.texts, test_labels, test_idx["test"])
-    raw, split_labels = {}, {}
-    for split, (texts, y, idx) in tables.items():
-        if len(idx):
-            raw[split] = _dataset(texts[idx], y[idx])
-            split_labels[split] = y[idx]
+        tables["test"] = (test.texts, test_labels, subsample_test(test_labels, data))
+    raw, split_labels = tensor_splits(tables)
     logger.info("Text splits of %s: %s", source or train.name,
                 {k: len(v) for k, v in split_labels.items()})
     return Splits(
-        class_names, "text", raw, split_labels,
+        class_names, modality_of_source("csv"), raw, split_labels,
         source or (train.name if test is None else f"{train.name} + {test.name}"),
         example_bytes=int(np.mean([len(t.encode("utf-8")) for t in train.texts])),
     )

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from tfxfer.config import DataConfig
 from tfxfer.data.pipeline import image_decoder
-from tfxfer.data.sources import Splits, subsample_splits
-from tfxfer.data.split import stratified_split
+from tfxfer.data.splits import Splits, carve_indices, subsample_splits
+from tfxfer.modality import IMAGE, modality_of_source
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +33,7 @@ def _load(name: str, split: str, data: DataConfig, decoders=None):
 
 
 def _modality(info) -> str:
-    import tensorflow_datasets as tfds
-
-    input_key = info.supervised_keys[0]
-    feature = info.features[input_key]
-    if isinstance(feature, tfds.features.Image):
-        return "image"
-    if isinstance(feature, tfds.features.Text):
-        return "text"
-    raise ValueError(
-        f"TFDS dataset {info.name!r} has input feature {input_key!r} of type "
-        f"{type(feature).__name__}; tfxfer handles Image and Text inputs."
-    )
+    return modality_of_source("tfds", info.features[info.supervised_keys[0]], info.name)
 
 
 def _labels(ds: tf.data.Dataset) -> np.ndarray:
@@ -60,6 +49,11 @@ def _select(ds: tf.data.Dataset, indices: np.ndarray, total: int) -> tf.data.Dat
     selected = ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
     # `filter` loses the length; stating it lets Keras count steps per epoch.
     return selected.apply(tf.data.experimental.assert_cardinality(len(indices)))
+
+
+def _official(labels: np.ndarray, split: str, data: DataConfig) -> np.ndarray:
+    """Indices of an official split: all of it, or the `max_*_examples` subset."""
+    return subsample_splits({split: np.arange(len(labels))}, labels, data)[split]
 
 
 def available_splits(info) -> set[str]:
@@ -83,7 +77,7 @@ def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
     input_key, label_key = info.supervised_keys
     import tensorflow_datasets as tfds
 
-    decoders = {input_key: tfds.decode.SkipDecoding()} if modality == "image" else None
+    decoders = {input_key: tfds.decode.SkipDecoding()} if modality == IMAGE else None
     class_names = [str(n) for n in info.features[label_key].names]
     available = available_splits(info)
     official = {k: v for k, v in _OFFICIAL.items() if v in available}
@@ -92,23 +86,20 @@ def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
     datasets.update({k: _load(name, v, data, decoders)[0] for k, v in official.items()})
     labels = {k: _labels(ds) for k, ds in datasets.items()}
 
-    carved = stratified_split(
-        labels["train"],
-        0.0 if "val" in official else data.val_fraction,
-        0.0 if "test" in official else data.test_fraction,
-        data.seed, class_names,
-    )
+    carved = carve_indices(labels["train"], data, class_names,
+                           carve_val="val" not in official, carve_test="test" not in official)
     raw, split_labels = {}, {}
     for split in ("train", "val", "test"):
-        source = split if split in official else "train"
-        indices = carved[split] if source == "train" else np.arange(len(labels[split]))
-        indices = subsample_splits({split: indices}, labels[source], data)[split]
+        if split in official:  # an official split is used whole, subsampled if asked
+            source, indices = split, _official(labels[split], split, data)
+        else:
+            source, indices = "train", carved[split]
         if len(indices):
             raw[split] = _select(datasets[source], indices, len(labels[source]))
             split_labels[split] = labels[source][indices]
     logger.info("Loaded tfds:%s (%s), splits %s", name, modality,
                 {k: len(v) for k, v in split_labels.items()})
-    decode = image_decoder(image_size, from_paths=False) if modality == "image" else None
-    example_bytes = image_size * image_size * 3 if modality == "image" else 0
+    decode = image_decoder(image_size, from_paths=False) if modality == IMAGE else None
+    example_bytes = image_size * image_size * 3 if modality == IMAGE else 0
     return Splits(class_names, modality, raw, split_labels, data.source, decode=decode,
                   example_bytes=example_bytes)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfxfer.modality import TEXT
 from tfxfer.reports.rundata import RunData
 
 _STYLE = """
@@ -83,12 +84,13 @@ def _figure(caption: str, path: Path) -> str:
 def _overview(run: RunData) -> str:
     config, metrics = run.config, run.metrics or {}
     model, train = config.get("model", {}), config.get("train", {})
-    if run.modality == "text":
-        network = model.get("encoder")
+    section = model.get(run.modality) or model  # flat in runs written before config sections
+    if run.modality == TEXT:
+        network = section.get("encoder")
     else:
-        kwargs = ", ".join(f"{k}={v}" for k, v in model.get("backbone_kwargs", {}).items())
-        network = (f"{model.get('backbone')}{f'({kwargs})' if kwargs else ''}, "
-                   f"{model.get('image_size')} px, weights {model.get('weights')}")
+        kwargs = ", ".join(f"{k}={v}" for k, v in section.get("backbone_kwargs", {}).items())
+        network = (f"{section.get('backbone')}{f'({kwargs})' if kwargs else ''}, "
+                   f"{section.get('image_size')} px, weights {section.get('weights')}")
     rows = [
         ("run directory", str(run.run_dir)),
         ("data", f"{run.summary.get('source', config.get('data', {}).get('source'))} "

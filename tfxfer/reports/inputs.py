@@ -18,7 +18,9 @@ import tensorflow as tf
 
 from tfxfer.config import config_from_dict
 from tfxfer.data.pipeline import decode_image
-from tfxfer.data.sources import Splits, load_splits
+from tfxfer.data.sources import load_splits
+from tfxfer.data.splits import Splits
+from tfxfer.modality import IMAGE
 from tfxfer.reports.rundata import RunData
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def _from_splits(splits: Splits, rows: Sequence[int], y_true: np.ndarray,
 def _reload_splits(run: RunData) -> Splits:
     config = config_from_dict(run.config)
     logger.info("Reading the test split of %s for the prediction grid", config.data.source)
-    splits = load_splits(config.data, config.model.image_size)
+    splits = load_splits(config.data, config.model.image_input_size)
     if splits.class_names != run.class_names:
         raise InputsUnavailable(
             f"{config.data.source} now has classes {splits.class_names}, "
@@ -96,7 +98,7 @@ def load_test_images(
     predictions = run.predictions
     if predictions is None:
         raise InputsUnavailable("the run has no predictions")
-    if predictions.inputs is not None and run.modality == "image":
+    if predictions.inputs is not None and run.modality == IMAGE:
         return _from_paths([predictions.inputs[r] for r in rows], size)
     if splits is None:
         try:

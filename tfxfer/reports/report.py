@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfxfer.data.sources import Splits
+from tfxfer.data.splits import Splits
+from tfxfer.modality import TEXT
 from tfxfer.reports.advice import LR_FIND_PLOT, advice_section
 from tfxfer.reports.confusion import confused_pairs, plot_confusion_matrix
 from tfxfer.reports.curves import plot_learning_curves
@@ -99,7 +100,7 @@ def write_report(run_dir: str | Path, splits: Splits | None = None) -> Path:
     if run.metrics:
         _add_confusion(run, parts)
     if run.predictions is not None and len(run.predictions):
-        if run.modality == "text":
+        if run.modality == TEXT:
             _add_mistakes(run, parts)
         else:
             _add_grid(run, parts, splits)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tfxfer import rundir
+from tfxfer.modality import IMAGE
 
 INPUT_COLUMN = "input"
 
@@ -77,7 +78,7 @@ class RunData:
 
     @property
     def modality(self) -> str:
-        return self.summary.get("modality", "image")
+        return self.summary.get("modality", IMAGE)
 
 
 def _number(value: str):

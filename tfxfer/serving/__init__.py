@@ -1,10 +1,10 @@
-"""Export to TensorFlow Serving, verification, models.config and predict clients.
+"""TensorFlow Serving: the contract, export, models.config, clients and `tfxfer serve`.
 
-    export.py        the serving module, signatures, op scan, size check, export_run
-    layout.py        BASE/NAME/VERSION numbering and atomic publishing
-    warmup.py        assets.extra/tf_serving_warmup_requests
-    verify.py        fresh-process check against the Keras model, saved_model_cli
+    contract.py      TF Serving facts and tfxfer's signature names (no TensorFlow import)
+    policy.py        VersionPolicy: which versions are served; the policy CLI flags
+    export/          SavedModel export: introspection, serving module, checks, publishing
     model_config.py  models.config (model_config_list) for tensorflow_model_server
     client.py        local, REST and gRPC predict requests and their parsing
-    signatures.py    the serving contract (input and output names)
+    commands.py      `tfxfer export`, `tfxfer predict`, `tfxfer serving-config`
+    server/          `tfxfer serve`: TF Serving's REST and gRPC APIs on any SavedModel
 """

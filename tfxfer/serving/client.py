@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tfxfer.serving.signatures import (
+from tfxfer.serving.contract import (
     CLASS_ID,
     CLASS_NAME,
     DEFAULT_SIGNATURE,

@@ -11,23 +11,10 @@ import json
 import logging
 from pathlib import Path
 
-from tfxfer.serving.signatures import DEFAULT_SIGNATURE
+from tfxfer.serving.contract import DEFAULT_SIGNATURE, list_versions
+from tfxfer.serving.policy import VersionPolicy, add_policy_arguments, positive_int
 
 logger = logging.getLogger("tfxfer")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [_positive_int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected integers like 1,2, got {text!r}") from err
 
 
 # ---------------------------------------------------------------- export
@@ -38,9 +25,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="model name: BASE/NAME/VERSION")
     parser.add_argument("--base", default="saved_models",
                         help="base directory of exported models (default saved_models)")
-    parser.add_argument("--version", type=_positive_int,
+    parser.add_argument("--version", type=positive_int,
                         help="version number (default: the next free one; never overwritten)")
-    parser.add_argument("--top-k", type=_positive_int, help="classes in the top-k outputs "
+    parser.add_argument("--top-k", type=positive_int, help="classes in the top-k outputs "
                         "(default min(5, classes))")
     parser.add_argument("--sample", action="append", default=[], metavar="FILE",
                         help="example input for warmup and verification (repeatable; default: "
@@ -88,7 +75,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving gRPC API, e.g. "
                         "localhost:8500")
     parser.add_argument("--model", help="model name on the server (--rest/--grpc)")
-    parser.add_argument("--version", type=_positive_int, help="model version on the server "
+    parser.add_argument("--version", type=positive_int, help="model version on the server "
                         "(default: the latest)")
     parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
     parser.add_argument("--text", action="append", default=[],
@@ -114,8 +101,6 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[str], list[bytes | str]
 
 
 def _local_version_dir(path: str) -> Path:
-    from tfxfer.serving.layout import list_versions
-
     path = Path(path)
     if (path / "saved_model.pb").is_file():
         return path
@@ -159,12 +144,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def add_serving_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", help="base directory of exported models (e.g. saved_models)")
     parser.add_argument("--out", help="file to write (default BASE/models.config)")
-    parser.add_argument("--policy", default="latest", choices=["latest", "all", "specific"],
-                        help="model_version_policy (default latest)")
-    parser.add_argument("--num-versions", type=_positive_int, default=1,
-                        help="versions served by the latest policy (default 1)")
-    parser.add_argument("--versions", type=_int_list, default=[],
-                        help="versions served by the specific policy, e.g. 1,2")
+    add_policy_arguments(parser)
     parser.add_argument("--mount-path", help="where the server sees BASE, e.g. /models in "
                         "the tensorflow/serving container (default: absolute local paths)")
 
@@ -172,10 +152,8 @@ def add_serving_config_arguments(parser: argparse.ArgumentParser) -> None:
 def run_serving_config(args: argparse.Namespace) -> int:
     from tfxfer.serving.model_config import to_text, write_model_config
 
-    path, config = write_model_config(
-        args.base, args.out, policy=args.policy, num_versions=args.num_versions,
-        versions=args.versions, mount_path=args.mount_path,
-    )
+    path, config = write_model_config(args.base, args.out, policy=VersionPolicy.from_args(args),
+                                      mount_path=args.mount_path)
     print(f"wrote {path} ({len(config.model_config_list.config)} models)")
     print(to_text(config), end="")
     return 0

@@ -20,79 +20,51 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfxfer.serving.layout import find_models
+from tfxfer.serving.contract import find_models
+from tfxfer.serving.policy import VersionPolicy
 
-POLICIES = ("latest", "all", "specific")
 CONFIG_FILE = "models.config"
-
-
-def _validate_policy(policy: str, num_versions: int, versions: Sequence[int]) -> None:
-    if policy not in POLICIES:
-        raise ValueError(
-            f"Unknown version policy {policy!r}. Valid policies: {', '.join(POLICIES)}"
-        )
-    if policy == "latest" and num_versions < 1:
-        raise ValueError(f"num_versions must be >= 1. Received: {num_versions}")
-    if policy == "specific" and not versions:
-        raise ValueError("The 'specific' policy needs the versions to serve (e.g. --versions 1,2).")
-    if policy != "specific" and versions:
-        raise ValueError(f"Versions are given only with the 'specific' policy. Received: "
-                         f"policy={policy!r}, versions={list(versions)}")
 
 
 def build_model_config(
     base: str | Path,
     *,
-    policy: str = "latest",
-    num_versions: int = 1,
-    versions: Sequence[int] = (),
+    policy: VersionPolicy | None = None,
     mount_path: str | None = None,
 ) -> model_server_config_pb2.ModelServerConfig:
     """A `ModelServerConfig` listing every model under `base`.
 
     Args:
         base: the base directory of exported models (BASE/NAME/VERSION).
-        policy: "latest" (the newest `num_versions`), "all", or "specific" (`versions`).
-        num_versions: versions served under the "latest" policy.
-        versions: versions served under the "specific" policy; each must exist
-            for every model.
+        policy: the versions served (default: the latest one); the versions of a
+            "specific" policy must exist for every model.
         mount_path: where the server sees `base` (e.g. "/models" in docker);
             None writes absolute paths of this machine.
 
     Returns:
         The config proto.
     """
-    _validate_policy(policy, num_versions, versions)
+    policy = policy or VersionPolicy()
     models = find_models(base)
     if not models:
         raise FileNotFoundError(f"No exported models (NAME/VERSION/saved_model.pb) under {base}")
     config = model_server_config_pb2.ModelServerConfig()
     for name, found in models.items():
+        missing = policy.missing(found) if policy.kind == "specific" else []
+        if missing:
+            raise ValueError(f"Model {name!r} has no version(s) {missing}; it has {found}.")
         entry = config.model_config_list.config.add()
         entry.name = name
         entry.base_path = (str(PurePosixPath(mount_path, name)) if mount_path
                            else str(Path(base, name).resolve()))
         entry.model_platform = "tensorflow"
-        _set_policy(entry.model_version_policy, policy, num_versions, versions, name, found)
+        entry.model_version_policy.CopyFrom(policy.to_proto())
     return config
-
-
-def _set_policy(message, policy, num_versions, versions, name, found) -> None:
-    if policy == "latest":
-        message.latest.num_versions = num_versions
-    elif policy == "all":
-        message.all.SetInParent()
-    else:
-        missing = sorted(set(versions) - set(found))
-        if missing:
-            raise ValueError(f"Model {name!r} has no version(s) {missing}; it has {found}.")
-        message.specific.versions.extend(sorted(set(versions)))
 
 
 def to_text(config: model_server_config_pb2.ModelServerConfig) -> str:

@@ -17,6 +17,7 @@ _EXPORTS = {
     "EncoderSpec": "tfxfer.text.encoders",
     "get_encoder": "tfxfer.text.encoders",
     "list_encoders": "tfxfer.text.encoders",
+    "register_encoder": "tfxfer.text.encoders",
     "resolve_encoder": "tfxfer.text.encoders",
     "glove_package_vectors": "tfxfer.text.glove",
     "read_vectors_file": "tfxfer.text.glove",

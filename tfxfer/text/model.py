@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from tfxfer.config import ModelConfig
+from tfxfer.modality import TEXT
 from tfxfer.models import BACKBONE, build_head
 from tfxfer.text.hub_layer import HubTextEmbedding
 from tfxfer.text.preprocess import HtmlLineBreaks
@@ -58,10 +59,10 @@ def randomize_encoder(encoder: HubTextEmbedding, seed: int | None = None) -> int
 def build_text_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None
 ) -> keras.Model:
-    """Builds a classifier on a pretrained text encoder (`config.encoder`).
+    """Builds a classifier on a pretrained text encoder (`config.text.encoder`).
 
     Args:
-        config: the model section: encoder handle, dropout, hidden_units.
+        config: the model section: the head and `config.text` (the encoder handle).
         num_classes: number of classes.
         from_scratch: re-initialise the encoder's variables randomly (same shapes
             and vocabulary), for the `from_scratch` strategy and learning curves.
@@ -73,7 +74,7 @@ def build_text_classifier(
     """
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
     text = HtmlLineBreaks(name=CLEANUP)(inputs)
-    encoder = HubTextEmbedding(config.encoder, name=BACKBONE)
+    encoder = HubTextEmbedding(config.section(TEXT).encoder, name=BACKBONE)
     if from_scratch:
         randomize_encoder(encoder, seed)
     outputs = build_head(encoder(text), num_classes, config)

@@ -23,10 +23,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tfxfer.server.errors import ServingError
-from tfxfer.server.models import ModelManager
-from tfxfer.server.predict import predict_request
-from tfxfer.server.responses import model_metadata, model_status
+from tfxfer.serving.server.errors import ServingError
+from tfxfer.serving.server.manager import ModelManager
+from tfxfer.serving.server.predict import predict_request
+from tfxfer.serving.server.responses import model_metadata, model_status
 
 logger = logging.getLogger(__name__)
 

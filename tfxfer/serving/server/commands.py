@@ -7,12 +7,7 @@ import logging
 import signal
 import threading
 
-
-def _versions(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected versions like 1,2, got {text!r}") from err
+from tfxfer.serving.policy import VersionPolicy, add_policy_arguments
 
 
 def _label(text: str) -> tuple[str, str, int]:
@@ -33,12 +28,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gRPC API port (default 8500; 0 picks a free port)")
     parser.add_argument("--poll-seconds", type=float, default=1.0,
                         help="how often BASE_DIR is checked for new versions (default 1)")
-    parser.add_argument("--policy", choices=["latest", "all", "specific"], default="latest",
-                        help="versions to serve (TF Serving's model_version_policy)")
-    parser.add_argument("--num-versions", type=int, default=1,
-                        help="with --policy latest: how many of the newest versions")
-    parser.add_argument("--versions", type=_versions, default=(),
-                        help="with --policy specific: the versions, e.g. 1,2")
+    add_policy_arguments(parser)
     parser.add_argument("--version-label", type=_label, action="append", default=[],
                         metavar="MODEL:LABEL=VERSION",
                         help="a version label for /labels/LABEL requests (repeatable)")
@@ -54,8 +44,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
-    from tfxfer.server.app import ServerConfig
-    from tfxfer.server.models import VersionPolicy
+    from tfxfer.serving.server.app import ServerConfig
 
     labels: dict[str, dict[str, int]] = {}
     for model, label, version in args.version_label:
@@ -63,7 +52,7 @@ def config_from_args(args: argparse.Namespace):
     return ServerConfig(
         args.base_dir, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
         poll_seconds=args.poll_seconds,
-        policy=VersionPolicy(args.policy, args.num_versions, tuple(args.versions)),
+        policy=VersionPolicy.from_args(args),
         version_labels=labels, max_request_bytes=args.max_request_bytes,
         rest_threads=args.rest_threads, grpc_threads=args.grpc_threads,
         warmup=not args.no_warmup,
@@ -72,7 +61,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serves until SIGINT or SIGTERM, then stops cleanly."""
-    from tfxfer.server.app import ModelServer
+    from tfxfer.serving.server.app import ModelServer
 
     try:
         server = ModelServer(config_from_args(args)).start()

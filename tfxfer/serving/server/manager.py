@@ -27,63 +27,20 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
-from google.protobuf import text_format
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-from tensorflow_serving.apis import prediction_log_pb2
 
-from tfxfer.server.errors import Code, ServingError, invalid_argument, not_found
-from tfxfer.server.predict import predict_request
+from tfxfer.serving.contract import check_model_name, list_versions, model_dirs
+from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, not_found
+from tfxfer.serving.server.predict import warm_up
+from tfxfer.serving.server.servable import Servable, load_servable
 
 logger = logging.getLogger(__name__)
-
-POLICIES = ("latest", "all", "specific")
-SERVE_TAG = "serve"
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warmup records
-_VERSION_DIR = re.compile(r"^[0-9]+$")
-
-
-@dataclass(frozen=True)
-class VersionPolicy:
-    """Which versions of a model are served (TF Serving's model_version_policy).
-
-    Attributes:
-        kind: "latest" (the `num_versions` highest), "all", or "specific" (`versions`).
-        num_versions: versions served under "latest".
-        versions: the versions served under "specific".
-    """
-
-    kind: str = "latest"
-    num_versions: int = 1
-    versions: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.kind not in POLICIES:
-            raise ValueError(f"Unknown version policy {self.kind!r}. Valid policies: "
-                             f"{', '.join(POLICIES)}")
-        if self.kind == "latest" and self.num_versions < 1:
-            raise ValueError(f"num_versions must be >= 1. Received: {self.num_versions}")
-        if self.kind == "specific" and not self.versions:
-            raise ValueError("The 'specific' policy needs the versions to serve (--versions 1,2).")
-        if self.kind != "specific" and self.versions:
-            raise ValueError(f"Versions are given only with the 'specific' policy. Received: "
-                             f"policy={self.kind!r}, versions={list(self.versions)}")
-
-    def select(self, on_disk: Sequence[int]) -> list[int]:
-        """The versions to serve, ascending, out of those on disk."""
-        on_disk = sorted(on_disk)
-        if self.kind == "latest":
-            return on_disk[-self.num_versions:]
-        if self.kind == "all":
-            return on_disk
-        return sorted(set(self.versions) & set(on_disk))
 
 
 class State(enum.Enum):
@@ -103,93 +60,6 @@ class VersionStatus:
     state: State
     error_code: Code | None = None
     error_message: str = ""
-
-
-# ---------------------------------------------------------------- one version
-
-
-class Servable:
-    """One loaded model version: its SignatureDefs and signature functions.
-
-    Requests hold it between `acquire()` and `release()`; `wait_idle()` lets an
-    unload wait for them.
-    """
-
-    def __init__(self, name: str, version: int, path: Path, module, signature_defs, functions):
-        self.name = name
-        self.version = version
-        self.path = path
-        self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = signature_defs
-        self.functions = functions
-        self.warmup_records = 0  # warmup requests replayed before it served
-        self._module = module  # keeps the variables and functions alive
-        self._active = 0
-        self._idle = threading.Condition()
-
-    def acquire(self) -> None:
-        with self._idle:
-            self._active += 1
-
-    def release(self) -> None:
-        with self._idle:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Waits until no request holds this version; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._active == 0, timeout)
-
-
-def read_meta_graph(path: str | Path) -> meta_graph_pb2.MetaGraphDef:
-    """The MetaGraphDef tagged "serve" of a SavedModel (saved_model.pb or .pbtxt)."""
-    path = Path(path)
-    saved_model = saved_model_pb2.SavedModel()
-    if (path / "saved_model.pb").is_file():
-        saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
-    elif (path / "saved_model.pbtxt").is_file():
-        text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model)
-    else:
-        raise FileNotFoundError(f"No saved_model.pb or saved_model.pbtxt in {path}")
-    for meta_graph in saved_model.meta_graphs:
-        if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return meta_graph
-    raise ValueError(f"{path} has no MetaGraph tagged {SERVE_TAG!r}")
-
-
-def load_servable(name: str, version: int, path: str | Path) -> Servable:
-    """Loads one version directory with `tf.saved_model.load`."""
-    path = Path(path)
-    signature_defs = dict(read_meta_graph(path).signature_def)
-    module = tf.saved_model.load(str(path), tags=[SERVE_TAG])
-    # SignatureDefs without a function (TF2's `__saved_model_init_op`) are listed in the
-    # metadata, as TF Serving lists them, but cannot be run.
-    functions = {key: module.signatures[key] for key in signature_defs
-                 if key in module.signatures}
-    return Servable(name, version, path, module, signature_defs, functions)
-
-
-def warm_up(servable: Servable) -> int:
-    """Replays the version's warmup PredictionLog records; returns how many ran.
-
-    Raises:
-        ServingError: a warmup request failed (the version is not loaded, as in TF Serving).
-    """
-    path = servable.path / WARMUP_FILE
-    if not path.is_file():
-        return 0
-    count = 0
-    for raw in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
-        log = prediction_log_pb2.PredictionLog()
-        log.ParseFromString(raw.numpy())
-        if log.WhichOneof("log_type") != "predict_log":
-            logger.warning("%s: skipping a %s warmup record (only predict is served)",
-                           path, log.WhichOneof("log_type"))
-            continue
-        predict_request(servable, log.predict_log.request)
-        count += 1
-    return count
 
 
 def _fingerprint(path: Path) -> tuple:
@@ -228,16 +98,15 @@ class _Model:
 
 
 def validate_model_name(name: str) -> None:
-    """A request's model name: a plain directory name, never a path.
+    """A request's model name, by the rule of `contract.check_model_name`.
 
     Raises:
-        ServingError: INVALID_ARGUMENT for empty names, path separators, "." / ".."
-            and hidden names.
+        ServingError: INVALID_ARGUMENT for a name no model directory can have.
     """
-    if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise invalid_argument(
-            f"Invalid model name {name!r}: a model name is the name of a directory under the "
-            "base path (no path separators, no leading '.').")
+    try:
+        check_model_name(name)
+    except ValueError as err:
+        raise invalid_argument(str(err)) from err
 
 
 class ModelManager:
@@ -378,20 +247,14 @@ class ModelManager:
                 self._sync(self._models[name])  # its directory is gone: unload it
 
     def _discover(self) -> dict[str, Path]:
-        if not self.base_path.is_dir():
+        try:
+            return model_dirs(self.base_path)
+        except FileNotFoundError:
             logger.error("Base path %s does not exist or is not a directory", self.base_path)
             return {}
-        return {p.name: p for p in sorted(self.base_path.iterdir())
-                if p.is_dir() and not p.name.startswith(".")}
-
-    def _versions_on_disk(self, model: _Model) -> list[int]:
-        if not model.path.is_dir():
-            return []
-        return sorted(int(p.name) for p in model.path.iterdir()
-                      if _VERSION_DIR.match(p.name) and p.is_dir())
 
     def _sync(self, model: _Model) -> None:
-        wanted = self.policy.select(self._versions_on_disk(model))
+        wanted = self.policy.select(list_versions(model.path))
         for version in wanted:
             if version not in model.servables and self._should_try(model, version):
                 self._load(model, version)

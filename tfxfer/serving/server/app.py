@@ -20,9 +20,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tfxfer.server.grpc_service import build_grpc_server
-from tfxfer.server.models import ModelManager, VersionPolicy
-from tfxfer.server.rest import RestApi
+from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server.grpc_service import build_grpc_server
+from tfxfer.serving.server.manager import ModelManager
+from tfxfer.serving.server.rest import RestApi
 
 logger = logging.getLogger(__name__)
 

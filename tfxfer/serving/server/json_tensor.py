@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
-from tfxfer.server.errors import Code, ServingError, invalid_argument
+from tfxfer.serving.server.errors import Code, ServingError, invalid_argument
 
 ROW = "row"
 COLUMNAR = "columnar"

@@ -10,22 +10,21 @@ INVALID_ARGUMENT with TensorFlow's message.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from tfxfer.server.errors import Code, ServingError, invalid_argument
-from tfxfer.server.json_tensor import dtype_name
+from tfxfer.serving.contract import DEFAULT_SIGNATURE, read_warmup, warmup_path
+from tfxfer.serving.server.errors import Code, ServingError, invalid_argument
+from tfxfer.serving.server.json_tensor import dtype_name
+from tfxfer.serving.server.servable import Servable
 
-if TYPE_CHECKING:
-    from tfxfer.server.models import Servable
-
-DEFAULT_SIGNATURE = "serving_default"
+logger = logging.getLogger(__name__)
 
 
 def resolve_signature(servable: Servable, signature_name: str):
@@ -209,3 +208,23 @@ def predict_request(
     for key, array in outputs.items():
         response.outputs[key].CopyFrom(array_to_tensor_proto(array))
     return response
+
+
+# ---------------------------------------------------------------- warm-up
+
+
+def warm_up(servable: Servable) -> int:
+    """Replays the version's warmup PredictionLog records; returns how many ran.
+
+    Raises:
+        ServingError: a warmup request failed (the version is not loaded, as in TF Serving).
+    """
+    count = 0
+    for log in read_warmup(servable.path):
+        if log.WhichOneof("log_type") != "predict_log":
+            logger.warning("%s: skipping a %s warmup record (only predict is served)",
+                           warmup_path(servable.path), log.WhichOneof("log_type"))
+            continue
+        predict_request(servable, log.predict_log.request)
+        count += 1
+    return count

@@ -4,6 +4,7 @@ TF Serving replays these requests when it loads a version, before marking it
 available, so the first real request does not pay for graph initialisation.
 The file is a TFRecord of `tensorflow.serving.PredictionLog` protos, each
 holding a `PredictRequest` (https://www.tensorflow.org/tfx/serving/saved_model_warmup).
+`tfxfer.serving.contract.read_warmup` reads them back (as `tfxfer serve` does).
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfxfer.serving.client import grpc_predict_request
-from tfxfer.serving.signatures import ASSETS_EXTRA, WARMUP_FILE
-
-
-def warmup_path(saved_model_dir: str | Path) -> Path:
-    return Path(saved_model_dir) / ASSETS_EXTRA / WARMUP_FILE
+from tfxfer.serving.contract import warmup_path
 
 
 def write_warmup(
@@ -44,13 +41,3 @@ def write_warmup(
             )
             writer.write(log.SerializeToString())
     return len(batches)
-
-
-def read_warmup(saved_model_dir: str | Path) -> list[prediction_log_pb2.PredictionLog]:
-    """Parses the warmup file of an export back into PredictionLog protos."""
-    records = []
-    for raw in tf.data.TFRecordDataset(str(warmup_path(saved_model_dir))):
-        log = prediction_log_pb2.PredictionLog()
-        log.ParseFromString(raw.numpy())
-        records.append(log)
-    return records

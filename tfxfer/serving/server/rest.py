@@ -28,16 +28,17 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from tfxfer.server.errors import Code, ServingError, invalid_argument, too_large
-from tfxfer.server.json_tensor import (
+from tfxfer.serving.contract import DEFAULT_SIGNATURE
+from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, too_large
+from tfxfer.serving.server.json_tensor import (
     inputs_from_json,
     outputs_to_json,
     parse_json_body,
     signature_name_of,
 )
-from tfxfer.server.models import ModelManager
-from tfxfer.server.predict import input_dtypes, run_signature
-from tfxfer.server.responses import metadata_json, model_metadata, model_status, status_json
+from tfxfer.serving.server.manager import ModelManager
+from tfxfer.serving.server.predict import input_dtypes, run_signature
+from tfxfer.serving.server.responses import metadata_json, model_metadata, model_status, status_json
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class RestApi:
                 dtypes = input_dtypes(servable, signature_name)
             except ServingError as err:
                 raise invalid_argument(
-                    f'Serving signature name: "{signature_name or "serving_default"}" not found '
+                    f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}" not found '
                     f"in signature def. Model {servable.name} version {servable.version} has: "
                     f"{', '.join(sorted(servable.functions))}.") from err
             inputs, layout = inputs_from_json(document, dtypes)

@@ -21,35 +21,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tfxfer.serving.contract import check_model_name, list_versions
+
 logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-export-"
 
 
 def model_dir(base: str | Path, name: str) -> Path:
-    """BASE/NAME, after checking that NAME is a usable model name."""
-    _validate_name(name)
-    return Path(base) / name
-
-
-def _validate_name(name: str) -> None:
-    if not name or name.startswith(".") or "/" in name or "\\" in name or name.isdigit():
-        raise ValueError(
-            "A model name must be non-empty, must not start with '.', contain a path "
-            f"separator or be an integer. Received: name={name!r}"
-        )
-
-
-def list_versions(path: str | Path) -> list[int]:
-    """The integer version directories under a model directory, ascending."""
-    path = Path(path)
-    if not path.is_dir():
-        return []
-    return sorted(int(p.name) for p in path.iterdir() if p.is_dir() and _is_version(p.name))
-
-
-def _is_version(name: str) -> bool:
-    return name.isascii() and name.isdigit()
+    """BASE/NAME, after checking that NAME is a model name (`contract.check_model_name`)."""
+    return Path(base) / check_model_name(name)
 
 
 def next_version(path: str | Path) -> int:
@@ -178,20 +159,44 @@ def publish(temp: str | Path, path: str | Path, version: int) -> Path:
     return target
 
 
-def find_models(base: str | Path) -> dict[str, list[int]]:
-    """Every model under BASE with at least one complete version, and its versions.
+def publish_next(temp: str | Path, path: str | Path, attempts: int = 100) -> tuple[int, Path]:
+    """Publishes a finished temporary export as the next free version.
 
-    A version counts when its directory holds a `saved_model.pb`.
+    A version taken meanwhile by a concurrent export is skipped and the next one
+    tried.
+
+    Returns:
+        The version chosen and its directory.
     """
-    base = Path(base)
-    if not base.is_dir():
-        raise FileNotFoundError(f"Base directory of exported models not found: {base}")
-    models = {}
-    for child in sorted(base.iterdir()):
-        if not child.is_dir() or child.name.startswith("."):
-            continue
-        versions = [v for v in list_versions(child)
-                    if (child / str(v) / "saved_model.pb").is_file()]
-        if versions:
-            models[child.name] = versions
-    return models
+    for _ in range(attempts):
+        version = next_version(path)
+        try:
+            return version, publish(temp, path, version)
+        except FileExistsError:
+            logger.info("Version %d was taken meanwhile; trying the next one.", version)
+    raise FileExistsError(f"Could not find a free version under {path} in {attempts} tries.")
+
+
+def publish_copy(source: str | Path, path: str | Path, version: int | None = None) -> Path:
+    """Publishes a copy of a finished SavedModel directory as NAME/VERSION.
+
+    The copy is written to a temporary directory first, then `publish`ed, so a
+    polling server never sees a half-copied version.
+
+    Args:
+        source: a complete SavedModel directory (e.g. an existing version).
+        path: the model directory (BASE/NAME).
+        version: the version to publish as; None takes the next free one.
+
+    Returns:
+        The version directory.
+    """
+    temp = make_temp_dir(path)
+    try:
+        shutil.copytree(source, temp, dirs_exist_ok=True)
+        if version is None:
+            return publish_next(temp, path)[1]
+        return publish(temp, path, version)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise

@@ -10,7 +10,7 @@ Two processes run side by side:
 The outputs are compared with the Keras model run in this process on the same
 inputs decoded the same way: probabilities within 1e-5, labels and top-k
 consistent with them, signature names, dtypes and shapes as specified in
-`tfxfer.serving.signatures`.
+`tfxfer.serving.contract`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.data.pipeline import decode_image
-from tfxfer.serving.signatures import (
+from tfxfer.serving.contract import (
     CLASS_ID,
     CLASS_NAME,
     DEFAULT_SIGNATURE,

@@ -1,6 +1,6 @@
 """Runs exported SavedModels in a fresh interpreter that imports only TensorFlow.
 
-Started by `tfxfer.serving.verify` as `python -I verify_child.py REQUEST RESPONSE`
+Started by `tfxfer.serving.export.verify` as `python -I verify_child.py REQUEST RESPONSE`
 (isolated mode: the script's folder is not on sys.path, so nothing of tfxfer can
 be imported by accident). It does what TF Serving does with an export: load the
 SavedModel with no Keras or tfxfer code around, call a signature on encoded

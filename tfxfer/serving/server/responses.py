@@ -17,8 +17,8 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from tfxfer.server.errors import invalid_argument
-from tfxfer.server.models import ModelManager
+from tfxfer.serving.server.errors import invalid_argument
+from tfxfer.serving.server.manager import ModelManager
 
 SIGNATURE_DEF = "signature_def"
 

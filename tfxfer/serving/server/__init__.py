@@ -1,8 +1,9 @@
 """`tfxfer serve`: a local endpoint speaking TensorFlow Serving's REST and gRPC APIs.
 
     app.py           ModelServer / ServerConfig: starts and stops everything
-    models.py        ModelManager: polls BASE/NAME/VERSION, loads, warms, swaps, unloads
-    predict.py       runs a signature: input checks, TensorProto conversion
+    servable.py      Servable: one loaded version, its SignatureDefs and functions
+    manager.py       ModelManager: polls BASE/NAME/VERSION, loads, warms, swaps, unloads
+    predict.py       runs a signature: input checks, TensorProto conversion, warm-up
     json_tensor.py   TF Serving's JSON tensor format (row / columnar, b64)
     responses.py     model status and metadata (protos and their JSON)
     rest.py          the REST API on aiohttp
@@ -13,21 +14,16 @@
 The public names are imported on first use, so `tfxfer --help` does not load TensorFlow.
 """
 
-import importlib
+from tfxfer.lazy import lazy_getattr
 
 _PUBLIC = {
-    "ModelServer": "tfxfer.server.app",
-    "ServerConfig": "tfxfer.server.app",
-    "Code": "tfxfer.server.errors",
-    "ServingError": "tfxfer.server.errors",
-    "ModelManager": "tfxfer.server.models",
-    "VersionPolicy": "tfxfer.server.models",
+    "ModelServer": "tfxfer.serving.server.app",
+    "ServerConfig": "tfxfer.serving.server.app",
+    "Code": "tfxfer.serving.server.errors",
+    "ServingError": "tfxfer.serving.server.errors",
+    "ModelManager": "tfxfer.serving.server.manager",
+    "VersionPolicy": "tfxfer.serving.policy",
 }
 
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'tfxfer.server' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC)

@@ -1,0 +1,83 @@
+"""Every app: its config loads as it is, and its model builds (untrained) on tiny inputs.
+
+An app's config names its modality by configuring exactly one model section
+(`model.image` or `model.text`); the data decide the modality of a real run.
+Models are built with weights=None at 32 px (images) or on a tiny offline encoder
+(text), so the test is fast and needs no network.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from text_helpers import build_tiny_encoder
+
+from tfxfer.backbones import get_backbone
+from tfxfer.config import load_config
+from tfxfer.experiment import build_classifier
+from tfxfer.modality import IMAGE, TEXT, modality_of
+from tfxfer.text.encoders import get_encoder
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+CONFIGS = sorted(APPS.glob("*/config.yaml"))
+NUM_CLASSES = 3
+
+
+def _modality(path: Path) -> str:
+    model = yaml.safe_load(path.read_text()).get("model", {})
+    sections = [m for m in (IMAGE, TEXT) if m in model]
+    assert len(sections) == 1, f"{path} must configure exactly one of model.image, model.text"
+    return sections[0]
+
+
+def _tiny_overrides(modality: str, tmp_path: Path) -> dict:
+    if modality == IMAGE:
+        return {"model": {"image": {"weights": "none", "image_size": 32}}}
+    return {"model": {"text": {"encoder": str(build_tiny_encoder(tmp_path / "encoder"))}}}
+
+
+def _tiny_inputs(modality: str):
+    if modality == IMAGE:
+        return np.random.default_rng(0).integers(0, 255, (2, 40, 48, 3)).astype(np.uint8)
+    import tensorflow as tf
+
+    return tf.constant(["a good film<br />", "dull"])
+
+
+def test_the_apps_are_found():
+    assert {p.parent.name for p in CONFIGS} >= {"flowers", "imdb"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.parent.name)
+def test_app_config_builds_its_model(path, tmp_path):
+    modality = _modality(path)
+    config = load_config(path)  # the file as it is: every key known, every value valid
+    section = config.model.section(modality)
+    if modality == IMAGE:
+        get_backbone(section.backbone)
+    else:
+        get_encoder(section.encoder)  # a registered name, resolvable offline
+
+    tiny = load_config(path, _tiny_overrides(modality, tmp_path))
+    model = build_classifier(tiny, modality, NUM_CLASSES)
+    assert modality_of(model) == modality
+    probs = np.asarray(model(_tiny_inputs(modality), training=False))
+    assert probs.shape == (2, NUM_CLASSES) and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.parent.name)
+def test_app_script_takes_the_train_flags(path, capsys):
+    spec = importlib.util.spec_from_file_location(f"app_{path.parent.name}",
+                                                  path.with_name("train.py"))
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    with pytest.raises(SystemExit) as done:
+        app.main(["--help"])
+    assert done.value.code == 0
+    usage = capsys.readouterr().out
+    for flag in ("--data", "--test-data", "--backbone", "--backbone-arg", "--encoder",
+                 "--strategy", "--epochs", "--out"):
+        assert flag in usage

@@ -1,0 +1,261 @@
+"""Labelled data split three ways: the `Splits` type and how indices are carved.
+
+Every loader (`folder.py`, `text.py`, `tfds_source.py`) reads its labels, then
+calls `carve_indices` (the stratified train/val/test split, with
+`max_train_examples` / `max_test_examples` applied) and `subsample_test` for a
+separate test set, and wraps the result in `Splits`: unbatched `(raw, label)`
+datasets per split, where `raw` is an image path, encoded image bytes or a text
+string, plus the decoder that turns `raw` into the model's input and a summary of
+what was read and skipped. Nothing here imports a loader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.cache import fits_in_memory
+from tfxfer.config import DataConfig
+from tfxfer.data.images import SkippedFile
+from tfxfer.data.pipeline import make_batches
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def _class_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    return n - n_val - n_test, n_val, n_test
+
+
+def stratified_split(
+    labels: Sequence[int],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Splits example indices into train/val/test with each class in every split.
+
+    Each class is shuffled by its own generator, seeded from `seed` and the class
+    id, so one class's split does not change when another class gains images.
+
+    Args:
+        labels: class id of every example.
+        val_fraction: share of each class for validation (0 for none).
+        test_fraction: share of each class for test (0 for none).
+        seed: split seed.
+        class_names: names used in error messages.
+
+    Returns:
+        {"train", "val", "test"} -> sorted index arrays.
+
+    Raises:
+        ValueError: when a class has too few examples to appear in every split.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for class_id in np.unique(labels):
+        members = np.flatnonzero(labels == class_id)
+        n_train, n_val, n_test = _class_counts(len(members), val_fraction, test_fraction)
+        if n_train < 1:
+            name = class_names[class_id] if class_names is not None else class_id
+            raise ValueError(
+                f"Class {name!r} has {len(members)} examples, too few for a split with "
+                f"val_fraction={val_fraction} and test_fraction={test_fraction}: every "
+                "split needs at least one example of every class."
+            )
+        shuffled = np.random.default_rng([seed, int(class_id)]).permutation(members)
+        parts["test"].append(shuffled[:n_test])
+        parts["val"].append(shuffled[n_test:n_test + n_val])
+        parts["train"].append(shuffled[n_test + n_val:])
+    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+
+
+def stratified_subset(
+    indices: np.ndarray, labels: Sequence[int], size: int, seed: int
+) -> np.ndarray:
+    """Keeps `size` of `indices`, with class proportions preserved (largest remainder).
+
+    Args:
+        indices: candidate example indices.
+        labels: class id of every example (indexed by `indices`).
+        size: number of indices to keep; at least one per class.
+        seed: selection seed.
+
+    Returns:
+        The sorted kept indices (all of them when `size` >= len(indices)).
+    """
+    indices = np.asarray(indices)
+    if size >= len(indices):
+        return np.sort(indices)
+    labels = np.asarray(labels)[indices]
+    classes, counts = np.unique(labels, return_counts=True)
+    if size < len(classes):
+        raise ValueError(
+            f"A stratified subset needs at least one example per class ({len(classes)}). "
+            f"Received: size={size}"
+        )
+    exact = counts / counts.sum() * size
+    take = np.maximum(1, np.floor(exact).astype(int))
+    for i in np.argsort(-(exact - np.floor(exact)))[: max(0, size - int(take.sum()))]:
+        take[i] += 1
+    while take.sum() > size:  # the one-per-class floor overshot: trim the largest
+        take[np.argmax(take)] -= 1
+    rng = np.random.default_rng(seed)
+    kept = [
+        rng.choice(indices[labels == c], size=k, replace=False) for c, k in zip(classes, take)
+    ]
+    return np.sort(np.concatenate(kept))
+
+
+def subsample_splits(
+    indices: dict[str, np.ndarray], labels: np.ndarray, data: DataConfig
+) -> dict[str, np.ndarray]:
+    """Applies `max_train_examples` / `max_test_examples` (stratified) to split indices."""
+    limits = {"train": data.max_train_examples, "test": data.max_test_examples}
+    return {
+        split: idx if limits.get(split) is None
+        else stratified_subset(idx, labels, limits[split], data.seed)
+        for split, idx in indices.items()
+    }
+
+
+def carve_indices(
+    labels: np.ndarray,
+    data: DataConfig,
+    class_names: Sequence[str],
+    *,
+    carve_val: bool = True,
+    carve_test: bool = True,
+) -> dict[str, np.ndarray]:
+    """The train/val/test indices of one labelled table, subsampled as `data` asks.
+
+    Args:
+        labels: class id of every example.
+        data: the data section: fractions, seed, max_train_examples/max_test_examples.
+        class_names: names for error messages.
+        carve_val: carve `data.val_fraction` for validation (False: the source has its own).
+        carve_test: carve `data.test_fraction` for test (False: a separate test set).
+
+    Returns:
+        {"train", "val", "test"} -> sorted index arrays.
+    """
+    indices = stratified_split(
+        labels, data.val_fraction if carve_val else 0.0,
+        data.test_fraction if carve_test else 0.0, data.seed, class_names,
+    )
+    return subsample_splits(indices, labels, data)
+
+
+def subsample_test(labels: np.ndarray, data: DataConfig) -> np.ndarray:
+    """Indices of a separate test set, with `max_test_examples` applied."""
+    return subsample_splits({"test": np.arange(len(labels))}, labels, data)["test"]
+
+
+def tensor_splits(
+    tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[dict[str, tf.data.Dataset], dict[str, np.ndarray]]:
+    """Datasets and labels from in-memory tables `split -> (inputs, labels, indices)`.
+
+    Empty splits are left out.
+    """
+    raw, labels = {}, {}
+    for split, (inputs, y, idx) in tables.items():
+        if len(idx):
+            raw[split] = tf.data.Dataset.from_tensor_slices((inputs[idx], y[idx]))
+            labels[split] = y[idx]
+    return raw, labels
+
+
+@dataclass
+class Splits:
+    """Labelled data split three ways, not yet decoded or batched.
+
+    Attributes:
+        class_names: label strings; a label is an index into this list.
+        modality: "image" or "text" (see `tfxfer.modality`).
+        raw: split name -> unbatched (raw, label) dataset; a split may be absent.
+        labels: split name -> label of every example, in dataset order.
+        source: where the data came from.
+        decode: map from (raw, label) to (model input, label), or None.
+        from_paths: True when image `raw` values are file paths.
+        skipped: files that were left out, with the reason.
+        files: split name -> file paths, when the source is a folder.
+        skip_errors: drop examples whose decoding fails (files not validated beforehand).
+        example_bytes: bytes of one decoded example (images: side * side * 3), for the
+            "auto" cache.
+    """
+
+    class_names: list[str]
+    modality: str
+    raw: dict[str, tf.data.Dataset]
+    labels: dict[str, np.ndarray]
+    source: str
+    decode: Callable | None = None
+    from_paths: bool = False
+    skipped: list[SkippedFile] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    skip_errors: bool = False
+    example_bytes: int = 0
+
+    def size(self, split: str) -> int:
+        return len(self.labels.get(split, ()))
+
+    def cache_mode(self, split: str, data: DataConfig) -> str:
+        """Resolves `data.cache` for one split: "memory", "none" or a file path."""
+        if data.cache == "auto":
+            nbytes = self.size(split) * self.example_bytes
+            if fits_in_memory(nbytes):
+                return "memory"
+            logger.info("Decoded %s split (%.1f GB) does not fit in memory: not cached",
+                        split, nbytes / 1e9)
+            return "none"
+        if data.cache in ("memory", "none"):
+            return data.cache
+        return f"{data.cache}_{split}"
+
+    def batches(
+        self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False
+    ) -> tf.data.Dataset | None:
+        """The batched pipeline of one split.
+
+        None when the split is empty, or holds no full batch while `drop_remainder`
+        is set.
+        """
+        if self.size(split) == 0:
+            return None
+        if drop_remainder and self.size(split) < data.batch_size:
+            logger.warning("The %s split (%d examples) holds no full batch of %d; not used.",
+                           split, self.size(split), data.batch_size)
+            return None
+        cache = self.cache_mode(split, data)
+        return make_batches(
+            self.raw[split], batch_size=data.batch_size, training=training,
+            decode=self.decode, cache=cache, seed=data.seed,
+            num_examples=self.size(split), skip_errors=self.skip_errors,
+            drop_remainder=drop_remainder,
+        )
+
+    def summary(self) -> dict:
+        """Counts per split and class, and the skipped files: for the run directory."""
+        counts = {
+            split: {
+                name: int(np.sum(self.labels[split] == i))
+                for i, name in enumerate(self.class_names)
+            }
+            for split in SPLITS if split in self.labels
+        }
+        return {
+            "source": self.source,
+            "modality": self.modality,
+            "class_names": self.class_names,
+            "counts": counts,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }

@@ -1,0 +1,85 @@
+"""The one place that decides whether data or a model is "image" or "text".
+
+    data    an image folder is image data, a CSV/TSV table is text, and a TFDS
+            dataset is what its input feature is (`tfds.features.Image` or `Text`)
+    model   a model with one `[batch, H, W, 3]` input takes images, one with a
+            `[batch]` (or `[batch, 1]`) string input takes text
+
+The data's modality picks the model's config section (`ModelConfig.image` or
+`ModelConfig.text`, see `tfxfer.config`) and its builder; an exported model's
+modality is read back from its input. Nothing else in tfxfer works modality out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+IMAGE = "image"
+TEXT = "text"
+MODALITIES = (IMAGE, TEXT)
+
+# Source kinds (see `tfxfer.data.sources.source_kind`) whose modality is fixed.
+_SOURCE_MODALITY = {"folder": IMAGE, "csv": TEXT}
+
+
+class ModalityError(ValueError):
+    """The modality of a dataset or model cannot be told."""
+
+
+def validate_modality(modality: str) -> str:
+    if modality not in MODALITIES:
+        raise ModalityError(
+            f"Unknown modality {modality!r}. Valid modalities: {', '.join(MODALITIES)}"
+        )
+    return modality
+
+
+def modality_of_source(kind: str, feature: Any = None, name: str = "") -> str:
+    """The modality of data read from a source of `kind`.
+
+    Args:
+        kind: "folder", "csv" or "tfds" (`tfxfer.data.sources.source_kind`).
+        feature: for TFDS, the `tfds.features` object of the supervised input.
+        name: the dataset's name, for the error message.
+
+    Raises:
+        ModalityError: a TFDS input feature that is neither an image nor text.
+    """
+    if kind in _SOURCE_MODALITY:
+        return _SOURCE_MODALITY[kind]
+    import tensorflow_datasets as tfds
+
+    if isinstance(feature, tfds.features.Image):
+        return IMAGE
+    if isinstance(feature, tfds.features.Text):
+        return TEXT
+    raise ModalityError(
+        f"TFDS dataset {name!r} has an input feature of type {type(feature).__name__}; "
+        "tfxfer handles Image and Text inputs."
+    )
+
+
+def modality_of(model: Any) -> str:
+    """"text" for a model with one string input, "image" for one rank-4 image input.
+
+    Raises:
+        ModalityError: several inputs, or one of another kind.
+    """
+    import keras
+
+    if len(model.inputs) != 1:
+        raise ModalityError(
+            f"Only single-input models are supported. Received {len(model.inputs)} inputs: "
+            f"{[t.name for t in model.inputs]}"
+        )
+    spec = model.inputs[0]
+    dtype = keras.backend.standardize_dtype(spec.dtype)
+    if dtype == "string" and len(spec.shape) in (1, 2) and spec.shape[1:] in ((), (1,)):
+        return TEXT
+    if len(spec.shape) == 4 and spec.shape[-1] == 3 and dtype != "string":
+        return IMAGE
+    raise ModalityError(
+        "Cannot tell the model's modality: expected a [batch] or [batch, 1] string input "
+        f"(text) or a [batch, H, W, 3] image input. Received: dtype={dtype}, "
+        f"shape={tuple(spec.shape)}"
+    )
