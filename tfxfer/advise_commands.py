@@ -1,20 +1,20 @@
 """`tfxfer advise` and `tfxfer lr-find`: the advisor and the LR finder without training.
 
-Both take the same flags as `tfxfer train` (data, backbone, image size, ...).
+Both take the same flags as `tfxfer train` (data, backbone, image size, ...): `tfxfer.cli`
+adds those and passes their overrides to the run functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
 
 def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
     from tfxfer.advisor import AdvisorSettings
-    from tfxfer.cli import add_train_arguments
 
-    add_train_arguments(parser)
     defaults = AdvisorSettings()
     parser.add_argument("--lots-per-class", type=int, default=defaults.lots_per_class,
                         help="examples per class from which data counts as lots")
@@ -25,22 +25,20 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
                              "beat random ones by this much (default: off, from scratch)")
 
 
-def _config_and_splits(args: argparse.Namespace, **train_overrides):
-    from tfxfer.cli import train_overrides as overrides_of
+def _config_and_splits(args: argparse.Namespace, overrides: dict, **train_overrides):
     from tfxfer.config import load_config
     from tfxfer.data.sources import load_splits
     from tfxfer.experiment import resolve_config
 
-    overrides = overrides_of(args)
     overrides.setdefault("train", {}).update(train_overrides)
     config = resolve_config(load_config(args.config, overrides))
     return config, load_splits(config.data, config.model.image_input_size)
 
 
-def run_advise(args: argparse.Namespace) -> int:
+def run_advise(args: argparse.Namespace, overrides: dict) -> int:
     from tfxfer.advisor import AdvisorSettings, advise, format_advice, write_advice
 
-    config, splits = _config_and_splits(args, strategy="auto")
+    config, splits = _config_and_splits(args, overrides, strategy="auto")
     settings = AdvisorSettings(lots_per_class=args.lots_per_class,
                                similar_above=args.similar_above, gain_above=args.gain_above)
     advice = advise(config, splits, settings)
@@ -52,22 +50,22 @@ def run_advise(args: argparse.Namespace) -> int:
 
 
 def add_lr_find_arguments(parser: argparse.ArgumentParser) -> None:
-    from tfxfer.cli import add_train_arguments
-
-    add_train_arguments(parser)
     parser.add_argument("--steps", type=int, default=100, help="batches in the sweep")
 
 
-def run_lr_find(args: argparse.Namespace) -> int:
+def run_lr_find(args: argparse.Namespace, overrides: dict) -> int:
     from tfxfer.auto import find_learning_rate, resolve_auto
+    from tfxfer.experiment import build_classifier
     from tfxfer.lr_finder import write_lr_find
 
     fixed = {"learning_rate": 1e-3} if args.learning_rate == "auto" else {}  # swept below
-    config, splits = _config_and_splits(args, **fixed)
+    config, splits = _config_and_splits(args, overrides, **fixed)
     out = Path(args.out or Path("runs", time.strftime("lr-find-%Y%m%d-%H%M%S")))
     out.mkdir(parents=True, exist_ok=True)
-    config = resolve_auto(config, splits, out)  # a strategy or feature layer "auto" first
-    result = find_learning_rate(config, splits, steps=args.steps)
+    build = functools.partial(build_classifier, modality=splits.modality,
+                              num_classes=len(splits.class_names))
+    config = resolve_auto(config, splits, out, build)  # a strategy or feature layer "auto" first
+    result = find_learning_rate(config, splits, build, steps=args.steps)
     plot = write_lr_find(out, result, f"phase 1 ({config.train.strategy})")
     print(f"suggested phase-1 learning rate: {result.suggestion:.3g} "
           f"({len(result.learning_rates)} steps, {result.seconds:.1f} s)")

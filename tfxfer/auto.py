@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -29,8 +30,13 @@ logger = logging.getLogger(__name__)
 LR_FIND_SAMPLE = 2000
 
 
-def find_learning_rate(config: RunConfig, splits: Splits, steps: int = 100) -> LRFinderResult:
-    """Sweeps the phase-1 learning rate of the classifier `config` builds for `splits`.
+ModelBuilder = Callable[[RunConfig], keras.Model]
+
+
+def find_learning_rate(
+    config: RunConfig, splits: Splits, build: ModelBuilder, steps: int = 100
+) -> LRFinderResult:
+    """Sweeps the phase-1 learning rate of the classifier `build(config)` makes for `splits`.
 
     Phase 1 trains the head on the frozen backbone, so the sweep trains the head on
     the backbone features of a training sample (augmentation off); from_scratch has
@@ -38,7 +44,6 @@ def find_learning_rate(config: RunConfig, splits: Splits, steps: int = 100) -> L
     is built for the sweep and discarded.
     """
     from tfxfer.bottleneck import FeatureExtractor, head_model
-    from tfxfer.experiment import build_classifier
     from tfxfer.probes import sample_batches
     from tfxfer.strategies import Phase, set_phase_trainable
 
@@ -46,7 +51,7 @@ def find_learning_rate(config: RunConfig, splits: Splits, steps: int = 100) -> L
     if train.strategy == "auto":
         raise ValueError("Resolve strategy 'auto' before the LR sweep (tfxfer.advisor).")
     keras.utils.set_random_seed(config.data.seed)
-    model = build_classifier(config, splits.modality, len(splits.class_names))
+    model = build(config)
     if train.strategy == "from_scratch":
         set_phase_trainable(model, Phase("scratch", 1, 1e-3, "everything"), train)
         ds = splits.batches("train", config.data, training=True)
@@ -73,7 +78,7 @@ def _with_learning_rate(config: RunConfig, rate: float) -> RunConfig:
 
 
 def resolve_auto(
-    config: RunConfig, splits: Splits, run_dir: str | Path,
+    config: RunConfig, splits: Splits, run_dir: str | Path, build: ModelBuilder,
     settings: AdvisorSettings | None = None,
 ) -> RunConfig:
     """`config` with every "auto" replaced; the evidence is written to `run_dir`.
@@ -82,6 +87,7 @@ def resolve_auto(
         config: a resolved run config (image size set).
         splits: the run's data.
         run_dir: where advice.json and lr_find.json/.png go.
+        build: makes the classifier of a config (for the LR sweep; discarded after it).
         settings: advisor thresholds.
 
     Returns:
@@ -101,7 +107,7 @@ def resolve_auto(
         image = dataclasses.replace(image, feature_layer=layer)
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, image=image))
     if config.train.learning_rate == "auto":
-        result = find_learning_rate(config, splits)
+        result = find_learning_rate(config, splits, build)
         write_lr_find(run_dir, result, f"phase 1 ({config.train.strategy})")
         config = _with_learning_rate(config, result.suggestion)
         logger.info("Learning rate auto -> %.3g", result.suggestion)

@@ -221,6 +221,21 @@ def run_list_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_train_flags(add: Callable[[argparse.ArgumentParser], None]):
+    """`add` plus every `tfxfer train` flag (for commands that read a run's config)."""
+    def both(parser: argparse.ArgumentParser) -> None:
+        add_train_arguments(parser)
+        add(parser)
+    return both
+
+
+def _with_train_overrides(run: Callable[[argparse.Namespace, dict], int]):
+    """`run` called with the config overrides of the `tfxfer train` flags."""
+    def call(args: argparse.Namespace) -> int:
+        return run(args, train_overrides(args))
+    return call
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None] | None,
                 Callable[[argparse.Namespace], int]]
 
@@ -244,9 +259,11 @@ COMMANDS: list[Command] = [
      server_commands.add_serve_arguments, server_commands.run_serve),
     # --- the strategy advisor and the LR finder (tfxfer.advise_commands) ---
     ("advise", "measure data size x similarity and print the strategy (no training)",
-     advise_commands.add_advise_arguments, advise_commands.run_advise),
+     _with_train_flags(advise_commands.add_advise_arguments),
+     _with_train_overrides(advise_commands.run_advise)),
     ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
-     advise_commands.add_lr_find_arguments, advise_commands.run_lr_find),
+     _with_train_flags(advise_commands.add_lr_find_arguments),
+     _with_train_overrides(advise_commands.run_lr_find)),
 ]
 
 

@@ -17,6 +17,7 @@ test split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -152,7 +153,9 @@ class Experiment:
                            modality, ", ".join(unused))
         self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
         # --- "auto" strategy, feature layer, learning rate (tfxfer.auto) ---
-        self.config = resolve_config(resolve_auto(self.config, self.splits, self.run_dir))
+        build = functools.partial(build_classifier, modality=modality,
+                                  num_classes=len(self.splits.class_names))
+        self.config = resolve_config(resolve_auto(self.config, self.splits, self.run_dir, build))
         # ---
         rundir.write_setup(self.run_dir, self.config, self.splits)
         return self.splits
