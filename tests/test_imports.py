@@ -17,7 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def module_names(root: Path, package: str) -> dict[str, Path]:
     """Dotted name -> file of every module of `package` under `root`."""
     names = {}

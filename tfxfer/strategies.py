@@ -76,7 +76,8 @@ def backbone_of(model: keras.Model) -> keras.layers.Layer:
 def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """Yields `layer` and all layers nested inside it, depth first."""
     yield layer
-    for child in getattr(layer, "layers", []):
+    units = getattr(layer, "unfreeze_units", None)  # transformer encoders
+    for child in units if units is not None else getattr(layer, "layers", []):
         yield from walk_layers(child)
 
 
@@ -112,6 +113,9 @@ def _top_start(layers: list, train: TrainConfig) -> int:
 
 
 def _sublayers(backbone: keras.layers.Layer) -> list:
+    units = getattr(backbone, "unfreeze_units", None)  # transformer encoders: blocks
+    if units is not None:
+        return list(units)
     return [
         layer for layer in getattr(backbone, "layers", [])
         if not isinstance(layer, keras.layers.InputLayer)

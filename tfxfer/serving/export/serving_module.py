@@ -29,8 +29,8 @@ from tfxfer.serving.contract import (
     TOP_K_PROBABILITIES,
 )
 from tfxfer.serving.export.introspect import (
+    export_modality,
     image_size_of,
-    modality_of,
     top_k_of,
     validate_classes,
 )
@@ -60,7 +60,7 @@ def build_serving_module(
     Returns:
         The module and its signatures by name.
     """
-    modality = modality_of(model)
+    modality = export_modality(model)
     validate_classes(model, class_names)
     k = top_k_of(top_k, len(class_names))
     Path(labels_file).write_text("".join(f"{n}\n" for n in class_names))
