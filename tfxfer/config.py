@@ -47,6 +47,8 @@ POOLINGS = ("avg", "max")
 TEXT_POOLINGS = ("mean", "cls")
 BOTTLENECK_CACHE = ("auto", "on", "off")
 PHASE2_CACHE = ("auto", "off")
+# What a phase's learning rate does after its warmup (see tfxfer.optimizers.WarmupSchedule).
+LR_SCHEDULES = ("constant", "linear", "cosine")
 DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 
 
@@ -252,6 +254,11 @@ class TrainConfig:
     # is multiplied by decay**depth, depth counted in blocks from the top (None: off).
     layer_lr_decay: float | None = None
     layer_lr_block: int = 10
+    # Learning-rate warmup of every phase: the rate rises linearly from 0 to the phase's
+    # rate over this fraction of the phase's steps (0: off). Then lr_schedule applies:
+    # "constant" holds the rate, "linear" or "cosine" decay it to 0 by the phase's end.
+    warmup_fraction: float = 0.0
+    lr_schedule: str = "constant"
     # Stop a phase when val_loss has not improved for this many epochs (None: off).
     early_stopping_patience: int | None = None
     # Restore the weights of the epoch with the best val_loss over both phases.
@@ -320,6 +327,13 @@ def _validate_adaptation(config: RunConfig) -> None:
             "--target-data / --target-test-data are used by --strategy domain_adaptation only. "
             f"Received: strategy={config.train.strategy!r}"
         )
+    scheduled = config.train.warmup_fraction > 0 or config.train.lr_schedule != "constant"
+    if adapting and scheduled:
+        raise ValueError(
+            "strategy 'domain_adaptation' anneals its own learning rate (anneal_learning_rate); "
+            "it does not take --warmup or --lr-schedule. Received: warmup_fraction="
+            f"{config.train.warmup_fraction}, lr_schedule={config.train.lr_schedule!r}"
+        )
     if config.train.domain_hidden_units < 0 or config.train.adaptation_lambda < 0:
         raise ValueError(
             "domain_hidden_units and adaptation_lambda must be >= 0. Received: "
@@ -381,6 +395,11 @@ def _validate_train(train: TrainConfig) -> None:
         raise ValueError(
             "fine_tune_learning_rate must be at least 10x lower than learning_rate. "
             f"Received: learning_rate={train.learning_rate}, fine_tune_learning_rate={lr2}"
+        )
+    _validate_choice("train.lr_schedule", train.lr_schedule, LR_SCHEDULES)
+    if not 0.0 <= train.warmup_fraction < 1.0:
+        raise ValueError(
+            f"train.warmup_fraction must be in [0, 1). Received: {train.warmup_fraction}"
         )
     if train.augmented_copies < 0:
         raise ValueError(f"augmented_copies must be >= 0. Received: {train.augmented_copies}")
