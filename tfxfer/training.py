@@ -119,6 +119,12 @@ def steps_per_epoch(train_ds: tf.data.Dataset | None) -> int:
     return steps
 
 
+def _schedule_note(train: TrainConfig) -> str:
+    if train.warmup_fraction == 0 and train.lr_schedule == "constant":
+        return ""
+    return f" (warmup {train.warmup_fraction:.0%} of the phase's steps, then {train.lr_schedule})"
+
+
 def _phase_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
     if train.early_stopping_patience is None:
         return []
@@ -216,9 +222,9 @@ class PhaseTrainer:
         first = _first_epoch(self.history, phase, self.epoch)
         set_phase_trainable(model, phase, train)
         logger.info(
-            "Phase %r: epochs %d-%d (from %d), learning rate %g, %d trainable weights",
+            "Phase %r: epochs %d-%d (from %d), learning rate %g%s, %d trainable weights",
             phase.name, first, first - 1 + phase.epochs, self.epoch + 1, phase.learning_rate,
-            len(model.trainable_weights),
+            _schedule_note(train), len(model.trainable_weights),
         )
         for callback in self.callbacks:
             if hasattr(callback, "on_phase_begin"):
