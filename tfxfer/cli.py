@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer import advise_commands
+from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,

@@ -28,8 +28,8 @@ import keras
 import tensorflow as tf
 
 from tfxfer import rundir
-from tfxfer.backbones import resolve_weights
 from tfxfer.auto import resolve_auto
+from tfxfer.backbones import resolve_weights
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.config import RunConfig
