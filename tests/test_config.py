@@ -7,6 +7,7 @@ import pytest
 
 from tfxfer import cli
 from tfxfer.config import (
+    AUTO,
     STRATEGIES,
     ImageConfig,
     ModelConfig,
@@ -82,4 +83,4 @@ def test_the_cli_lists_the_strategies_of_the_config():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     strategy = next(a for a in train._actions if a.dest == "strategy")
-    assert tuple(strategy.choices) == STRATEGIES
+    assert tuple(strategy.choices) == (*STRATEGIES, AUTO)  # auto: tfxfer.advisor

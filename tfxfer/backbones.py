@@ -184,3 +184,52 @@ for _spec in (
     ),
 ):
     register_backbone(_spec)
+
+
+# --- Cut at an intermediate layer (`model.feature_layer`, see tfxfer.advisor) ---
+
+def feature_layer_names(backbone: keras.Model) -> list[str]:
+    """Layers of `backbone` the head can sit on: those with a 4-D (feature map) output."""
+    return [
+        layer.name for layer in backbone.layers
+        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4
+    ]
+
+
+def stage_ends(backbone: keras.Model) -> list[str]:
+    """The last layer at each spatial resolution, bottom to top: the natural cut points.
+
+    Padding layers, layers with 3 channels (built-in preprocessing) and 1x1 maps
+    below the top (squeeze-excitation) are skipped; the top layer always ends the
+    list. For MobileNet: `conv_pw_1_relu`, `conv_pw_3_relu`, ..., `conv_pw_13_relu`.
+    """
+    top = backbone.layers[-1].name
+    last: dict[int, str] = {}
+    for layer in backbone.layers[:-1]:
+        if isinstance(layer, (keras.layers.InputLayer, keras.layers.ZeroPadding2D)):
+            continue
+        shape = layer.output.shape
+        if len(shape) == 4 and shape[-1] != 3 and shape[1] != 1:
+            last[shape[1]] = layer.name
+    last.pop(backbone.layers[-1].output.shape[1], None)
+    return [*last.values(), top]
+
+
+def cut_backbone(backbone: keras.Model, layer_name: str) -> keras.Model:
+    """`backbone` truncated at `layer_name` (same weights), still named "backbone".
+
+    Raises:
+        ValueError: `layer_name` is not a layer with a feature-map output; the
+            message lists the valid names, the stage ends first.
+    """
+    valid = feature_layer_names(backbone)
+    if layer_name not in valid:
+        raise ValueError(
+            f"Unknown feature_layer {layer_name!r} for this backbone. Suggested cuts (stage "
+            f"ends): {', '.join(stage_ends(backbone))}. All valid names: {', '.join(valid)}"
+        )
+    cut = keras.Model(backbone.inputs, backbone.get_layer(layer_name).output,
+                      name=BACKBONE_LAYER_NAME)
+    logger.info("Cut the backbone at %r (%d of %d layers kept)", layer_name,
+                len(cut.layers), len(backbone.layers))
+    return cut

@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from tfxfer import advise_commands
 from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer.config import (
+    AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
     LR_SCHEDULES,
@@ -33,6 +35,15 @@ from tfxfer.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+
+
+def _float_or_auto(text: str) -> float | str:
+    if text == AUTO:
+        return text
+    try:
+        return float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from err
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -84,13 +95,18 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--weights", "model.image", "weights", {"help": "imagenet, none, or a weights file"}),
     ("--image-size", "model.image", "image_size", {"type": int}),
     ("--pooling", "model.image", "pooling", {"choices": POOLINGS}),
+    ("--feature-layer", "model.image", "feature_layer", {
+        "metavar": "NAME|auto", "help": "put the head on this backbone layer (auto: best probe)"}),
     ("--dropout", "model", "dropout", {"type": float}),
     ("--hidden-units", "model", "hidden_units", {"type": int}),
-    ("--strategy", "train", "strategy", {"choices": STRATEGIES}),
+    ("--strategy", "train", "strategy", {
+        "choices": (*STRATEGIES, AUTO),
+        "help": "auto: measure data size and similarity and choose (see `tfxfer advise`)"}),
     ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
     ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
     ("--optimizer", "train", "optimizer", {"choices": OPTIMIZERS}),
-    ("--learning-rate", "train", "learning_rate", {"type": float}),
+    ("--learning-rate", "train", "learning_rate", {
+        "type": _float_or_auto, "metavar": "LR|auto", "help": "phase 1; auto: LR finder"}),
     ("--fine-tune-learning-rate", "train", "fine_tune_learning_rate", {"type": float}),
     ("--unfreeze-layers", "train", "unfreeze_layers", {"type": int}),
     ("--unfreeze-from", "train", "unfreeze_from", {"help": "first backbone layer to unfreeze"}),
@@ -271,6 +287,21 @@ def run_list_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_train_flags(add: Callable[[argparse.ArgumentParser], None]):
+    """`add` plus every `tfxfer train` flag (for commands that read a run's config)."""
+    def both(parser: argparse.ArgumentParser) -> None:
+        add_train_arguments(parser)
+        add(parser)
+    return both
+
+
+def _with_train_overrides(run: Callable[[argparse.Namespace, dict], int]):
+    """`run` called with the config overrides of the `tfxfer train` flags."""
+    def call(args: argparse.Namespace) -> int:
+        return run(args, train_overrides(args))
+    return call
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None] | None,
                 Callable[[argparse.Namespace], int]]
 
@@ -297,6 +328,13 @@ COMMANDS: list[Command] = [
      serving_commands.add_serving_config_arguments, serving_commands.run_serving_config),
     ("serve", "serve every model under a base directory with TF Serving's REST and gRPC APIs",
      server_commands.add_serve_arguments, server_commands.run_serve),
+    # --- the strategy advisor and the LR finder (tfxfer.advise_commands) ---
+    ("advise", "measure data size x similarity and print the strategy (no training)",
+     _with_train_flags(advise_commands.add_advise_arguments),
+     _with_train_overrides(advise_commands.run_advise)),
+    ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
+     _with_train_flags(advise_commands.add_lr_find_arguments),
+     _with_train_overrides(advise_commands.run_lr_find)),
 ]
 
 

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 STRATEGIES = (
     "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
 )
+# `train.strategy`, `train.learning_rate` and `model.image.feature_layer` may be "auto"
+# (resolved by `tfxfer.auto` once the data are read).
+AUTO = "auto"
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 POOLINGS = ("avg", "max")
 TEXT_POOLINGS = ("mean", "cls")
@@ -106,6 +109,10 @@ class ImageConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     # Square input side in pixels; None takes the backbone's default.
     image_size: int | None = None
+    # Put the head on this backbone layer instead of the top (the backbone is cut
+    # there, pooled as usual); "auto" lets `tfxfer.advisor` pick the depth whose
+    # features separate the classes best. None: the top. (`tfxfer advise` lists cuts.)
+    feature_layer: str | None = None
     # Global pooling over the backbone's feature map: "avg" or "max".
     pooling: str = "avg"
     # Random augmentation inside the model, active in training only.
@@ -235,14 +242,16 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    # One of STRATEGIES: feature_extraction | fine_tune | fine_tune_all | from_scratch
+    # One of STRATEGIES: feature_extraction | fine_tune | fine_tune_all | from_scratch,
+    # or "auto": `tfxfer.advisor` measures data size and similarity and picks one.
     strategy: str = "fine_tune"
     # Phase 1 epochs (head on the frozen backbone).
     epochs: int = 5
     # Phase 2 epochs (top of the backbone unfrozen); counted on from `epochs`.
     fine_tune_epochs: int = 5
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    # Phase 1 learning rate, or "auto": `tfxfer.lr_finder` sweeps it (lr_find.json).
+    learning_rate: float | str = 1e-3
     # Phase 2 learning rate; None means learning_rate / 10. Must be at least 10x lower.
     fine_tune_learning_rate: float | None = None
     # Which top part of the backbone to unfreeze in phase 2 (set at most one;
@@ -380,7 +389,7 @@ def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _validate_train(train: TrainConfig) -> None:
-    _validate_choice("train.strategy", train.strategy, STRATEGIES)
+    _validate_choice("train.strategy", train.strategy, (*STRATEGIES, AUTO))
     _validate_choice("train.optimizer", train.optimizer, OPTIMIZERS)
     _validate_choice("train.bottleneck_cache", train.bottleneck_cache, BOTTLENECK_CACHE)
     _validate_choice("train.phase2_cache", train.phase2_cache, PHASE2_CACHE)
@@ -390,8 +399,14 @@ def _validate_train(train: TrainConfig) -> None:
             "epochs and fine_tune_epochs must be >= 0. "
             f"Received: epochs={train.epochs}, fine_tune_epochs={train.fine_tune_epochs}"
         )
+    # --- "auto" strategy and learning rate (tfxfer.advisor, tfxfer.lr_finder) ---
+    if isinstance(train.learning_rate, str) and train.learning_rate != AUTO:
+        raise ValueError(f"learning_rate must be a number or 'auto'. "
+                         f"Received: {train.learning_rate!r}")
+    lr1 = None if train.learning_rate == AUTO else train.learning_rate
+    # ---
     lr2 = train.fine_tune_learning_rate
-    if lr2 is not None and lr2 > train.learning_rate / 10 * (1 + 1e-9):
+    if lr1 is not None and lr2 is not None and lr2 > lr1 / 10 * (1 + 1e-9):
         raise ValueError(
             "fine_tune_learning_rate must be at least 10x lower than learning_rate. "
             f"Received: learning_rate={train.learning_rate}, fine_tune_learning_rate={lr2}"

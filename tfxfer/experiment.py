@@ -17,6 +17,7 @@ test split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import shutil
 import time
@@ -27,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from tfxfer import rundir
+from tfxfer.auto import resolve_auto
 from tfxfer.backbones import resolve_weights
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.boundary import boundary_phase_runner, features_via_boundary
@@ -174,7 +176,8 @@ class Experiment:
     def load_data(self, splits: Splits | None = None) -> Splits:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
 
-        The data's modality decides which model section the run keeps.
+        The data's modality decides which model section the run keeps; "auto"
+        settings are resolved here (`tfxfer.auto`), so config.json holds the choice.
         """
         model = self.config.model
         self.splits = splits or load_splits(self.config.data, model.image_input_size)
@@ -184,6 +187,11 @@ class Experiment:
             logger.warning("The data are %s: these settings are not used: %s",
                            modality, ", ".join(unused))
         self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
+        # --- "auto" strategy, feature layer, learning rate (tfxfer.auto) ---
+        build = functools.partial(build_classifier, modality=modality,
+                                  num_classes=len(self.splits.class_names))
+        self.config = resolve_config(resolve_auto(self.config, self.splits, self.run_dir, build))
+        # ---
         if self.resume is None or not self.chief:  # a resumed run keeps what it wrote
             rundir.write_setup(self.run_dir, self.config, self.splits)
         return self.splits

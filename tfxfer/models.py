@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, get_backbone
+from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
 from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.layers import BackbonePreprocess
 from tfxfer.modality import IMAGE
@@ -82,7 +82,8 @@ def build_image_classifier(
 
     Args:
         config: the model section: the head and `config.image` (backbone, weights,
-            image size, pooling, augmentation).
+            image size, pooling, augmentation, and `feature_layer`, a backbone layer
+            to put the head on instead of the top).
         num_classes: number of classes.
         from_scratch: build the architecture with random weights and let its
             BatchNormalization layers follow the training flag (for the
@@ -99,6 +100,13 @@ def build_image_classifier(
     backbone = build_backbone(
         spec.name, weights=weights, image_size=size, **image.backbone_kwargs
     )
+    # --- cut at an intermediate layer (tfxfer.advisor resolves "auto" before this) ---
+    if image.feature_layer == "auto":
+        raise ValueError("feature_layer='auto' is resolved by tfxfer.advisor before the model "
+                         "is built; pass a layer name here.")
+    if image.feature_layer:
+        backbone = cut_backbone(backbone, image.feature_layer)
+    # ---
 
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name=IMAGE_INPUT)
     x = keras.layers.Resizing(size, size, name="resize")(inputs)

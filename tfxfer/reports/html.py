@@ -43,6 +43,8 @@ class ReportParts:
     mistakes: list[dict] | None = None
     notes: list[str] = field(default_factory=list)
     tensorboard_dir: Path | None = None
+    # Extra sections placed after the overview (e.g. the strategy advice).
+    sections: list[str] = field(default_factory=list)
 
 
 # Longer lists and texts are cut in the page; the run's CSV/JSON files hold them whole.
@@ -204,6 +206,7 @@ def render_report(run: RunData, parts: ReportParts) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{_e(title)}</h1>{_overview(run)}{_metrics(run, parts)}{_plots(parts)}"
+        f"<h1>{_e(title)}</h1>{_overview(run)}{''.join(parts.sections)}"
+        f"{_metrics(run, parts)}{_plots(parts)}"
         f"{_training(run, parts)}{_data(run)}{_config(run)}</body></html>\n"
     )

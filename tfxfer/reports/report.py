@@ -15,6 +15,7 @@ import numpy as np
 from tfxfer.data.splits import Splits
 from tfxfer.modality import TEXT
 from tfxfer.reports.adaptation import add_adaptation
+from tfxfer.reports.advice import LR_FIND_PLOT, advice_section
 from tfxfer.reports.confusion import confused_pairs, plot_confusion_matrix
 from tfxfer.reports.curves import plot_learning_curves
 from tfxfer.reports.grid import GridCell, plot_prediction_grid, select_examples
@@ -105,6 +106,12 @@ def write_report(run_dir: str | Path, splits: Splits | None = None) -> Path:
             _add_mistakes(run, parts)
         else:
             _add_grid(run, parts, splits)
+    # --- strategy advice and LR finder (tfxfer.advisor, tfxfer.lr_finder) ---
+    if advice := advice_section(run.run_dir):
+        parts.sections.append(advice)
+    if (run.run_dir / LR_FIND_PLOT).is_file():
+        parts.figures["LR finder: loss against learning rate"] = run.run_dir / LR_FIND_PLOT
+    # ---
     if (run.run_dir / TENSORBOARD_DIR).is_dir():
         parts.tensorboard_dir = run.run_dir / TENSORBOARD_DIR
     path = run.run_dir / REPORT
