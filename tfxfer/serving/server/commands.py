@@ -19,7 +19,11 @@ def _label(text: str) -> tuple[str, str, int]:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base_dir", help="directory of exported models: BASE/NAME/VERSION/")
+    parser.add_argument("base_dir", help="directory of exported models: BASE/NAME/VERSION/, "
+                        "or one model's directory NAME/VERSION/ (served as model NAME)")
+    parser.add_argument("--model-name", default=None,
+                        help="serve BASE_DIR as this one model (BASE_DIR/VERSION/), as TF "
+                             "Serving's --model_name with --model_base_path")
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--rest-port", type=int, default=8501,
@@ -38,6 +42,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads running REST requests (default 4)")
     parser.add_argument("--grpc-threads", type=int, default=4,
                         help="threads running gRPC requests (default 4)")
+    parser.add_argument("--max-tensor-elements", type=int, default=1 << 25,
+                        help="input tensors declaring more elements are refused before "
+                             "allocation (default 2**25)")
+    parser.add_argument("--read-timeout", type=float, default=30.0,
+                        help="seconds a client has to send a whole REST request; idle "
+                             "connections close after it too (default 30)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not replay assets.extra/tf_serving_warmup_requests")
 
@@ -55,7 +65,8 @@ def config_from_args(args: argparse.Namespace):
         policy=VersionPolicy.from_args(args),
         version_labels=labels, max_request_bytes=args.max_request_bytes,
         rest_threads=args.rest_threads, grpc_threads=args.grpc_threads,
-        warmup=not args.no_warmup,
+        warmup=not args.no_warmup, max_tensor_elements=args.max_tensor_elements,
+        read_timeout=args.read_timeout, model_name=args.model_name,
     )
 
 

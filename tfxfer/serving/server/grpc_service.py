@@ -48,14 +48,15 @@ def _answer(context: grpc.ServicerContext, work: Callable[[], Any]) -> Any:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata over the models of a `ModelManager`."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, max_tensor_elements: int | None = None):
         self.manager = manager
+        self.max_tensor_elements = max_tensor_elements
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         def work():
             name, version, label = _spec(request.model_spec)
             with self.manager.handle(name, version, label) as servable:
-                return predict_request(servable, request)
+                return predict_request(servable, request, self.max_tensor_elements)
 
         return _answer(context, work)
 
@@ -77,7 +78,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(
-    manager: ModelManager, address: str, *, max_request_bytes: int, threads: int
+    manager: ModelManager, address: str, *, max_request_bytes: int, threads: int,
+    max_tensor_elements: int | None = None,
 ) -> tuple[grpc.Server, int]:
     """A started-to-be gRPC server bound to `address` ("HOST:PORT"; port 0 picks one).
 
@@ -94,7 +96,7 @@ def build_grpc_server(
                  ("grpc.so_reuseport", 0)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager), server)
+        PredictionService(manager, max_tensor_elements), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
     try:
         port = server.add_insecure_port(address)

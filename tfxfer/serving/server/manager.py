@@ -118,6 +118,8 @@ class ModelManager:
         version_labels: optional model -> {label: version} (TF Serving's version_labels).
         warmup: replay assets.extra/tf_serving_warmup_requests before serving a version.
         unload_timeout: seconds an unload waits for running requests before releasing.
+        model_name: serve `base_path` itself as this one model (base_path/VERSION/), as
+            TF Serving's --model_name with --model_base_path.
     """
 
     def __init__(
@@ -128,7 +130,11 @@ class ModelManager:
         version_labels: Mapping[str, Mapping[str, int]] | None = None,
         warmup: bool = True,
         unload_timeout: float = 60.0,
+        model_name: str | None = None,
     ):
+        if model_name is not None:
+            check_model_name(model_name)
+        self.model_name = model_name
         self.base_path = Path(base_path)
         self.policy = policy or VersionPolicy()
         self.version_labels = {k: dict(v) for k, v in (version_labels or {}).items()}
@@ -198,6 +204,22 @@ class ModelManager:
             raise not_found(f"Could not find any versions of model {name}")
         return [statuses[v] for v in sorted(statuses, reverse=True)]
 
+    def check_version_labels(self) -> None:
+        """Refuses a label naming a version that is not available, as TF Serving does.
+
+        Raises:
+            ValueError: naming the label, the version and the versions available.
+        """
+        for name, labels in self.version_labels.items():
+            available = self.available_versions(name)
+            for label, version in labels.items():
+                if version not in available:
+                    raise ValueError(
+                        f"Version label {name}:{label}={version}: version {version} of model "
+                        f"{name!r} is not available for inference (available: "
+                        f"{', '.join(map(str, available)) or 'none'}). TF Serving refuses to "
+                        "assign a label to a version that is not loaded.")
+
     def model_names(self) -> list[str]:
         with self._lock:
             return sorted(self._models)
@@ -247,6 +269,8 @@ class ModelManager:
                 self._sync(self._models[name])  # its directory is gone: unload it
 
     def _discover(self) -> dict[str, Path]:
+        if self.model_name is not None:
+            return {self.model_name: self.base_path} if self.base_path.is_dir() else {}
         try:
             return model_dirs(self.base_path)
         except FileNotFoundError:

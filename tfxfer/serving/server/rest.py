@@ -115,12 +115,17 @@ class RestApi:
         manager: the models served.
         executor: runs parsing, inference and JSON writing off the event loop.
         max_request_bytes: bodies larger than this get 413.
+        max_tensor_elements: input tensors of more elements get 400 (None: no limit).
+        read_timeout: seconds to receive a body; a slower client gets 408.
     """
 
-    def __init__(self, manager: ModelManager, executor: Executor, max_request_bytes: int):
+    def __init__(self, manager: ModelManager, executor: Executor, max_request_bytes: int,
+                 *, max_tensor_elements: int | None = None, read_timeout: float | None = None):
         self.manager = manager
         self.executor = executor
         self.max_request_bytes = max_request_bytes
+        self.max_tensor_elements = max_tensor_elements
+        self.read_timeout = read_timeout
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_request_bytes)
@@ -135,7 +140,14 @@ class RestApi:
                 self.executor, self.answer, route, body)
             return web.Response(body=answer, content_type="application/json")
         except ServingError as err:
-            return _error_response(err)
+            response = _error_response(err)
+            if err.http_status in (408, 413):  # the body was not read: the stream is unusable
+                response.force_close()
+            return response
+        except ConnectionError as err:  # the client went away: nobody to answer
+            logger.info("Client disconnected during %s %s: %s", request.method, request.path,
+                        err)
+            return _error_response(ServingError(Code.CANCELLED, "Client disconnected"))
         except Exception as err:  # a bug: answer 500 with the reason and keep serving
             logger.exception("Internal error on %s %s", request.method, request.path)
             return _error_response(ServingError(Code.INTERNAL, f"Internal error: {err!r}"))
@@ -145,9 +157,13 @@ class RestApi:
         if request.content_length is not None and request.content_length > limit:
             raise too_large(request.content_length, limit)
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), self.read_timeout)
         except web.HTTPRequestEntityTooLarge as err:
             raise too_large(None, limit) from err
+        except TimeoutError as err:
+            raise ServingError(Code.DEADLINE_EXCEEDED, f"Request body not received within "
+                               f"{self.read_timeout:g} s (tfxfer serve --read-timeout).",
+                               http_status=408) from err
 
     def answer(self, route: Route, body: bytes) -> bytes:
         """The JSON body answering `route` (runs on the thread pool)."""
@@ -175,7 +191,7 @@ class RestApi:
                     f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}" not found '
                     f"in signature def. Model {servable.name} version {servable.version} has: "
                     f"{', '.join(sorted(servable.functions))}.") from err
-            inputs, layout = inputs_from_json(document, dtypes)
+            inputs, layout = inputs_from_json(document, dtypes, self.max_tensor_elements)
             outputs = run_signature(servable, signature_name, inputs)
         return outputs_to_json(outputs, layout)
 
