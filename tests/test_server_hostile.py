@@ -162,7 +162,8 @@ def _wait_closed(sock: socket.socket, timeout: float) -> tuple[float, bytes]:
         while chunk := sock.recv(4096):
             received += chunk
     except TimeoutError:
-        pytest.fail(f"the server kept a half-sent request open {timeout} s; sent {received[:300]!r}")
+        pytest.fail(f"the server kept a half-sent request open {timeout} s; "
+                    f"sent {received[:300]!r}")
     return time.monotonic() - start, received
 
 

@@ -44,6 +44,8 @@ OUTPUTS = (PROBABILITIES, CLASS_ID, CLASS_NAME, TOP_K_CLASS_IDS, TOP_K_CLASS_NAM
            TOP_K_PROBABILITIES)
 
 DEFAULT_TOP_K = 5
+# Encoded images declaring more pixels are refused before decoding (50 MP: 150 MB decoded).
+DEFAULT_MAX_PIXELS = 50_000_000
 
 # Files inside a version directory.
 LABELS_ASSET = "labels.txt"
