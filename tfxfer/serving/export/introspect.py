@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from tfxfer.modality import ModalityError
+from tfxfer.modality import modality_of as shared_modality_of
 from tfxfer.serving.contract import DEFAULT_TOP_K
 from tfxfer.serving.export.errors import ExportError
 
@@ -18,23 +20,15 @@ RESIZE_LAYER = "resize"
 
 
 def modality_of(model: keras.Model) -> str:
-    """"text" for a model with one string input, "image" for one rank-4 image input."""
-    if len(model.inputs) != 1:
-        raise ExportError(
-            f"Only single-input models can be exported. Received {len(model.inputs)} inputs: "
-            f"{[t.name for t in model.inputs]}"
-        )
-    spec = model.inputs[0]
-    dtype = keras.backend.standardize_dtype(spec.dtype)
-    if dtype == "string" and len(spec.shape) in (1, 2) and spec.shape[1:] in ((), (1,)):
-        return "text"
-    if len(spec.shape) == 4 and spec.shape[-1] == 3 and dtype != "string":
-        return "image"
-    raise ExportError(
-        "Cannot tell the model's modality: expected a [batch] or [batch, 1] string input "
-        f"(text) or a [batch, H, W, 3] image input. Received: dtype={dtype}, "
-        f"shape={tuple(spec.shape)}"
-    )
+    """"text" or "image", by `tfxfer.modality.modality_of`, as an ExportError.
+
+    Raises:
+        ExportError: the model has several inputs, or one of another kind.
+    """
+    try:
+        return shared_modality_of(model)
+    except ModalityError as err:
+        raise ExportError(f"Cannot export this model: {err}") from err
 
 
 def image_size_of(model: keras.Model, image_size: int | None = None) -> int:
