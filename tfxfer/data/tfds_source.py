@@ -17,10 +17,13 @@ from tfxfer.config import DataConfig
 from tfxfer.data.pipeline import image_decoder
 from tfxfer.data.splits import Splits, carve_indices, subsample_splits
 from tfxfer.modality import IMAGE, modality_of_source
+from tfxfer.offline import check_reachable, fetching
 
 logger = logging.getLogger(__name__)
 
 _OFFICIAL = {"val": "validation", "test": "test"}
+_OFFLINE = ("--data FOLDER (a class-subfolder image folder, or a CSV file for text), or "
+            "--tfds-data-dir DIR holding the prepared dataset")
 
 
 def _load(name: str, split: str, data: DataConfig, decoders=None):
@@ -30,6 +33,19 @@ def _load(name: str, split: str, data: DataConfig, decoders=None):
         name, split=split, data_dir=data.tfds_data_dir, as_supervised=True,
         with_info=True, decoders=decoders, shuffle_files=False,
     )
+
+
+def _check_download(name: str, data: DataConfig) -> None:
+    """Fails within seconds when an unprepared dataset's download host cannot be reached.
+
+    Without this, TFDS retries a refused download for minutes before failing.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data.tfds_data_dir)
+    if not builder.is_prepared():
+        with fetching(f"TFDS dataset {name!r}", _OFFLINE):
+            check_reachable(builder.url_infos or {})
 
 
 def _modality(info) -> str:
@@ -72,7 +88,9 @@ def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
         Splits of encoded images or text strings.
     """
     name = data.source.removeprefix("tfds:")
-    _, info = _load(name, "train", data)
+    _check_download(name, data)
+    with fetching(f"TFDS dataset {name!r}", _OFFLINE):
+        _, info = _load(name, "train", data)
     modality = _modality(info)
     input_key, label_key = info.supervised_keys
     import tensorflow_datasets as tfds
