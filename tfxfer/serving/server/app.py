@@ -24,6 +24,7 @@ from tfxfer.serving.contract import is_model_name, is_single_model_dir
 from tfxfer.serving.policy import VersionPolicy
 from tfxfer.serving.server.grpc_service import build_grpc_server
 from tfxfer.serving.server.manager import ModelManager
+from tfxfer.serving.server.metrics import Metrics
 from tfxfer.serving.server.rest import RestApi
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class ModelServer:
         self.manager = ModelManager(config.base_path, config.policy,
                                     version_labels=config.version_labels, warmup=config.warmup,
                                     model_name=config.model_name)
+        self.metrics = Metrics()
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -147,7 +149,7 @@ class ModelServer:
             self._grpc, self.grpc_port = build_grpc_server(
                 self.manager, _address(config.host, config.grpc_port),
                 max_request_bytes=config.max_request_bytes, threads=config.grpc_threads,
-                max_tensor_elements=config.max_tensor_elements)
+                max_tensor_elements=config.max_tensor_elements, metrics=self.metrics)
             self._grpc.start()
         except BaseException:
             self.stop()
@@ -166,7 +168,7 @@ class ModelServer:
         self._executor = ThreadPoolExecutor(config.rest_threads, thread_name_prefix="tfxfer-rest")
         api = RestApi(self.manager, self._executor, config.max_request_bytes,
                       max_tensor_elements=config.max_tensor_elements,
-                      read_timeout=config.read_timeout)
+                      read_timeout=config.read_timeout, metrics=self.metrics)
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,
                                              name="tfxfer-rest-loop", daemon=True)
