@@ -59,9 +59,12 @@ class ServerConfig:
         read_timeout: seconds a client has to send a whole REST request (headers and
             body) and that an idle connection stays open; slower ones are closed.
         model_name: serve `base_path` as this single model (TF Serving's --model_name).
+        model_config_file: a models.config listing the models, their base paths,
+            policies and labels (TF Serving's --model_config_file), re-read every
+            `poll_seconds`; `base_path` may then be None.
     """
 
-    base_path: str | Path
+    base_path: str | Path | None
     host: str = "127.0.0.1"
     rest_port: int = 8501
     grpc_port: int = 8500
@@ -75,6 +78,7 @@ class ServerConfig:
     max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
     read_timeout: float = DEFAULT_READ_TIMEOUT
     model_name: str | None = None
+    model_config_file: str | Path | None = None
 
     def __post_init__(self):
         if self.poll_seconds <= 0:
@@ -87,6 +91,12 @@ class ServerConfig:
         for name in ("rest_threads", "grpc_threads", "max_tensor_elements"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {getattr(self, name)}")
+        if self.model_config_file is not None:
+            if not Path(self.model_config_file).is_file():
+                raise FileNotFoundError(f"Model config file not found: {self.model_config_file}")
+            return
+        if self.base_path is None:
+            raise ValueError("Pass a base path of models or a model config file.")
         if not Path(self.base_path).is_dir():
             raise FileNotFoundError(f"Base path of the models not found: {self.base_path}")
         if self.model_name is None and is_single_model_dir(self.base_path):
@@ -128,7 +138,8 @@ class ModelServer:
         self.config = config
         self.manager = ModelManager(config.base_path, config.policy,
                                     version_labels=config.version_labels, warmup=config.warmup,
-                                    model_name=config.model_name)
+                                    model_name=config.model_name,
+                                    config_file=config.model_config_file)
         self.metrics = Metrics()
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
@@ -157,7 +168,8 @@ class ModelServer:
         if config.host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("Listening on %s: anyone who can reach this address can query the "
                            "models (there is no authentication or TLS).", config.host)
-        logger.info("Serving %s: REST on http://%s, gRPC on %s", config.base_path,
+        logger.info("Serving %s: REST on http://%s, gRPC on %s",
+                    config.model_config_file or config.base_path,
                     _address(config.host, self.rest_port), _address(config.host, self.grpc_port))
         return self
 

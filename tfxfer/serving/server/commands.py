@@ -19,8 +19,12 @@ def _label(text: str) -> tuple[str, str, int]:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base_dir", help="directory of exported models: BASE/NAME/VERSION/, "
-                        "or one model's directory NAME/VERSION/ (served as model NAME)")
+    parser.add_argument("base_dir", nargs="?",
+                        help="directory of exported models: BASE/NAME/VERSION/, or one model's "
+                             "directory NAME/VERSION/ (served as model NAME)")
+    parser.add_argument("--model-config-file", default=None,
+                        help="a models.config (as `tfxfer serving-config` writes) listing the "
+                             "models to serve, re-read every --poll-seconds; replaces BASE_DIR")
     parser.add_argument("--model-name", default=None,
                         help="serve BASE_DIR as this one model (BASE_DIR/VERSION/), as TF "
                              "Serving's --model_name with --model_base_path")
@@ -67,6 +71,7 @@ def config_from_args(args: argparse.Namespace):
         rest_threads=args.rest_threads, grpc_threads=args.grpc_threads,
         warmup=not args.no_warmup, max_tensor_elements=args.max_tensor_elements,
         read_timeout=args.read_timeout, model_name=args.model_name,
+        model_config_file=args.model_config_file,
     )
 
 
