@@ -22,9 +22,11 @@ from aiohttp import web
 
 from tfxfer.serving.contract import is_model_name, is_single_model_dir
 from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server.batching import Batcher, BatchingConfig
 from tfxfer.serving.server.grpc_service import build_grpc_server
 from tfxfer.serving.server.manager import ModelManager
 from tfxfer.serving.server.metrics import Metrics
+from tfxfer.serving.server.predict import run_signature
 from tfxfer.serving.server.rest import RestApi
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class ServerConfig:
         model_config_file: a models.config listing the models, their base paths,
             policies and labels (TF Serving's --model_config_file), re-read every
             `poll_seconds`; `base_path` may then be None.
+        batching: merge concurrent predict calls (TF Serving's --enable_batching);
+            None: every request runs alone.
     """
 
     base_path: str | Path | None
@@ -79,6 +83,7 @@ class ServerConfig:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     model_name: str | None = None
     model_config_file: str | Path | None = None
+    batching: BatchingConfig | None = None
 
     def __post_init__(self):
         if self.poll_seconds <= 0:
@@ -141,6 +146,8 @@ class ModelServer:
                                     model_name=config.model_name,
                                     config_file=config.model_config_file)
         self.metrics = Metrics()
+        self._run = (Batcher(config.batching).run if config.batching is not None
+                     else run_signature)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -160,7 +167,8 @@ class ModelServer:
             self._grpc, self.grpc_port = build_grpc_server(
                 self.manager, _address(config.host, config.grpc_port),
                 max_request_bytes=config.max_request_bytes, threads=config.grpc_threads,
-                max_tensor_elements=config.max_tensor_elements, metrics=self.metrics)
+                max_tensor_elements=config.max_tensor_elements, metrics=self.metrics,
+                run=self._run)
             self._grpc.start()
         except BaseException:
             self.stop()
@@ -180,7 +188,8 @@ class ModelServer:
         self._executor = ThreadPoolExecutor(config.rest_threads, thread_name_prefix="tfxfer-rest")
         api = RestApi(self.manager, self._executor, config.max_request_bytes,
                       max_tensor_elements=config.max_tensor_elements,
-                      read_timeout=config.read_timeout, metrics=self.metrics)
+                      read_timeout=config.read_timeout, metrics=self.metrics,
+                      run=self._run)
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,
                                              name="tfxfer-rest-loop", daemon=True)

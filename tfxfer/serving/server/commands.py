@@ -52,6 +52,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-timeout", type=float, default=30.0,
                         help="seconds a client has to send a whole REST request; idle "
                              "connections close after it too (default 30)")
+    parser.add_argument("--enable-batching", action="store_true",
+                        help="merge concurrent predict requests into one graph call")
+    parser.add_argument("--max-batch-size", type=int, default=32,
+                        help="most rows in one batched call (default 32)")
+    parser.add_argument("--batch-timeout-micros", type=int, default=2000,
+                        help="how long a batch waits for more requests (default 2000)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not replay assets.extra/tf_serving_warmup_requests")
 
@@ -59,6 +65,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
     from tfxfer.serving.server.app import ServerConfig
+    from tfxfer.serving.server.batching import BatchingConfig
 
     labels: dict[str, dict[str, int]] = {}
     for model, label, version in args.version_label:
@@ -72,6 +79,8 @@ def config_from_args(args: argparse.Namespace):
         warmup=not args.no_warmup, max_tensor_elements=args.max_tensor_elements,
         read_timeout=args.read_timeout, model_name=args.model_name,
         model_config_file=args.model_config_file,
+        batching=(BatchingConfig(args.max_batch_size, args.batch_timeout_micros)
+                  if args.enable_batching else None),
     )
 
 

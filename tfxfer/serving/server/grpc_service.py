@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 from tfxfer.serving.server.errors import ServingError
 from tfxfer.serving.server.manager import ModelManager
 from tfxfer.serving.server.metrics import Metrics
-from tfxfer.serving.server.predict import predict_request
+from tfxfer.serving.server.predict import predict_request, run_signature
 from tfxfer.serving.server.responses import model_metadata, model_status
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata over the models of a `ModelManager`."""
 
     def __init__(self, manager: ModelManager, max_tensor_elements: int | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, run: Callable = run_signature):
         self.manager = manager
+        self.run = run
         self.max_tensor_elements = max_tensor_elements
         self.metrics = metrics
 
@@ -63,7 +64,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def work():
             with self.manager.handle(name, version, label) as servable:
                 served["version"] = servable.version
-                return predict_request(servable, request, self.max_tensor_elements)
+                return predict_request(servable, request, self.max_tensor_elements, self.run)
 
         status = "OK"
         try:
@@ -96,6 +97,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 def build_grpc_server(
     manager: ModelManager, address: str, *, max_request_bytes: int, threads: int,
     max_tensor_elements: int | None = None, metrics: Metrics | None = None,
+    run: Callable = run_signature,
 ) -> tuple[grpc.Server, int]:
     """A started-to-be gRPC server bound to `address` ("HOST:PORT"; port 0 picks one).
 
@@ -112,7 +114,7 @@ def build_grpc_server(
                  ("grpc.so_reuseport", 0)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, max_tensor_elements, metrics), server)
+        PredictionService(manager, max_tensor_elements, metrics, run), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
     try:
         port = server.add_insecure_port(address)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -205,18 +205,20 @@ def array_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 def predict_request(
-    servable: Servable, request: predict_pb2.PredictRequest, max_elements: int | None = None
+    servable: Servable, request: predict_pb2.PredictRequest, max_elements: int | None = None,
+    run: Callable = run_signature,
 ) -> predict_pb2.PredictResponse:
     """Answers a `PredictRequest` (gRPC Predict, warmup replay) with this servable.
 
     Args:
         max_elements: input tensors declaring more elements are refused (None: no limit).
+        run: runs the signature (`run_signature`, or a `Batcher.run`).
     """
     name, signature = resolve_signature(servable, request.model_spec.signature_name)
     _check_names(signature, list(request.inputs))
     arrays = {key: tensor_proto_to_array(key, proto, signature.inputs[key].dtype, max_elements)
               for key, proto in request.inputs.items()}
-    outputs = run_signature(servable, name, arrays, list(request.output_filter))
+    outputs = run(servable, name, arrays, list(request.output_filter))
     response = predict_pb2.PredictResponse()
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version

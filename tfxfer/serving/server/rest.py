@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -121,17 +122,19 @@ class RestApi:
         read_timeout: seconds to receive a body; a slower client gets 408.
         metrics: where predict requests are counted; also served at
             /monitoring/prometheus/metrics (None: neither).
+        run: runs a signature (`run_signature`, or a `Batcher.run`).
     """
 
     def __init__(self, manager: ModelManager, executor: Executor, max_request_bytes: int,
                  *, max_tensor_elements: int | None = None, read_timeout: float | None = None,
-                 metrics: metrics_lib.Metrics | None = None):
+                 metrics: metrics_lib.Metrics | None = None, run: Callable = run_signature):
         self.manager = manager
         self.executor = executor
         self.max_request_bytes = max_request_bytes
         self.max_tensor_elements = max_tensor_elements
         self.read_timeout = read_timeout
         self.metrics = metrics
+        self.run = run
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_request_bytes)
@@ -217,7 +220,7 @@ class RestApi:
                     f"in signature def. Model {servable.name} version {servable.version} has: "
                     f"{', '.join(sorted(servable.functions))}.") from err
             inputs, layout = inputs_from_json(document, dtypes, self.max_tensor_elements)
-            outputs = run_signature(servable, signature_name, inputs)
+            outputs = self.run(servable, signature_name, inputs)
         return outputs_to_json(outputs, layout)
 
 
