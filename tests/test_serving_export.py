@@ -342,12 +342,12 @@ def test_export_rejects_mismatched_labels_and_models(tmp_path):
 def test_export_reads_modality_with_the_shared_rule():
     """The export's modality is `tfxfer.modality.modality_of`, its error an ExportError."""
     from tfxfer.modality import ModalityError
-    from tfxfer.serving.export.introspect import modality_of
+    from tfxfer.serving.export.introspect import export_modality
 
     two = [keras.Input(shape=(4,)), keras.Input(shape=(4,))]
     model = keras.Model(two, keras.layers.Concatenate()(two))
     with pytest.raises(ExportError, match="single-input models are supported") as error:
-        modality_of(model)
+        export_modality(model)
     assert isinstance(error.value.__cause__, ModalityError)
 
 

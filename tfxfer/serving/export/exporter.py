@@ -34,8 +34,8 @@ from tfxfer.serving.export import layout
 from tfxfer.serving.export.checks import check_ops, check_variables_size
 from tfxfer.serving.export.errors import ExportError
 from tfxfer.serving.export.introspect import (
+    export_modality,
     image_size_of,
-    modality_of,
     top_k_of,
     validate_classes,
     weights_bytes,
@@ -128,7 +128,7 @@ def export_model(
     target_dir = layout.model_dir(base, name)
     if version is not None:
         layout.check_new_version(target_dir, version)
-    modality = modality_of(model)
+    modality = export_modality(model)
     validate_classes(model, class_names)
     size = image_size_of(model, image_size) if modality == "image" else None
     k = top_k_of(top_k, len(class_names))
@@ -180,7 +180,7 @@ def export_run(
     from tfxfer.rundir import load_run
 
     config, model, class_names = load_run(run_dir)
-    modality = modality_of(model)
+    modality = export_modality(model)
     samples = (read_samples(sample_files, modality) if sample_files
                else run_samples(run_dir, modality))
     if modality == "image" and kwargs.get("image_size") is None:

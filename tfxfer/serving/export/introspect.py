@@ -1,7 +1,7 @@
 """What an export needs to know about a Keras classifier: modality, image size, classes.
 
-The modality comes from the model's input: a string input is a text model, a
-rank-4 input an image model. Nothing here builds or writes anything.
+The modality is read from the model's input by `tfxfer.modality`, the one place
+that decides it. Nothing here builds or writes anything.
 """
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from tfxfer.modality import ModalityError
-from tfxfer.modality import modality_of as shared_modality_of
+from tfxfer.modality import ModalityError, modality_of
 from tfxfer.serving.contract import DEFAULT_TOP_K
 from tfxfer.serving.export.errors import ExportError
 
 RESIZE_LAYER = "resize"
 
 
-def modality_of(model: keras.Model) -> str:
-    """"text" or "image", by `tfxfer.modality.modality_of`, as an ExportError.
+def export_modality(model: keras.Model) -> str:
+    """The model's modality (`tfxfer.modality.modality_of`), or why it cannot be exported.
 
     Raises:
-        ExportError: the model has several inputs, or one of another kind.
+        ExportError: several inputs, or one that is neither images nor strings.
     """
     try:
-        return shared_modality_of(model)
+        return modality_of(model)
     except ModalityError as err:
         raise ExportError(f"Cannot export this model: {err}") from err
 

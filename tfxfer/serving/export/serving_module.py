@@ -31,8 +31,8 @@ from tfxfer.serving.contract import (
 )
 from tfxfer.serving.export.image_guard import within_pixel_budget
 from tfxfer.serving.export.introspect import (
+    export_modality,
     image_size_of,
-    modality_of,
     top_k_of,
     validate_classes,
 )
@@ -65,7 +65,7 @@ def build_serving_module(
     Returns:
         The module and its signatures by name.
     """
-    modality = modality_of(model)
+    modality = export_modality(model)
     validate_classes(model, class_names)
     k = top_k_of(top_k, len(class_names))
     Path(labels_file).write_text("".join(f"{n}\n" for n in class_names))
