@@ -164,7 +164,9 @@ def attack_concurrent(rest: int, grpc_port: int, args) -> str:
 
     results = asyncio.run(main())
     ok = sum(r == 200 for r in results)
-    return f"1000 concurrent clients; {ok} answered 200, {1000 - ok} other"
+    other = sorted({r if isinstance(r, int) else type(r).__name__ for r in results} - {200},
+                   key=str)
+    return f"1000 concurrent clients; {ok} answered 200, {1000 - ok} other {other}"
 
 
 ATTACKS = [attack_bomb_png, attack_grpc_bomb, attack_slow, attack_concurrent]

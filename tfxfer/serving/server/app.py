@@ -36,6 +36,7 @@ DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # refused before anything is allocated (a 64-byte gRPC request can declare 3 GB).
 DEFAULT_MAX_TENSOR_ELEMENTS = 1 << 25
 DEFAULT_READ_TIMEOUT = 30.0
+LISTEN_BACKLOG = 2048
 
 
 @dataclass
@@ -203,7 +204,8 @@ class ModelServer:
 
         async def open_site():
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            # aiohttp's default backlog (128) refuses bursts of new connections.
+            await web.SockSite(self._runner, sock, backlog=LISTEN_BACKLOG).start()
 
         asyncio.run_coroutine_threadsafe(open_site(), self._loop).result()
 
