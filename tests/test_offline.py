@@ -66,8 +66,13 @@ def test_other_errors_pass_through():
 def test_tfds_fails_fast_before_tfds_retries(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
+    def load(*args, download=True, **kwargs):  # as tfds.load on a dataset not prepared
+        if not download:
+            raise AssertionError("Dataset tf_flowers: could not find data in ...")
+        pytest.fail("tfds.load was asked to download")
+
     monkeypatch.setattr(socket, "create_connection", _refused)
-    monkeypatch.setattr(tfds, "load", lambda *a, **k: pytest.fail("tfds.load was reached"))
+    monkeypatch.setattr(tfds, "load", load)
     start = time.monotonic()
     with pytest.raises(DownloadError) as error:
         tfds_source.load_tfds_splits(
@@ -80,9 +85,13 @@ def test_tfds_fails_fast_before_tfds_retries(tmp_path, monkeypatch):
 def test_tfds_load_refused_is_one_message(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
+    def load(*args, download=True, **kwargs):
+        if not download:
+            raise AssertionError("Dataset tf_flowers: could not find data in ...")
+        raise _chained(requests.exceptions.ConnectionError)
+
     monkeypatch.setattr(tfds_source, "_check_download", lambda name, data: None)
-    monkeypatch.setattr(tfds, "load", lambda *a, **k: (_ for _ in ()).throw(
-        _chained(requests.exceptions.ConnectionError)))
+    monkeypatch.setattr(tfds, "load", load)
     with pytest.raises(DownloadError, match="TFDS dataset 'tf_flowers'.*--data FOLDER"):
         tfds_source.load_tfds_splits(DataConfig(source="tfds:tf_flowers"), 32)
 

@@ -26,12 +26,12 @@ _OFFLINE = ("--data FOLDER (a class-subfolder image folder, or a CSV file for te
             "--tfds-data-dir DIR holding the prepared dataset")
 
 
-def _load(name: str, split: str, data: DataConfig, decoders=None):
+def _load(name: str, split: str, data: DataConfig, decoders=None, download: bool = True):
     import tensorflow_datasets as tfds
 
     return tfds.load(
         name, split=split, data_dir=data.tfds_data_dir, as_supervised=True,
-        with_info=True, decoders=decoders, shuffle_files=False,
+        with_info=True, decoders=decoders, shuffle_files=False, download=download,
     )
 
 
@@ -43,9 +43,18 @@ def _check_download(name: str, data: DataConfig) -> None:
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data.tfds_data_dir)
-    if not builder.is_prepared():
-        with fetching(f"TFDS dataset {name!r}", _OFFLINE):
-            check_reachable(builder.url_infos or {})
+    with fetching(f"TFDS dataset {name!r}", _OFFLINE):
+        check_reachable(builder.url_infos or {})
+
+
+def _load_info(name: str, data: DataConfig):
+    """The train split and info; a dataset not prepared yet is downloaded after a probe."""
+    try:
+        return _load(name, "train", data, download=False)
+    except AssertionError:  # TFDS: "could not find data in ..." (not prepared)
+        _check_download(name, data)
+    with fetching(f"TFDS dataset {name!r}", _OFFLINE):
+        return _load(name, "train", data)
 
 
 def _modality(info) -> str:
@@ -88,9 +97,7 @@ def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
         Splits of encoded images or text strings.
     """
     name = data.source.removeprefix("tfds:")
-    _check_download(name, data)
-    with fetching(f"TFDS dataset {name!r}", _OFFLINE):
-        _, info = _load(name, "train", data)
+    _, info = _load_info(name, data)
     modality = _modality(info)
     input_key, label_key = info.supervised_keys
     import tensorflow_datasets as tfds
