@@ -79,6 +79,7 @@ def test_tfds_fails_fast_before_tfds_retries(tmp_path, monkeypatch):
             DataConfig(source="tfds:tf_flowers", tfds_data_dir=str(tmp_path)), 32)
     assert time.monotonic() - start < 30
     assert "TFDS dataset 'tf_flowers'" in str(error.value)
+    assert "ConnectionRefusedError" in str(error.value)  # the network error, not TFDS's own
     assert "--data FOLDER" in str(error.value) and "\n" not in str(error.value)
 
 

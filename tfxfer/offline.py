@@ -28,24 +28,28 @@ class DownloadError(ValueError):
     """Something had to be downloaded and the network refused; the message says what to pass."""
 
 
-def is_network_error(err: BaseException) -> bool:
-    """Whether `err`, or an error it was raised from, is a failed network connection."""
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    """`err` and the errors it was raised from (or during), outermost first."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, (ConnectionError, socket.gaierror, socket.timeout)):
-            return True
-        if type(err).__name__ in _NETWORK_ERRORS:
-            return True
+        yield err
         err = err.__cause__ or err.__context__
-    return False
+
+
+def _is_network(err: BaseException) -> bool:
+    return (isinstance(err, (ConnectionError, socket.gaierror, socket.timeout))
+            or type(err).__name__ in _NETWORK_ERRORS)
+
+
+def is_network_error(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised from, is a failed network connection."""
+    return any(_is_network(e) for e in _chain(err))
 
 
 def _reason(err: BaseException) -> str:
-    """The innermost error's text (e.g. "[Errno 111] Connection refused")."""
-    inner = err
-    while inner.__cause__ or inner.__context__:
-        inner = inner.__cause__ or inner.__context__
+    """The innermost network error's text (e.g. "[Errno 111] Connection refused")."""
+    inner = [e for e in _chain(err) if _is_network(e)][-1]
     return f"{type(inner).__name__}: {inner}"
 
 

@@ -52,7 +52,8 @@ def _load_info(name: str, data: DataConfig):
     try:
         return _load(name, "train", data, download=False)
     except AssertionError:  # TFDS: "could not find data in ..." (not prepared)
-        _check_download(name, data)
+        pass
+    _check_download(name, data)
     with fetching(f"TFDS dataset {name!r}", _OFFLINE):
         return _load(name, "train", data)
 
