@@ -36,6 +36,8 @@ _EXPORTS = {
     "evaluate_run": "tfxfer.experiment",
     "train": "tfxfer.experiment",
     "build_image_classifier": "tfxfer.models",
+    "export_run_tflite": "tfxfer.lite.export",
+    "export_tflite": "tfxfer.lite.export",
     "load_run": "tfxfer.rundir",
     "export_model": "tfxfer.serving.export",
     "export_run": "tfxfer.serving.export",

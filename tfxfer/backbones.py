@@ -21,6 +21,7 @@ import keras
 
 from tfxfer.offline import fetching
 from tfxfer.registry import Registry
+from tfxfer.small_cnns import dann_mnist_cnn, unit_scale
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,11 @@ for _spec in (
     BackboneSpec(
         "nasnet_mobile", _apps.NASNetMobile, _apps.nasnet.preprocess_input, 224, 1056,
         "NASNet Mobile (2017): NAS-designed cells, 4.3M params",
+    ),
+    BackboneSpec(
+        "dann_mnist_cnn", dann_mnist_cnn, unit_scale, 28, 768,
+        "DANN paper's MNIST CNN (2015): 2 conv + pool, 768 flat features; no pretrained "
+        "weights", min_size=28,
     ),
 ):
     register_backbone(_spec)

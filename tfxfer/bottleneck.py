@@ -28,6 +28,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -108,10 +110,18 @@ def _weights_identity(weights: str | None) -> str | None:
 
 def _encoder_identity(classifier: keras.Model | None) -> str | None:
     """The files behind a text encoder, so a rebuilt encoder gets new features."""
+    identity = getattr(_backbone_layer(classifier), "feature_identity", None)
+    if identity is not None:  # transformer encoders: files, sequence length, pooling
+        return identity
     path = getattr(_backbone_layer(classifier), "module_path", None)
     if path and os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _file_identity(os.path.join(path, "saved_model.pb"))
     return path
+
+
+def _pretrained(weights: str | None) -> bool:
+    """Whether the weights are loaded (else they are drawn from the run's seed)."""
+    return weights is not None and str(weights).lower() != "none"
 
 
 def _backbone_layer(classifier: keras.Model | None):
@@ -141,21 +151,27 @@ def _feature_settings(
 
 def cache_key(
     config: RunConfig, splits: Splits, split: str, copies: int,
-    classifier: keras.Model | None = None,
+    classifier: keras.Model | None = None, boundary: str | None = None,
 ) -> str:
     """A key for one split's features: model feature settings plus the data itself.
 
     For text, the key also holds the identity of the encoder's SavedModel file taken
     from `classifier`, so rebuilding an encoder under the same name is noticed.
+    `boundary` names the backbone layer whose input is cached instead of the pooled
+    features (phase 2 on cached activations, see `tfxfer.boundary`).
     """
+    section = config.model.section(splits.modality)
+    random_weights = isinstance(section, ImageConfig) and not _pretrained(section.weights)
     identity = {
         "format": FORMAT_VERSION,
         "modality": splits.modality,
-        "features": _feature_settings(config.model.section(splits.modality), copies, classifier),
+        "features": _feature_settings(section, copies, classifier),
         "copies": copies,
-        "seed": config.data.seed if copies else None,
+        "seed": config.data.seed if copies or random_weights else None,
         "data": _data_digest(splits, split),
     }
+    if boundary is not None:
+        identity["boundary"] = boundary
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -164,15 +180,18 @@ class FeatureExtractor:
 
     Args:
         model: a tfxfer classifier.
+        part: the model that computes the cached values (default: `feature_model(model)`,
+            the pooled features).
     """
 
-    def __init__(self, model: keras.Model) -> None:
-        self.model = feature_model(model)
+    def __init__(self, model: keras.Model, part: keras.Model | None = None) -> None:
+        self.model = part if part is not None else feature_model(model)
         self._functions: dict[bool, object] = {}
 
     @property
-    def width(self) -> int:
-        return self.model.output.shape[-1]
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example's cached value."""
+        return tuple(self.model.output.shape[1:])
 
     def __call__(self, inputs, training: bool = False) -> np.ndarray:
         if training not in self._functions:
@@ -186,11 +205,12 @@ def compute_features(
 ) -> None:
     """Writes the features of batched (inputs, labels) `ds` to `path` (a folder).
 
-    Shapes on disk: `x.npy` (size, width) or (size, copies, width); `y.npy` (size,).
+    Shapes on disk: `x.npy` (size, *shape) or (size, copies, *shape), `shape` being
+    `extract.shape`, e.g. (width,) for pooled features; `y.npy` (size,).
     Augmented copies come from the model's own augmentation layers (training=True;
     the frozen backbone still runs in inference mode).
     """
-    shape = (size, copies, extract.width) if copies else (size, extract.width)
+    shape = (size, copies, *extract.shape) if copies else (size, *extract.shape)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(tmp / "x.npy", mode="w+", dtype=np.float32, shape=shape)
@@ -211,7 +231,13 @@ def compute_features(
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
     x.flush(), y.flush()
     del x, y
-    os.replace(tmp, path)  # atomic: a half-written cache is never picked up
+    try:
+        os.replace(tmp, path)  # atomic: a half-written cache is never picked up
+    except OSError:
+        if not (path / "y.npy").is_file():
+            raise
+        # Another process (e.g. a second worker of a multi-worker job) wrote it first.
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +249,7 @@ def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def cached_split(
     model: keras.Model, config: RunConfig, splits: Splits, split: str, copies: int = 0,
-    extract: FeatureExtractor | None = None,
+    extract: FeatureExtractor | None = None, boundary: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The features of one split, computed once and then read from the cache.
 
@@ -234,16 +260,19 @@ def cached_split(
         split: "train", "val" or "test".
         copies: augmented copies per example (0: none).
         extract: a FeatureExtractor of `model` to reuse across splits.
+        boundary: for activations at a backbone layer's input instead of pooled
+            features, that layer's name (`extract` must then compute them).
 
     Returns:
         (features, labels); features are memory-mapped when they do not fit in memory.
     """
-    key = cache_key(config, splits, split, copies, model)
+    key = cache_key(config, splits, split, copies, model, boundary)
     path = cache_root(config.data.cache_dir) / "features" / key
+    what = f"activations at {boundary!r}" if boundary else "features"
     if path.is_dir():
-        logger.info("Reusing cached %s features %s", split, path)
+        logger.info("Reusing cached %s %s %s", split, what, path)
     else:
-        logger.info("Computing %s features of %d examples into %s", split,
+        logger.info("Computing %s %s of %d examples into %s", split, what,
                     splits.size(split), path)
         ds = splits.batches(split, config.data, training=False)
         compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
@@ -253,19 +282,20 @@ def cached_split(
 
 def features_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, seed: int,
-    drop_remainder: bool = False,
+    drop_remainder: bool = False, feature_rank: int = 1,
 ) -> tf.data.Dataset:
     """Batches of cached (features, labels); works for in-memory and memory-mapped arrays.
 
-    With augmented copies (`x` of rank 3) every example contributes one randomly
-    drawn copy per epoch, as live augmentation would.
+    With augmented copies (`x` of rank `feature_rank + 2`) every example contributes
+    one randomly drawn copy per epoch, as live augmentation would.
     """
     rng = np.random.default_rng(seed)
+    copies = x.ndim == feature_rank + 2
 
     def rows(index):
         index = np.sort(index)  # sequential reads from a memory map
         batch = x[index]
-        if batch.ndim == 3:
+        if copies:
             batch = batch[np.arange(len(index)), rng.integers(0, batch.shape[1], len(index))]
         return np.asarray(batch, np.float32), y[index]
 
@@ -275,32 +305,47 @@ def features_dataset(
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda i: tf.numpy_function(rows, [i], (tf.float32, tf.int64), stateful=True)
     )
-    width = x.shape[-1]
-    ds = ds.map(lambda f, label: (tf.ensure_shape(f, [None, width]),
+    shape = list(x.shape[x.ndim - feature_rank:])
+    ds = ds.map(lambda f, label: (tf.ensure_shape(f, [None, *shape]),
                                   tf.ensure_shape(label, [None])))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def head_phase_runner(model: keras.Model, config: RunConfig, splits: Splits) -> PhaseRunner:
+# Another way to get a split's (features, labels) given its copies; None: not available.
+FeatureSource = Callable[[str, int], "tuple[np.ndarray, np.ndarray] | None"]
+
+
+def head_phase_runner(
+    model: keras.Model, config: RunConfig, splits: Splits, source: FeatureSource | None = None
+) -> PhaseRunner:
     """A runner for the frozen-backbone phase that trains the head on cached features.
 
     Features are computed when the runner is called, after the phase has frozen the
-    backbone, so augmented copies never touch BatchNorm statistics.
+    backbone, so augmented copies never touch BatchNorm statistics. `source` may
+    provide them another way (`tfxfer.boundary.features_via_boundary`); where it
+    returns None they are computed here.
     """
     def run(phase, *, initial_epoch, epochs, verbose, callbacks):
         copies = config.train.augmented_copies if has_augmentation(model) else 0
         batch, seed = config.data.batch_size, config.data.seed
         even = tf.distribute.get_strategy().num_replicas_in_sync > 1
         extract = FeatureExtractor(model)
-        train = features_dataset(*cached_split(model, config, splits, "train", copies, extract),
-                                 batch, training=True, seed=seed, drop_remainder=even)
+
+        def features(split: str, n: int):
+            found = source(split, n) if source is not None else None
+            return found if found is not None else cached_split(
+                model, config, splits, split, n, extract)
+
+        train = features_dataset(*features("train", copies), batch, training=True, seed=seed,
+                                 drop_remainder=even)
         val = None
         if splits.batches("val", config.data, drop_remainder=even) is not None:
-            val = features_dataset(*cached_split(model, config, splits, "val", 0, extract),
-                                   batch, training=False, seed=seed, drop_remainder=even)
+            val = features_dataset(*features("val", 0), batch, training=False, seed=seed,
+                                   drop_remainder=even)
         head = head_model(model)
         compile_for_phase(head, phase, config.train)
-        return head.fit(train, validation_data=val, initial_epoch=initial_epoch, epochs=epochs,
-                        verbose=verbose, callbacks=callbacks, shuffle=False)
+        history = head.fit(train, validation_data=val, initial_epoch=initial_epoch,
+                           epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
+        return history, "cached features" + (f" ({copies} augmented copies)" if copies else "")
 
     return run

@@ -16,15 +16,19 @@ from typing import Any
 
 import yaml
 
+from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer.config import (
     BOTTLENECK_CACHE,
     DISTRIBUTE,
     OPTIMIZERS,
+    PHASE2_CACHE,
     POOLINGS,
     STRATEGIES,
+    TEXT_POOLINGS,
     RunConfig,
     load_config,
 )
+from tfxfer.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
@@ -37,11 +41,24 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
+def _label_names(text: str) -> dict[str, str]:
+    """`0=negative,1=positive` -> {"0": "negative", "1": "positive"}."""
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(not sep or not k.strip() or not v.strip() for k, sep, v in pairs):
+        raise argparse.ArgumentTypeError(
+            f"expected LABEL=NAME[,LABEL=NAME...], e.g. 0=negative,1=positive; got {text!r}")
+    return {k.strip(): v.strip() for k, _, v in pairs}
+
+
 # (flag, config section as a dotted path, config key, argparse options)
 _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
         "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
+    ("--target-data", "data", "target_source", {
+        "help": "domain_adaptation: folder of unlabelled target-domain images"}),
+    ("--target-test-data", "data", "target_test_source", {
+        "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -52,10 +69,17 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--max-test-examples", "data", "max_test_examples", {"type": int}),
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
+    ("--label-names", "data", "label_names", {
+        "type": _label_names, "metavar": "LABEL=NAME,...",
+        "help": "readable class names, e.g. 0=negative,1=positive"}),
     ("--backbone", "model.image", "backbone", {"help": "image backbone (see list-backbones)"}),
     ("--encoder", "model.text", "encoder", {
         "help": "text encoder: a name (see list-encoders), TF-Hub handle, SavedModel dir "
                 "or word-vector file"}),
+    ("--sequence-length", "model.text", "sequence_length", {
+        "type": int, "help": "tokens per text of a transformer encoder"}),
+    ("--text-pooling", "model.text", "text_pooling", {
+        "choices": TEXT_POOLINGS, "help": "sentence pooling of a transformer encoder"}),
     ("--weights", "model.image", "weights", {"help": "imagenet, none, or a weights file"}),
     ("--image-size", "model.image", "image_size", {"type": int}),
     ("--pooling", "model.image", "pooling", {"choices": POOLINGS}),
@@ -75,9 +99,15 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--bottleneck-cache", "train", "bottleneck_cache", {
         "choices": BOTTLENECK_CACHE, "help": "train phase 1 on cached backbone features"}),
     ("--augmented-copies", "train", "augmented_copies", {"type": int}),
-    ("--distribute", "train", "distribute", {"choices": DISTRIBUTE}),
+    ("--phase2-cache", "train", "phase2_cache", {
+        "choices": PHASE2_CACHE,
+        "help": "train phase 2 on cached activations of the frozen bottom of the backbone"}),
+    ("--distribute", "train", "distribute", {
+        "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
+    ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
+    ("--adaptation-lambda", "train", "adaptation_lambda", {"type": float}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
@@ -86,6 +116,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
+    ("--deterministic", "train", "deterministic", True),
 ]
 
 
@@ -96,6 +127,11 @@ def _dest(flag: str) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML or JSON config file (flags override it)")
     parser.add_argument("--out", help="run directory (default runs/<timestamp>)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue a killed run from its last completed epoch (alone, or with the "
+             "run's original flags)",
+    )
     parser.add_argument(
         "--backbone-arg", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
         help="backbone constructor argument, e.g. alpha=0.25 (repeatable)",
@@ -142,7 +178,8 @@ def parse_train_config(
     """Reads `tfxfer train` flags from a command line into a validated RunConfig.
 
     For scripts such as the apps: they take every flag `tfxfer train` takes, over
-    their own config file. Logging is set up as `tfxfer` sets it up.
+    their own config file. Logging and oneDNN are set up as `tfxfer` sets them up
+    (call it before anything imports TensorFlow).
 
     Args:
         argv: the arguments (default: sys.argv[1:]).
@@ -157,6 +194,7 @@ def parse_train_config(
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    enable_onednn_default()  # before the script imports TensorFlow
     return load_config(args.config or config_file, train_overrides(args))
 
 
@@ -170,8 +208,13 @@ def setup_logging(level: str = "INFO") -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
+    from tfxfer.resume import RunFinishedError
 
-    result = train(load_config(args.config, train_overrides(args)))
+    try:
+        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+    except RunFinishedError as err:
+        print(err)
+        return 0
     print(f"run directory: {result.run_dir}")
     if result.evaluation is not None:
         print(result.evaluation.table())
@@ -196,6 +239,22 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--restarts", type=int, default=0,
+                        help="restart a failed job this many times, resuming its run")
+    parser.add_argument("--timeout", type=float, help="seconds the whole job may take")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="-- then the tfxfer command every worker runs, e.g. -- train ...")
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from tfxfer.launch import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return launch(command, args.workers, restarts=args.restarts, timeout=args.timeout)
+
+
 def run_list_backbones(args: argparse.Namespace) -> int:
     from tfxfer.backbones import list_backbones
 
@@ -214,11 +273,16 @@ COMMANDS: list[Command] = [
      run_evaluate),
     ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
      run_report),
+    ("launch", "run a command as a multi-worker job of local processes (TF_CONFIG each)",
+     add_launch_arguments, run_launch),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",
      text_commands.add_build_encoder_arguments, text_commands.run_build_encoder),
-    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION)",
+    ("build-mnist-m", "write MNIST and MNIST-M (digits blended with photo crops) as folders",
+     adaptation_commands.add_build_mnist_m_arguments, adaptation_commands.run_build_mnist_m),
+    ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION), "
+     "or as a LiteRT (.tflite) model for devices (--format tflite)",
      serving_commands.add_export_arguments, serving_commands.run_export),
     ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",
      serving_commands.add_predict_arguments, serving_commands.run_predict),
@@ -246,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    enable_onednn_default()  # before any command imports TensorFlow
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -6,7 +6,7 @@ A run is described by one `RunConfig`:
     model    ModelConfig   the head (dropout, hidden_units) and one section per modality:
       image  ImageConfig   backbone, weights, backbone_kwargs, image_size, pooling,
                            augment, flip, rotation, zoom
-      text   TextConfig    encoder
+      text   TextConfig    encoder, sequence_length, text_pooling
     train    TrainConfig   strategy, epochs, learning rates, unfreezing, caching, devices
     out                    the run directory
 
@@ -41,11 +41,15 @@ from tfxfer.modality import IMAGE, TEXT, validate_modality
 logger = logging.getLogger(__name__)
 
 # Every choice a field accepts, listed once: validation and the CLI read them here.
-STRATEGIES = ("feature_extraction", "fine_tune", "fine_tune_all", "from_scratch")
+STRATEGIES = (
+    "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
+)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 POOLINGS = ("avg", "max")
+TEXT_POOLINGS = ("mean", "cls")
 BOTTLENECK_CACHE = ("auto", "on", "off")
-DISTRIBUTE = ("auto", "mirrored", "none")
+PHASE2_CACHE = ("auto", "off")
+DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 
 
 @dataclass
@@ -77,6 +81,17 @@ class DataConfig:
     # Text data: the CSV columns holding the text and the label.
     text_column: str = "text"
     label_column: str = "label"
+    # Readable class names by label, e.g. {0: negative, 1: positive} for IMDB's CSVs;
+    # labels not named keep their own, names of absent labels are ignored (at least one
+    # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
+    label_names: dict[str, str] | None = None
+    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
+    # Unlabelled target-domain images: a flat folder, or class subfolders whose names
+    # (labels) are ignored.
+    target_source: str | None = None
+    # Labelled target images (class subfolders) to measure target accuracy after every
+    # epoch; never used for training.
+    target_test_source: str | None = None
 
 
 @dataclass
@@ -105,8 +120,13 @@ class TextConfig:
     """The text side of the model: the pretrained encoder."""
 
     # A registered name (`tfxfer list-encoders`), a TF-Hub handle, a local SavedModel
-    # directory or a word-vector file.
+    # directory, a word-vector file, or a transformer: a keras-hub preset name, an
+    # hf:// handle or a Hugging Face / keras-hub model folder.
     encoder: str = "glove_6b_50d"
+    # Transformer encoders: tokens per text after truncation/padding ([CLS]/[SEP] included).
+    sequence_length: int = 128
+    # Transformer encoders: sentence pooling, "mean", "cls", or None for the checkpoint's own.
+    text_pooling: str | None = None
 
 
 SECTIONS = {IMAGE: ImageConfig, TEXT: TextConfig}
@@ -245,8 +265,16 @@ class TrainConfig:
     # With augmentation on, cache this many augmented copies of each training example
     # (each epoch draws one per example); 0 runs phase 1 on the full model instead.
     augmented_copies: int = 0
-    # "auto" (MirroredStrategy when several GPUs are visible), "mirrored", or "none".
+    # Train phase 2 (top of the backbone unfrozen) on activations of the frozen bottom
+    # computed once and cached: "auto" (when the conditions hold, else the full model
+    # with a log line saying why) or "off". See tfxfer/boundary.py.
+    phase2_cache: str = "auto"
+    # "auto" (MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
+    # MirroredStrategy when several GPUs are visible), "mirrored", "multi_worker" or "none".
     distribute: str = "auto"
+    # Seeds everything, enables TensorFlow op determinism and a deterministic tf.data
+    # order: the same command twice gives the same metrics (slower; see the README).
+    deterministic: bool = False
     # GPU options; both off by default (slower on this project's reference CPU).
     mixed_precision: bool = False
     jit_compile: bool = False
@@ -254,6 +282,13 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
+    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
+    # Width of the domain classifier's hidden layer (0: a linear domain classifier).
+    domain_hidden_units: int = 100
+    # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1).
+    adaptation_lambda: float = 1.0
+    # Anneal the learning rate as eta_p = eta0 / (1 + 10 p)^0.75 over the whole run.
+    anneal_learning_rate: bool = True
 
 
 @dataclass
@@ -271,7 +306,27 @@ class RunConfig:
         _validate_train(self.train)
         _validate_data(self.data)
         _validate_model(self.model)
+        _validate_adaptation(self)
         return self
+
+
+def _validate_adaptation(config: RunConfig) -> None:
+    adapting = config.train.strategy == "domain_adaptation"
+    if adapting and not config.data.target_source:
+        raise ValueError(
+            "strategy 'domain_adaptation' needs unlabelled target images: set --target-data "
+            "(data.target_source) to a folder of images."
+        )
+    if not adapting and (config.data.target_source or config.data.target_test_source):
+        raise ValueError(
+            "--target-data / --target-test-data are used by --strategy domain_adaptation only. "
+            f"Received: strategy={config.train.strategy!r}"
+        )
+    if config.train.domain_hidden_units < 0 or config.train.adaptation_lambda < 0:
+        raise ValueError(
+            "domain_hidden_units and adaptation_lambda must be >= 0. Received: "
+            f"{config.train.domain_hidden_units}, {config.train.adaptation_lambda}"
+        )
 
 
 def _validate_data(data: DataConfig) -> None:
@@ -286,6 +341,14 @@ def _validate_data(data: DataConfig) -> None:
         )
     if data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1. Received: {data.batch_size}")
+    if data.label_names is not None and (
+        not isinstance(data.label_names, dict)
+        or not all(str(v).strip() for v in data.label_names.values())
+    ):
+        raise ValueError(
+            "data.label_names must map labels to non-empty names, e.g. "
+            f"{{0: negative, 1: positive}}. Received: {data.label_names!r}"
+        )
 
 
 def _validate_model(model: ModelConfig) -> None:
@@ -295,6 +358,8 @@ def _validate_model(model: ModelConfig) -> None:
         raise ValueError(f"model.hidden_units must be >= 0. Received: {model.hidden_units}")
     if model.image is not None:
         _validate_choice("model.image.pooling", model.image.pooling, POOLINGS)
+    if model.text is not None and model.text.text_pooling is not None:
+        _validate_choice("model.text.text_pooling", model.text.text_pooling, TEXT_POOLINGS)
 
 
 def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -306,6 +371,7 @@ def _validate_train(train: TrainConfig) -> None:
     _validate_choice("train.strategy", train.strategy, STRATEGIES)
     _validate_choice("train.optimizer", train.optimizer, OPTIMIZERS)
     _validate_choice("train.bottleneck_cache", train.bottleneck_cache, BOTTLENECK_CACHE)
+    _validate_choice("train.phase2_cache", train.phase2_cache, PHASE2_CACHE)
     _validate_choice("train.distribute", train.distribute, DISTRIBUTE)
     if train.epochs < 0 or train.fine_tune_epochs < 0:
         raise ValueError(

@@ -11,6 +11,8 @@ import logging
 import keras
 import tensorflow as tf
 
+from tfxfer.distribute import multi_worker_strategy, wants_multi_worker
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,11 +31,15 @@ def set_precision(mixed_precision: bool) -> str:
 def distribution_strategy(setting: str) -> tf.distribute.Strategy:
     """The tf.distribute strategy for `train.distribute`.
 
-    "auto" mirrors over all GPUs when there are at least two and otherwise uses
+    "auto" runs MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
+    else mirrors over all GPUs when there are at least two and otherwise uses
     the default (single-device) strategy; "mirrored" mirrors over the GPUs, or
     over the logical CPU devices when there is no GPU (how the distributed path is
-    tested on CPU); "none" is the default strategy.
+    tested on CPU); "multi_worker" is MultiWorkerMirroredStrategy from TF_CONFIG
+    (see `tfxfer.distribute`); "none" is the default strategy.
     """
+    if wants_multi_worker(setting):  # before any device query: it must come first
+        return multi_worker_strategy()
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if setting == "none" or (setting == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()

@@ -18,25 +18,38 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from tfxfer import rundir
+from tfxfer.backbones import resolve_weights
 from tfxfer.bottleneck import head_phase_runner, should_cache
+from tfxfer.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import load_splits
 from tfxfer.data.splits import Splits
 from tfxfer.devices import distribution_strategy, set_precision
+from tfxfer.distribute import (
+    barrier,
+    input_options,
+    is_chief,
+    output_dir,
+    remove_output_dir,
+    with_options,
+)
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.modality import IMAGE, validate_modality
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
+from tfxfer.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
 from tfxfer.strategies import Phase, plan_phases
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training import PhaseRecord, PhaseTrainer, TrainingHistory
+from tfxfer.training import PhaseRecord, PhaseTrainer, TrainingHistory, remaining_phases
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +91,12 @@ def _prepare_run_dir(path: Path) -> Path:
     return path
 
 
+def is_pretrained(config: RunConfig) -> bool:
+    """Whether the image backbone starts from pretrained weights (text encoders always do)."""
+    image = config.model.image
+    return image is None or resolve_weights(image.weights) is not None
+
+
 def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:
     """The classifier for `modality` ("image" or "text"), built from the model section.
 
@@ -89,7 +108,9 @@ def build_classifier(config: RunConfig, modality: str, num_classes: int) -> kera
     Returns:
         An uncompiled model from raw images or strings to class probabilities.
     """
-    from_scratch = config.train.strategy == "from_scratch"
+    from_scratch = config.train.strategy == "from_scratch" or (
+        config.train.strategy == "domain_adaptation" and not is_pretrained(config)
+    )
     if validate_modality(modality) == IMAGE:
         return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
     return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
@@ -102,6 +123,13 @@ class Experiment:
     Args:
         config: the run configuration; it is validated and resolved (image size,
             run directory), and the run directory is created (never overwritten).
+        resume: a run directory to continue from its last completed epoch (see
+            `tfxfer.resume`); `config` is then the run's saved config unless it
+            differs from the default, when it must match the saved one.
+
+    Every epoch is backed up to RUN_DIR/checkpoints. In a multi-worker job only
+    the chief writes the run directory; the others write to a temporary
+    directory that `save` removes (see `tfxfer.distribute`).
 
     Example:
         run = Experiment(load_config("apps/flowers/config.yaml"))
@@ -113,13 +141,19 @@ class Experiment:
         run.save()
     """
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
         self.given_model = config.validate().model
-        self.config = resolve_config(config)
-        self.run_dir = _prepare_run_dir(Path(self.config.out))
-        set_precision(self.config.train.mixed_precision)
-        keras.utils.set_random_seed(self.config.data.seed)
+        self.config = _resolve_run(config, resume)
+        self.resume = resume
+        # Created first: MultiWorkerMirroredStrategy must precede any TensorFlow op.
         self.strategy = distribution_strategy(self.config.train.distribute)
+        self.chief = is_chief(self.strategy)
+        if resume is None and self.chief:
+            _prepare_run_dir(Path(self.config.out))
+        self.run_dir = output_dir(Path(self.config.out), self.strategy)
+        set_precision(self.config.train.mixed_precision)
+        _seed(self.config)
+        self.start = latest_checkpoint(Path(self.config.out) / CHECKPOINTS) if resume else None
         self.replicas = self.strategy.num_replicas_in_sync
         if self.config.data.batch_size % self.replicas:
             raise ValueError(
@@ -134,7 +168,8 @@ class Experiment:
     @property
     def phases(self) -> list[Phase]:
         """The phases of the configured strategy: the head, then fine-tuning (if any)."""
-        return plan_phases(self.config.train)
+        return remaining_phases(plan_phases(self.config.train, is_pretrained(self.config)),
+                                self.start)
 
     def load_data(self, splits: Splits | None = None) -> Splits:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
@@ -149,29 +184,49 @@ class Experiment:
             logger.warning("The data are %s: these settings are not used: %s",
                            modality, ", ".join(unused))
         self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
-        rundir.write_setup(self.run_dir, self.config, self.splits)
+        if self.resume is None or not self.chief:  # a resumed run keeps what it wrote
+            rundir.write_setup(self.run_dir, self.config, self.splits)
         return self.splits
 
     def build_model(self) -> keras.Model:
         """Builds the classifier and prepares its phases (under the distribution strategy).
 
-        Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it.
-        With several replicas, Keras 3.15 fails on batches that do not split evenly
+        Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it,
+        phase 2 on cached activations of the frozen bottom when `tfxfer.boundary` does
+        (then phase 1's features are pooled from those activations: the bottom runs
+        once). With several replicas, Keras 3.15 fails on batches that do not split evenly
         across replicas (random layers, BatchNorm on empty replica batches), so the
         last partial training and validation batch is dropped; the test evaluation
-        runs on every example (see `evaluation.inference_function`).
+        runs on every example (see `evaluation.inference_function`). A resumed run
+        loads the weights of its checkpoint here.
         """
         config, splits = self.config, self._require("splits", "load_data")
         even = self.replicas > 1
+        options = input_options(config.train.deterministic)
         with self.strategy.scope():
             model = build_classifier(config, splits.modality, len(splits.class_names))
-            runners = {}
-            if should_cache(model, config):
-                runners["head"] = head_phase_runner(model, config, splits)
-            train_ds = splits.batches("train", config.data, training=True, drop_remainder=even)
-            val_ds = splits.batches("val", config.data, drop_remainder=even)
-        callbacks = tensorboard_callbacks(self.run_dir, config.train.tensorboard)
-        self.trainer = PhaseTrainer(model, train_ds, val_ds, config.train, callbacks, runners)
+            if self.start is not None:
+                self.start.load_weights(model)
+                logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
+            train_ds = with_options(
+                splits.batches("train", config.data, training=True, drop_remainder=even), options)
+            val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
+                                  options)
+            if config.train.strategy == "domain_adaptation":
+                from tfxfer.adaptation import DomainAdaptation
+
+                adaptation = DomainAdaptation(model, config, splits, drop_remainder=even)
+                runners = adaptation.runners(self.phases)
+            else:
+                runners = {"fine_tune": boundary_phase_runner(model, config, splits, train_ds,
+                                                              val_ds)}
+                if should_cache(model, config):
+                    runners["head"] = head_phase_runner(
+                        model, config, splits, features_via_boundary(model, config, splits))
+        callbacks = [*tensorboard_callbacks(self.run_dir, config.train.tensorboard),
+                     EpochBackup(model, self.run_dir / CHECKPOINTS, restore_from=self.start)]
+        self.trainer = PhaseTrainer(model, train_ds, val_ds, config.train, callbacks, runners,
+                                    self.start)
         self.model = model
         return model
 
@@ -186,11 +241,11 @@ class Experiment:
 
         Returns:
             The test evaluation (also written to the run directory), or None when
-            there is no test split.
+            there is no test split or this is not the chief of a multi-worker job.
         """
         self._finish_training()
         splits = self.splits
-        if splits.size("test"):
+        if splits.size("test") and self.chief:
             self.evaluation = evaluate(self.model, splits.batches("test", self.config.data),
                                        splits.class_names)
             rundir.write_evaluation(self.run_dir, self.evaluation,
@@ -198,12 +253,21 @@ class Experiment:
         return self.evaluation
 
     def save(self) -> RunResult:
-        """Saves model.keras and writes the report; returns what the run produced."""
+        """Saves model.keras and writes the report; returns what the run produced.
+
+        The checkpoints go (the run is finished); a non-chief worker writes nothing
+        and removes its temporary directory once the chief is done.
+        """
         self._finish_training()
-        rundir.save_model(self.run_dir, self.model)
-        write_report(self.run_dir, self.splits)
-        logger.info("Run written to %s", self.run_dir)
-        return RunResult(self.run_dir, self.config, self.model, self.splits,
+        run_dir = Path(self.config.out)
+        if self.chief:
+            rundir.save_model(self.run_dir, self.model)
+            shutil.rmtree(self.run_dir / CHECKPOINTS, ignore_errors=True)
+            write_report(self.run_dir, self.splits)
+            logger.info("Run written to %s", self.run_dir)
+        barrier(self.strategy)
+        remove_output_dir(self.run_dir, run_dir)
+        return RunResult(run_dir, self.config, self.model, self.splits,
                          self.trainer.history, self.evaluation)
 
     def _finish_training(self) -> None:
@@ -219,18 +283,36 @@ class Experiment:
         return value
 
 
-def train(config: RunConfig, splits: Splits | None = None) -> RunResult:
+def _resolve_run(config: RunConfig, resume: str | Path | None) -> RunConfig:
+    """The resolved config of a new run, or of the run at `resume` (checked)."""
+    if resume is None:
+        return resolve_config(config)
+    given = dataclasses.replace(config, out=str(resume))
+    return resume_config(resume, None if config == RunConfig() else resolve_config(given))
+
+
+def _seed(config: RunConfig) -> None:
+    keras.utils.set_random_seed(config.data.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+        logger.info("Deterministic run: seed %d, op determinism on", config.data.seed)
+
+
+def train(
+    config: RunConfig, splits: Splits | None = None, resume: str | Path | None = None
+) -> RunResult:
     """Runs a full training job described by `config` and writes its run directory.
 
     Args:
         config: the run configuration (see `tfxfer.config`).
         splits: data loaded already, e.g. from pandas with
             `tfxfer.data.text.load_dataframe_splits`; default: `config.data.source`.
+        resume: a run directory to continue after its last completed epoch.
 
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    run = Experiment(config)
+    run = Experiment(config, resume)
     run.load_data(splits)
     run.build_model()
     for phase in run.phases:

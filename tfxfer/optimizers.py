@@ -58,6 +58,9 @@ class LayerwiseRMSprop(_LayerwiseMixin, keras.optimizers.RMSprop):
     """RMSprop with per-variable learning-rate multipliers."""
 
 
+# Variable names AdamW does not decay: biases, LayerNorm/BatchNorm gamma and beta.
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
+
 _OPTIMIZERS = {
     "adam": (keras.optimizers.Adam, LayerwiseAdam, {}),
     "adamw": (keras.optimizers.AdamW, LayerwiseAdamW, {}),
@@ -74,8 +77,13 @@ def make_optimizer(
         raise ValueError(f"Unknown optimizer {name!r}. Valid optimizers: {', '.join(_OPTIMIZERS)}")
     plain, layerwise, defaults = _OPTIMIZERS[name]
     if lr_multipliers:
-        return layerwise(learning_rate=learning_rate, lr_multipliers=lr_multipliers, **defaults)
-    return plain(learning_rate=learning_rate, **defaults)
+        optimizer = layerwise(learning_rate=learning_rate, lr_multipliers=lr_multipliers,
+                              **defaults)
+    else:
+        optimizer = plain(learning_rate=learning_rate, **defaults)
+    if name == "adamw":  # as BERT fine-tuning recipes: no decay of biases and norm scales
+        optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+    return optimizer
 
 
 def layerwise_multipliers(model: keras.Model, decay: float, block: int) -> dict[str, float]:

@@ -6,7 +6,8 @@
       data_summary.json    source, counts per split and class, skipped files
       splits.csv           file of every example and its split (folder sources)
       history.csv          joined per-epoch history of all phases
-      phases.json          per-phase epochs, learning rate, trainable weights, seconds
+      phases.json          per-phase epochs, learning rate, trainable weights, seconds,
+                           how the phase ran (mode) and the oneDNN setting
       metrics.json         test accuracy, per-class metrics, confusion matrix
       per_class.csv        precision, recall, F1, support per class
       confusion_matrix.csv counts, rows true, columns predicted
@@ -38,6 +39,7 @@ from tfxfer.config import RunConfig, config_from_dict
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation
 from tfxfer.modality import TEXT
+from tfxfer.onednn import onednn_record
 from tfxfer.training import TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -87,7 +89,9 @@ def write_setup(run_dir: Path, config: RunConfig, splits: Splits) -> None:
 
 def write_history(run_dir: Path, history: TrainingHistory) -> None:
     _write_csv(run_dir / HISTORY, history.rows)
-    _write_json(run_dir / PHASES, [dataclasses.asdict(p) for p in history.phases])
+    onednn = onednn_record()
+    _write_json(run_dir / PHASES,
+                [{**dataclasses.asdict(p), "onednn": onednn} for p in history.phases])
 
 
 def split_inputs(splits: Splits, split: str) -> list[str] | None:

@@ -4,6 +4,9 @@
     fine_tune           phase 1, then the top of the backbone unfrozen
     fine_tune_all       phase 1, then the whole backbone unfrozen
     from_scratch        one phase, random weights, everything trainable
+    domain_adaptation   as fine_tune on a pretrained backbone, as from_scratch without
+                        pretrained weights; every phase is domain-adversarial
+                        (see `tfxfer.adaptation`)
 
 Whenever pretrained backbone layers are unfrozen, BatchNormalization layers stay
 frozen: their moving statistics were estimated on the pretraining data and a
@@ -48,14 +51,19 @@ class Phase:
     unfreeze: str
 
 
-def plan_phases(train: TrainConfig) -> list[Phase]:
-    """The phases a strategy runs, with their epochs and learning rates."""
+def plan_phases(train: TrainConfig, pretrained: bool = True) -> list[Phase]:
+    """The phases a strategy runs, with their epochs and learning rates.
+
+    `pretrained` (the backbone has pretrained weights) matters to
+    `domain_adaptation` only.
+    """
     lr2 = fine_tune_learning_rate(train)
-    if train.strategy == "from_scratch":
+    adapting = train.strategy == "domain_adaptation"
+    if train.strategy == "from_scratch" or (adapting and not pretrained):
         total = train.epochs + train.fine_tune_epochs
         return [Phase("scratch", total, train.learning_rate, "everything")]
     phases = [Phase("head", train.epochs, train.learning_rate, "none")]
-    if train.strategy == "fine_tune":
+    if train.strategy == "fine_tune" or adapting:
         phases.append(Phase("fine_tune", train.fine_tune_epochs, lr2, "top"))
     elif train.strategy == "fine_tune_all":
         phases.append(Phase("fine_tune", train.fine_tune_epochs, lr2, "all"))
@@ -76,7 +84,8 @@ def backbone_of(model: keras.Model) -> keras.layers.Layer:
 def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """Yields `layer` and all layers nested inside it, depth first."""
     yield layer
-    for child in getattr(layer, "layers", []):
+    units = getattr(layer, "unfreeze_units", None)  # transformer encoders
+    for child in units if units is not None else getattr(layer, "layers", []):
         yield from walk_layers(child)
 
 
@@ -112,6 +121,9 @@ def _top_start(layers: list, train: TrainConfig) -> int:
 
 
 def _sublayers(backbone: keras.layers.Layer) -> list:
+    units = getattr(backbone, "unfreeze_units", None)  # transformer encoders: blocks
+    if units is not None:
+        return list(units)
     return [
         layer for layer in getattr(backbone, "layers", [])
         if not isinstance(layer, keras.layers.InputLayer)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -35,6 +36,8 @@ class PhaseRecord:
     trainable_weights: int
     trainable_params: int
     seconds: float
+    # How the phase ran: "full model", or the cached variant its runner chose.
+    mode: str = "full model"
 
 
 @dataclass
@@ -115,7 +118,30 @@ def _validate_fit(train: TrainConfig, val_ds: tf.data.Dataset | None) -> None:
         )
 
 
-PhaseRunner = Callable[..., keras.callbacks.History]
+# Called as runner(phase, initial_epoch=, epochs=, verbose=, callbacks=); returns the
+# Keras history and how the phase ran (recorded as PhaseRecord.mode).
+PhaseRunner = Callable[..., tuple[keras.callbacks.History, str]]
+
+
+class ResumePoint(Protocol):
+    """Where a resumed run continues; `tfxfer.resume.Checkpoint` is one."""
+
+    epoch: int
+    phase: str
+    history: TrainingHistory
+
+    def load_best(self, best: BestWeights) -> None: ...
+
+
+def remaining_phases(phases: Sequence[Phase], start: ResumePoint | None) -> list[Phase]:
+    """`phases` from the one `start` was in (all of them without `start`)."""
+    names = [phase.name for phase in phases]
+    if start is None:
+        return list(phases)
+    if start.phase not in names:
+        raise ValueError(f"The checkpoint is in phase {start.phase!r}, which this run's "
+                         f"strategy does not have (phases: {names}).")
+    return list(phases[names.index(start.phase):])
 
 
 class PhaseTrainer:
@@ -133,8 +159,13 @@ class PhaseTrainer:
         callbacks: extra Keras callbacks passed to every phase.
         runners: optional replacements of `model.fit` by phase name, called as
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
-            phase's trainable flags are set; used to train the head on cached
-            backbone features (see `tfxfer.bottleneck`).
+            phase's trainable flags are set and returning (history, mode); used to
+            train on cached backbone features (`tfxfer.bottleneck`) or cached
+            activations at the unfreeze boundary (`tfxfer.boundary`).
+        start: where a resumed run continues (see `tfxfer.resume`): its history and
+            epoch count carry on and its phase continues after its epoch. Callbacks
+            with an `on_phase_begin(phase, history, best)` method are told each
+            phase before it runs.
     """
 
     def __init__(
@@ -145,47 +176,58 @@ class PhaseTrainer:
         train: TrainConfig,
         callbacks: Sequence[keras.callbacks.Callback] = (),
         runners: dict[str, PhaseRunner] | None = None,
+        start: ResumePoint | None = None,
     ) -> None:
         _validate_fit(train, val_ds)
         self.model, self.train_ds, self.val_ds, self.train = model, train_ds, val_ds, train
         self.callbacks = list(callbacks)
         self.runners = runners or {}
-        self.history = TrainingHistory()
+        self.history = start.history if start else TrainingHistory()
         self.best = BestWeights(model) if train.restore_best else None
-        self.epoch = 0
+        if self.best is not None and start is not None:
+            start.load_best(self.best)
+        self.epoch = start.epoch if start else 0
         self.finished = False
 
     def fit(self, phase: Phase) -> PhaseRecord:
         """Trains one phase and records it."""
         model, train = self.model, self.train
+        first = _first_epoch(self.history, phase, self.epoch)
         set_phase_trainable(model, phase, train)
         logger.info(
-            "Phase %r: epochs %d-%d, learning rate %g, %d trainable weights",
-            phase.name, self.epoch + 1, self.epoch + phase.epochs, phase.learning_rate,
+            "Phase %r: epochs %d-%d (from %d), learning rate %g, %d trainable weights",
+            phase.name, first, first - 1 + phase.epochs, self.epoch + 1, phase.learning_rate,
             len(model.trainable_weights),
         )
+        for callback in self.callbacks:
+            if hasattr(callback, "on_phase_begin"):
+                callback.on_phase_begin(phase, self.history, self.best)
         fit_args = {
-            "initial_epoch": self.epoch, "epochs": self.epoch + phase.epochs,
+            "initial_epoch": self.epoch, "epochs": first - 1 + phase.epochs,
             "verbose": train.verbose,
-            "callbacks": [*self.callbacks, *_phase_callbacks(train),
-                          *([self.best] if self.best else [])],
+            # BestWeights first: a backup callback then saves this epoch's best.
+            "callbacks": [*([self.best] if self.best else []), *self.callbacks,
+                          *_phase_callbacks(train)],
         }
-        start = time.perf_counter()
+        began = time.perf_counter()
         runner = self.runners.get(phase.name)
         if runner is None:
             compile_for_phase(model, phase, train)
             result = model.fit(self.train_ds, validation_data=self.val_ds, shuffle=False,
                                **fit_args)
+            mode = "full model"
         else:
-            result = runner(phase, **fit_args)
-        seconds = time.perf_counter() - start
-        epochs_run = _append_rows(self.history, result, phase)
+            result, mode = runner(phase, **fit_args)
+        seconds = time.perf_counter() - began
+        _append_rows(self.history, result, phase)
+        epochs_run = sum(row["phase"] == phase.name for row in self.history.rows)
         record = PhaseRecord(
-            phase.name, self.epoch + 1, epochs_run, phase.learning_rate,
+            phase.name, first, epochs_run, phase.learning_rate,
             len(model.trainable_weights), _count_params(model.trainable_weights), seconds,
+            mode,
         )
         self.history.phases.append(record)
-        self.epoch += epochs_run
+        self.epoch = first - 1 + epochs_run
         return record
 
     def finish(self) -> TrainingHistory:
@@ -203,21 +245,30 @@ def fit_phases(
     train: TrainConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     runners: dict[str, PhaseRunner] | None = None,
+    start: ResumePoint | None = None,
+    pretrained: bool = True,
 ) -> TrainingHistory:
     """Trains `model` through the phases of `train.strategy` (see `PhaseTrainer`).
+
+    `pretrained` (the backbone has pretrained weights) is passed to `plan_phases`.
 
     Returns:
         The joined history and a record per phase.
     """
-    trainer = PhaseTrainer(model, train_ds, val_ds, train, callbacks, runners)
-    for phase in plan_phases(train):
+    trainer = PhaseTrainer(model, train_ds, val_ds, train, callbacks, runners, start)
+    for phase in remaining_phases(plan_phases(train, pretrained), start):
         trainer.fit(phase)
     return trainer.finish()
 
 
-def _append_rows(history: TrainingHistory, result: keras.callbacks.History, phase: Phase) -> int:
+def _first_epoch(history: TrainingHistory, phase: Phase, epoch: int) -> int:
+    """The first epoch of `phase`: from the history when a resumed run is inside it."""
+    done = [row["epoch"] for row in history.rows if row["phase"] == phase.name]
+    return min(done) if done else epoch + 1
+
+
+def _append_rows(history: TrainingHistory, result: keras.callbacks.History, phase: Phase) -> None:
     for i, epoch in enumerate(result.epoch):
         row = {"epoch": epoch + 1, "phase": phase.name, "learning_rate": phase.learning_rate}
         row.update({k: float(v[i]) for k, v in result.history.items()})
         history.rows.append(row)
-    return len(result.epoch)

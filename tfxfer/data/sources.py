@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tfxfer.config import DataConfig
 from tfxfer.data.folder import load_folder_splits
-from tfxfer.data.splits import Splits
+from tfxfer.data.splits import Splits, apply_label_names
 from tfxfer.data.text import load_csv_splits
 from tfxfer.data.tfds_source import load_tfds_splits
 
@@ -38,7 +38,7 @@ def _validate_test_source(data: DataConfig, kind: str) -> None:
 
 
 def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
-    """Reads and splits the data named by `data.source`.
+    """Reads and splits the data named by `data.source`, with `data.label_names` applied.
 
     Args:
         data: the data section of the config.
@@ -47,6 +47,10 @@ def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
     Returns:
         Splits with decoders for the model's inputs.
     """
+    return apply_label_names(_load_splits(data, image_size), data.label_names)
+
+
+def _load_splits(data: DataConfig, image_size: int | None) -> Splits:
     kind = source_kind(data.source)
     _validate_test_source(data, kind)
     if kind == "tfds":

@@ -11,8 +11,9 @@ what was read and skipped. Nothing here imports a loader.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,3 +260,28 @@ class Splits:
             "counts": counts,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
+
+
+def apply_label_names(splits: Splits, label_names: Mapping[str, str] | None) -> Splits:
+    """`splits` with its class names replaced by `label_names` (label -> readable name).
+
+    Names of labels the data does not have are ignored, so that one mapping can serve
+    several sources of a dataset (IMDB's CSVs say 0/1, its TFDS version neg/pos); but
+    at least one must match.
+
+    Raises:
+        ValueError: no named label is a class of the data, or two classes get one name.
+    """
+    if not label_names:
+        return splits
+    names = {str(k): str(v) for k, v in label_names.items()}
+    if not set(names) & set(splits.class_names):
+        raise ValueError(
+            f"label_names names labels {sorted(names)}, none of which {splits.source} has; "
+            f"its labels are {splits.class_names}."
+        )
+    renamed = [names.get(c, c) for c in splits.class_names]
+    if len(set(renamed)) != len(renamed):
+        raise ValueError(f"label_names gives two classes the same name: {renamed}.")
+    logger.info("Class names %s -> %s", splits.class_names, renamed)
+    return dataclasses.replace(splits, class_names=renamed)

@@ -32,7 +32,13 @@ import numpy as np
 import pandas as pd
 
 from tfxfer.config import DataConfig
-from tfxfer.data.splits import Splits, carve_indices, subsample_test, tensor_splits
+from tfxfer.data.splits import (
+    Splits,
+    apply_label_names,
+    carve_indices,
+    subsample_test,
+    tensor_splits,
+)
 from tfxfer.modality import modality_of_source
 
 logger = logging.getLogger(__name__)
@@ -225,4 +231,5 @@ def load_dataframe_splits(
     if test_frame is not None:
         test = table_from_frame(test_frame, data.text_column, data.label_column,
                                 "test DataFrame")
-    return text_splits(train, data, test, source="DataFrame")
+    splits = text_splits(train, data, test, source="DataFrame")
+    return apply_label_names(splits, data.label_names)

@@ -14,6 +14,7 @@ import numpy as np
 
 from tfxfer.data.splits import Splits
 from tfxfer.modality import TEXT
+from tfxfer.reports.adaptation import add_adaptation
 from tfxfer.reports.confusion import confused_pairs, plot_confusion_matrix
 from tfxfer.reports.curves import plot_learning_curves
 from tfxfer.reports.grid import GridCell, plot_prediction_grid, select_examples
@@ -96,6 +97,7 @@ def write_report(run_dir: str | Path, splits: Splits | None = None) -> Path:
         parts.figures["Learning curves"] = plot_learning_curves(
             run.history, run.phases, run.run_dir / LEARNING_CURVES
         )
+        add_adaptation(run.run_dir, run.history, parts.figures)
     if run.metrics:
         _add_confusion(run, parts)
     if run.predictions is not None and len(run.predictions):

@@ -237,6 +237,9 @@ def predict_local(
     path = Path(saved_model_dir)
     if not (path / "saved_model.pb").is_file():
         raise FileNotFoundError(f"No saved_model.pb in {path}")
+    from tfxfer.serving.op_libraries import import_op_libraries
+
+    import_op_libraries(path)
     loaded = tf.saved_model.load(str(path))
     if signature_name not in loaded.signatures:
         raise ValueError(f"{path} has no signature {signature_name!r}; it has "

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from tfxfer.lite import commands as lite_commands
 from tfxfer.serving.contract import DEFAULT_SIGNATURE, list_versions
 from tfxfer.serving.policy import VersionPolicy, add_policy_arguments, positive_int
 
@@ -22,7 +23,8 @@ logger = logging.getLogger("tfxfer")
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory written by `tfxfer train`")
-    parser.add_argument("--name", required=True, help="model name: BASE/NAME/VERSION")
+    parser.add_argument("--name", help="model name: BASE/NAME/VERSION (required for "
+                        "savedmodel)")
     parser.add_argument("--base", default="saved_models",
                         help="base directory of exported models (default saved_models)")
     parser.add_argument("--version", type=positive_int,
@@ -40,11 +42,16 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="check the export in a fresh TensorFlow-only process against the "
                              "Keras model, and with saved_model_cli, before publishing it")
+    lite_commands.add_export_arguments(parser)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from tfxfer.serving.export import export_run
 
+    if args.format == "tflite":
+        return lite_commands.run_export(args)
+    if not args.name:
+        raise ValueError("A SavedModel export needs --name NAME (BASE/NAME/VERSION).")
     result = export_run(
         args.run_dir, args.base, args.name, version=args.version, top_k=args.top_k,
         sample_files=args.sample, warmup=not args.no_warmup, verify=args.verify,
@@ -78,6 +85,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         "http://localhost:8501")
     target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving gRPC API, e.g. "
                         "localhost:8500")
+    lite_commands.add_predict_arguments(parser, target)
     parser.add_argument("--model", help="model name on the server (--rest/--grpc)")
     parser.add_argument("--version", type=positive_int, help="model version on the server "
                         "(default: the latest)")
@@ -122,7 +130,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if (args.rest or args.grpc) and not args.model:
         raise ValueError("--rest and --grpc need --model NAME.")
     try:
-        if args.saved_model:
+        if args.tflite:
+            rows = lite_commands.predict(args, values)
+        elif args.saved_model:
             rows = client.predict_local(_local_version_dir(args.saved_model), values,
                                         signature_name=args.signature)
         elif args.rest:

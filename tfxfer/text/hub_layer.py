@@ -108,7 +108,13 @@ class HubTextEmbedding(keras.layers.Layer):
         return list(self._module_trainable)
 
     def _probe_width(self, handle: str) -> int:
-        vectors = self._module(tf.constant(["a"]))
+        strategy = tf.distribute.get_strategy()
+        if tf.distribute.in_cross_replica_context() and tf.distribute.has_strategy():
+            # Under a multi-worker strategy the restored functions only run in a replica.
+            vectors = strategy.experimental_local_results(
+                strategy.run(lambda: self._module(tf.constant(["a"]))))[0]
+        else:
+            vectors = self._module(tf.constant(["a"]))
         if vectors.shape.rank != 2 or vectors.shape[0] != 1:
             raise ValueError(
                 f"Text encoder {handle!r} must map strings [batch] to vectors [batch, dim]; "

@@ -5,8 +5,9 @@
 
 The encoder is the layer named "backbone", like an image model's backbone, so
 strategies, bottleneck caching, discriminative learning rates and exports treat
-both modalities alike. An encoder is one layer, so phase 2 ("top" or "all")
-unfreezes it whole.
+both modalities alike. A word-vector encoder is one layer, so phase 2 ("top" or
+"all") unfreezes it whole; a transformer (`TransformerTextEncoder`, keras-hub)
+unfreezes by blocks from the top (see `tfxfer.text.transformer`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from tfxfer.config import ModelConfig
 from tfxfer.modality import TEXT
 from tfxfer.models import BACKBONE, build_head
+from tfxfer.text.encoders import transformer_preset
 from tfxfer.text.hub_layer import HubTextEmbedding
 from tfxfer.text.preprocess import HtmlLineBreaks
 
@@ -56,6 +58,22 @@ def randomize_encoder(encoder: HubTextEmbedding, seed: int | None = None) -> int
     return count
 
 
+def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
+    text = config.section(TEXT)
+    preset = transformer_preset(text.encoder)
+    if preset is not None:  # keras-hub transformer; from scratch: same architecture, random
+        from tfxfer.text.transformer import TransformerTextEncoder
+
+        return TransformerTextEncoder(
+            preset, text.sequence_length, text.text_pooling,
+            load_weights=not from_scratch, name=BACKBONE,
+        )
+    encoder = HubTextEmbedding(text.encoder, name=BACKBONE)
+    if from_scratch:
+        randomize_encoder(encoder, seed)
+    return encoder
+
+
 def build_text_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None
 ) -> keras.Model:
@@ -74,8 +92,6 @@ def build_text_classifier(
     """
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
     text = HtmlLineBreaks(name=CLEANUP)(inputs)
-    encoder = HubTextEmbedding(config.section(TEXT).encoder, name=BACKBONE)
-    if from_scratch:
-        randomize_encoder(encoder, seed)
+    encoder = _build_encoder(config, from_scratch, seed)
     outputs = build_head(encoder(text), num_classes, config)
     return keras.Model(inputs, outputs, name="text_classifier")

@@ -2,7 +2,9 @@
 
 Two processes run side by side:
 
-- `verify_child.py` in an isolated interpreter that imports only TensorFlow: it
+- `verify_child.py` in an isolated interpreter that imports only TensorFlow (and
+  the op libraries the export needs, such as `tensorflow_text` for the tokenizer
+  of a transformer, as any process serving it must): it
   loads the SavedModel (no Keras model, no tfxfer layers), calls
   `serving_default` on real encoded inputs and reports signatures and outputs;
 - `saved_model_cli show --all`, which must list the signatures.
@@ -46,6 +48,7 @@ from tfxfer.serving.contract import (
     TOP_K_CLASS_NAMES,
     TOP_K_PROBABILITIES,
 )
+from tfxfer.serving.op_libraries import import_op_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +146,15 @@ def _start(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _op_libraries(cases: Sequence[VerifyCase]) -> list[str]:
+    return sorted({name for c in cases for name in import_op_libraries(c.saved_model)})
+
+
 def _run_processes(cases: Sequence[VerifyCase], cli: bool, timeout: float):
     """Runs the child and the saved_model_cli calls at once; returns their outputs."""
     with tempfile.TemporaryDirectory(prefix="tfxfer-verify-") as scratch:
         request, response = Path(scratch, "request.json"), Path(scratch, "response.json")
-        request.write_text(json.dumps({"cases": [
+        request.write_text(json.dumps({"imports": _op_libraries(cases), "cases": [
             {"dir": str(c.saved_model), "signature": DEFAULT_SIGNATURE,
              "inputs": [_encode(v) for v in c.inputs]} for c in cases]}))
         processes = [_start([sys.executable, "-I", str(CHILD_SCRIPT), str(request),

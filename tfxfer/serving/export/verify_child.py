@@ -5,14 +5,17 @@ Started by `tfxfer.serving.export.verify` as `python -I verify_child.py REQUEST 
 be imported by accident). It does what TF Serving does with an export: load the
 SavedModel with no Keras or tfxfer code around, call a signature on encoded
 inputs, and report the signatures and outputs as JSON. It must import nothing
-but TensorFlow and the standard library.
+but TensorFlow, the standard library and the op libraries the request names
+(`tensorflow_text` for transformer tokenizers: a plain TF process needs it too).
 
-REQUEST:  {"cases": [{"dir": PATH, "signature": NAME, "inputs": [{"b64": ...} | "text"]}]}
+REQUEST:  {"imports": [MODULE, ...],
+           "cases": [{"dir": PATH, "signature": NAME, "inputs": [{"b64": ...} | "text"]}]}
 RESPONSE: {"cases": [{"signatures": {...}, "outputs": {NAME: nested list}} | {"error": ...}],
            "tfxfer_imported": bool}
 """
 
 import base64
+import importlib
 import json
 import sys
 
@@ -67,6 +70,8 @@ def _run_case(case):
 def main(request_path, response_path):
     with open(request_path) as f:
         request = json.load(f)
+    for module in request.get("imports", []):  # op libraries register their ops on import
+        importlib.import_module(module)
     results = []
     for case in request["cases"]:
         try:

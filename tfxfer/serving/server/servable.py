@@ -15,6 +15,7 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from tfxfer.serving.contract import SAVED_MODEL_FILES, SERVE_TAG
+from tfxfer.serving.op_libraries import import_op_libraries
 
 
 class Servable:
@@ -72,6 +73,7 @@ def load_servable(name: str, version: int, path: str | Path) -> Servable:
     """Loads one version directory with `tf.saved_model.load`."""
     path = Path(path)
     signature_defs = dict(read_meta_graph(path).signature_def)
+    import_op_libraries(path)  # e.g. TF Text's tokenizer ops of a transformer export
     module = tf.saved_model.load(str(path), tags=[SERVE_TAG])
     # SignatureDefs without a function (TF2's `__saved_model_init_op`) are listed in the
     # metadata, as TF Serving lists them, but cannot be run.

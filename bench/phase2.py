@@ -1,0 +1,115 @@
+"""Benchmark: phase 2 on cached boundary activations vs plain phase 2.
+
+Both arms run the same fine_tune schedule on the same split: phase 1 on cached
+bottleneck features (not compared), then phase 2 with the top of the backbone
+unfrozen for the same epochs, either
+  - plain: the full model on every batch (--phase2-cache off), or
+  - cached: the frozen bottom's activations computed once (time included), the top
+    trained on them (--phase2-cache auto).
+Each run is a fresh process with a fresh cache; the arms alternate after a warm-up
+(see bench/arms.py). Prints every run, the medians of the phase-2 seconds, the ratio
+overall and for each order, the test accuracies and the load average.
+
+    KERAS_HOME=/work/keras_home python bench/phase2.py \\
+        --data ../shared/assets/flower_photos --repeats 3
+
+Default: MobileNet alpha=0.25 with ImageNet weights, 224 px, augmentation off (both arms
+see the same inputs; --augmented-copies N turns augmentation on with N cached copies in
+the cached arm and live augmentation in the plain arm). Goal: >= 2x, test accuracy
+within 1 point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from arms import compare, fill_decoded_cache, load, ratio_table
+
+ARMS = ("plain", "cached")
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from tfxfer.config import load_config
+    from tfxfer.experiment import train
+
+    model = {"backbone": args.backbone, "weights": args.weights, "image_size": args.image_size,
+             "augment": args.augmented_copies > 0}
+    if args.alpha is not None:
+        model["backbone_kwargs"] = {"alpha": args.alpha}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(overrides={
+            "data": {"source": args.data, "val_fraction": 0.1, "test_fraction": 0.3,
+                     "seed": args.seed, "cache_dir": str(Path(tmp, "cache")),
+                     "cache": args.decoded_cache or "auto"},
+            "model": {"image": model},
+            "train": {"strategy": "fine_tune", "epochs": args.head_epochs,
+                      "fine_tune_epochs": args.epochs, "learning_rate": args.learning_rate,
+                      "fine_tune_learning_rate": args.fine_tune_learning_rate,
+                      "unfreeze_fraction": args.unfreeze_fraction,
+                      "augmented_copies": args.augmented_copies, "bottleneck_cache": "on",
+                      "phase2_cache": "off" if args.worker == "plain" else "auto",
+                      "verbose": 0, "tensorboard": False},
+            "out": str(Path(tmp, "run")),
+        })
+        if args.worker == "warmup":
+            print(json.dumps(fill_decoded_cache(config)))
+            return
+        start = time.perf_counter()
+        result = train(config)
+        total = time.perf_counter() - start
+    phase2 = result.history.phases[1]
+    print(json.dumps({"phase2_s": phase2.seconds, "run_s": total, "mode": phase2.mode,
+                      "accuracy": result.evaluation.accuracy}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="folder of class subfolders")
+    parser.add_argument("--backbone", default="mobilenet")
+    parser.add_argument("--alpha", type=float, default=0.25)
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--head-epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=10, help="phase 2 epochs")
+    parser.add_argument("--learning-rate", type=float, default=0.005)
+    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--unfreeze-fraction", type=float, default=0.3)
+    parser.add_argument("--augmented-copies", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
+    parser.add_argument("--decoded-cache", metavar="PREFIX", help=(
+        "decode the images once, before timing, into this tf.data file cache that every "
+        "arm reads (default: each run decodes, as a first run would)"))
+    parser.add_argument("--worker", choices=[*ARMS, "warmup"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.worker:
+        _worker(args)
+        return
+
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+            if k not in ("worker", "repeats") and v is not None]
+    results = compare(__file__, ARMS, argv, args.repeats, data=args.data,
+                      decoded_cache=bool(args.decoded_cache))
+    print(f"\nbackbone {args.backbone} alpha={args.alpha} weights={args.weights} "
+          f"{args.image_size}px, unfreeze {args.unfreeze_fraction}, {args.epochs} epochs of "
+          f"phase 2, {args.augmented_copies} augmented copies, {args.repeats} runs per arm, "
+          f"images {'decoded before timing' if args.decoded_cache else 'decoded in each run'}, "
+          f"load average at the end {load()} (shared machine)")
+    print(f"cached arm ran as: {sorted({r['mode'] for r in results if r['arm'] == 'cached'})}")
+    print(ratio_table(results, "plain", "cached", "phase2_s"))
+    print(ratio_table(results, "plain", "cached", "run_s"))
+    if args.weights.lower() != "none":
+        for arm in ARMS:
+            accs = [r["accuracy"] for r in results if r["arm"] == arm]
+            print(f"test accuracy {arm}: {', '.join(f'{a:.4f}' for a in accs)}")
+    print("goal: phase 2 cached >= 2x, test accuracy within 1 point")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Per-epoch backups of a run and resuming from them after a kill.
+
+At the end of every epoch `EpochBackup` writes RUN_DIR/checkpoints/epoch-NNNN/:
+
+    weights.npz     every weight of the classifier (trainable and not, BN statistics)
+    optimizer.npz   the variables of the optimizer of the phase (Adam moments, iterations)
+    best.npz        the best-val_loss weights so far (only with train.restore_best)
+    state.json      completed epoch, phase name, history rows so far; written last
+
+The folder is first written under a temporary name and then renamed, so a
+checkpoint either exists whole or not at all: a run killed while writing leaves a
+`.epoch-NNNN.tmp-PID` folder that `latest_checkpoint` never reads (and removes).
+Only the two newest checkpoints are kept.
+
+`tfxfer train --resume RUN_DIR` reloads the run's config, rebuilds the model,
+loads the newest checkpoint and continues inside the phase it was in: the phase
+sets its trainable layers and learning rate as usual, and the optimizer state is
+restored when its `fit` begins. The history carries on, so a resumed run ends with
+as many history rows as an uninterrupted one. What is not restored: the position
+of the shuffling generator (a resumed epoch draws the order of the first epoch of a
+fresh pipeline) and EarlyStopping's patience counter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfxfer import rundir
+from tfxfer.config import RunConfig, config_from_dict
+from tfxfer.strategies import Phase
+from tfxfer.training import BestWeights, PhaseRecord, TrainingHistory
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE = "state.json"
+KEEP = 2
+
+
+class RunFinishedError(RuntimeError):
+    """`--resume` of a run that already finished (its model is written)."""
+
+
+@dataclass
+class Checkpoint:
+    """A completed epoch to continue from.
+
+    Attributes:
+        path: the checkpoint folder.
+        epoch: epochs completed over all phases.
+        phase: name of the phase that epoch belonged to.
+        history: the history rows and finished-phase records up to `epoch`.
+    """
+
+    path: Path
+    epoch: int
+    phase: str
+    history: TrainingHistory
+
+    def load_weights(self, model: keras.Model) -> None:
+        with np.load(self.path / "weights.npz") as data:
+            model.set_weights([data[f"w{i}"] for i in range(len(data.files))])
+
+    def optimizer_values(self) -> list[np.ndarray]:
+        with np.load(self.path / "optimizer.npz") as data:
+            return [data[f"v{i}"] for i in range(len(data.files))]
+
+    def load_best(self, best: BestWeights) -> None:
+        state = json.loads((self.path / STATE).read_text()).get("best")
+        if state is None or not (self.path / "best.npz").exists():
+            return
+        with np.load(self.path / "best.npz") as data:
+            best.best_weights = [data[f"w{i}"] for i in range(len(data.files))]
+        best.best, best.best_epoch = state["value"], state["epoch"]
+
+
+def _save_arrays(path: Path, arrays: list, prefix: str) -> None:
+    np.savez(path, **{f"{prefix}{i}": np.asarray(a) for i, a in enumerate(arrays)})
+
+
+def _epoch_dir(root: Path, epoch: int) -> Path:
+    return root / f"epoch-{epoch:04d}"
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Writes a checkpoint of the whole classifier at the end of every epoch.
+
+    `fit_phases` calls `on_phase_begin` before each phase with the history so far
+    and the run's BestWeights (saved with each checkpoint). The callback sees the
+    model being fit (the classifier, or its head on cached features) for the
+    optimizer, and snapshots the whole `classifier` for the weights.
+
+    Args:
+        classifier: the model whose weights are saved.
+        root: the checkpoints folder, RUN_DIR/checkpoints.
+        restore_from: a checkpoint whose optimizer state is restored when the
+            fit of its phase begins.
+    """
+
+    def __init__(self, classifier: keras.Model, root: Path,
+                 restore_from: Checkpoint | None = None) -> None:
+        super().__init__()
+        self.classifier, self.root = classifier, Path(root)
+        self.best: BestWeights | None = None
+        self.restore_from = restore_from
+        self.phase: Phase | None = None
+        self.history = TrainingHistory()
+        self.rows: list[dict] = []
+
+    def on_phase_begin(self, phase: Phase, history: TrainingHistory,
+                       best: BestWeights | None) -> None:
+        self.phase, self.history, self.best = phase, history, best
+        self.rows = list(history.rows)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        point = self.restore_from
+        if point is None or point.phase != self.phase.name:
+            return
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        values = point.optimizer_values()
+        if len(values) != len(optimizer.variables):
+            raise ValueError(
+                f"Checkpoint {point.path} holds {len(values)} optimizer variables, the "
+                f"phase's optimizer has {len(optimizer.variables)}; the model has changed."
+            )
+        for variable, value in zip(optimizer.variables, values):
+            variable.assign(value)
+        logger.info("Restored the optimizer state of epoch %d from %s", point.epoch, point.path)
+        self.restore_from = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {"epoch": epoch + 1, "phase": self.phase.name,
+               "learning_rate": self.phase.learning_rate}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.rows.append(row)
+        self._write(epoch + 1)
+
+    def _write(self, epoch: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".epoch-{epoch:04d}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _save_arrays(tmp / "weights.npz", self.classifier.get_weights(), "w")
+        _save_arrays(tmp / "optimizer.npz",
+                     [v.numpy() for v in self.model.optimizer.variables], "v")
+        best = None
+        if self.best is not None and self.best.best_weights is not None:
+            _save_arrays(tmp / "best.npz", self.best.best_weights, "w")
+            best = {"value": self.best.best, "epoch": self.best.best_epoch}
+        state = {
+            "epoch": epoch, "phase": self.phase.name,
+            "rows": self.rows, "phases": [vars(p) for p in self.history.phases], "best": best,
+        }
+        (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
+        target = _epoch_dir(self.root, epoch)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        for old in _complete_checkpoints(self.root)[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _complete_checkpoints(root: Path) -> list[Path]:
+    """Renamed (hence whole) checkpoint folders, oldest first."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("epoch-*") if (p / STATE).is_file())
+
+
+def latest_checkpoint(root: Path) -> Checkpoint | None:
+    """The newest whole checkpoint under `root`, or None; removes half-written ones."""
+    root = Path(root)
+    for partial in root.glob(".epoch-*.tmp-*") if root.is_dir() else []:
+        logger.warning("Removing half-written checkpoint %s", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+    complete = _complete_checkpoints(root)
+    if not complete:
+        return None
+    path = complete[-1]
+    state = json.loads((path / STATE).read_text())
+    history = TrainingHistory(
+        rows=state["rows"], phases=[PhaseRecord(**p) for p in state["phases"]]
+    )
+    return Checkpoint(path, state["epoch"], state["phase"], history)
+
+
+def _differences(a: dict, b: dict, where: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{where}{key}.")
+        elif x != y:
+            out.append(f"{where}{key}: run has {x!r}, command gives {y!r}")
+    return out
+
+
+def resume_config(run_dir: str | Path, config: RunConfig | None = None) -> RunConfig:
+    """The config of the run to resume at `run_dir`, checked.
+
+    Args:
+        run_dir: a run directory written by `tfxfer train`.
+        config: the resolved config the resuming command describes, if it gave one
+            (e.g. the same command line with `--resume` added); it must match the
+            run's (except train.verbose).
+
+    Raises:
+        FileNotFoundError: `run_dir` is not a run directory.
+        RunFinishedError: the run finished already.
+        ValueError: `config` differs from the run's config.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise FileNotFoundError(
+            f"Cannot resume {run_dir}: it is not a tfxfer run directory "
+            f"(no {rundir.CONFIG}{'' if run_dir.is_dir() else '; the directory does not exist'})."
+        )
+    if (run_dir / rundir.MODEL).exists():
+        raise RunFinishedError(
+            f"The run at {run_dir} is finished ({rundir.MODEL} is written); nothing to resume."
+        )
+    saved = config_from_dict(json.loads((run_dir / rundir.CONFIG).read_text()))
+    saved.out = str(run_dir)
+    if config is not None:
+        modality = "image" if saved.model.image is not None else "text"
+        given = dataclasses.replace(
+            config, out=str(run_dir), model=config.model.for_modality(modality),
+            train=dataclasses.replace(config.train, verbose=saved.train.verbose))
+        diff = _differences(saved.to_dict(), given.to_dict())
+        if diff:
+            raise ValueError(
+                f"--resume {run_dir}: the command's config differs from the run's "
+                f"({'; '.join(diff)}). Resume with the same flags, or with --resume alone."
+            )
+    return saved
