@@ -28,6 +28,8 @@ import dataclasses
 import functools
 import json
 import logging
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -456,8 +458,55 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
             current = SECTIONS[key]()
         if dataclasses.is_dataclass(current) and value is not None:
             value = _merge(current, value, f"{where}{key}.")
+        else:
+            _check_type(type(obj), key, value, where)
         changes[key] = value
     return dataclasses.replace(obj, **changes)
+
+
+_SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            dict: "a mapping", list: "a list", tuple: "a list"}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a field's type (containers: the outer type only)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is not None:
+        hint = origin
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _expected(hint: Any) -> str:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (
+        typing.Union, types.UnionType) else (hint,)
+    words = [("null" if o is type(None) else
+              _SCALARS.get(typing.get_origin(o) or o, getattr(o, "__name__", str(o))))
+             for o in options]
+    return " or ".join(words)
+
+
+def _check_type(cls: type, key: str, value: Any, where: str) -> None:
+    """Raises ValueError naming the field when `value` does not fit its declared type."""
+    hint = typing.get_type_hints(cls).get(key, Any)
+    if not _matches(value, hint):
+        raise ValueError(f"Config key {where + key!r} must be {_expected(hint)}. "
+                         f"Received: {value!r} ({type(value).__name__})")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
