@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="--rest-threads of a self-started tfxfer serve")
     parser.add_argument("--poll-seconds", type=float, default=0.5,
                         help="--poll-seconds of a self-started tfxfer serve")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument of a self-started tfxfer serve, e.g. "
+                             "--serve-arg=--enable-batching (repeatable)")
     args = parser.parse_args(argv)
     if not args.url and not args.base and not args.export:
         args.export = "tiny"
@@ -105,7 +108,7 @@ def start_server(base: Path, args: argparse.Namespace, log_path: Path) -> tuple:
     """Starts `tfxfer serve BASE` on free ports; returns (process, REST url)."""
     command = [sys.executable, "-m", "tfxfer.cli", "serve", str(base), "--rest-port", "0",
                "--grpc-port", "0", "--rest-threads", str(args.rest_threads),
-               "--poll-seconds", str(args.poll_seconds)]
+               "--poll-seconds", str(args.poll_seconds), *args.serve_arg]
     log = open(log_path, "w")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})

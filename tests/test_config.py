@@ -84,3 +84,36 @@ def test_the_cli_lists_the_strategies_of_the_config():
     train = parser._subparsers._group_actions[0].choices["train"]
     strategy = next(a for a in train._actions if a.dest == "strategy")
     assert tuple(strategy.choices) == (*STRATEGIES, AUTO)  # auto: tfxfer.advisor
+
+
+WRONG_TYPES = [
+    ("train:\n  epochs: ten\n", "'train.epochs' must be an integer. Received: 'ten'"),
+    ("model:\n  image:\n    image_size: 1.5\n",
+     "'model.image.image_size' must be an integer or null"),
+    ("model:\n  dropout: high\n", "'model.dropout' must be a number"),
+    ("data:\n  seed: yes\n", "'data.seed' must be an integer. Received: True"),
+    ("model:\n  text:\n    encoder: 3\n", "'model.text.encoder' must be a string"),
+]
+
+
+@pytest.mark.parametrize("text,message", WRONG_TYPES,
+                         ids=[m.split("'")[1] for _, m in WRONG_TYPES])
+def test_a_config_value_of_the_wrong_type_names_the_field(tmp_path, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        load_config(path)
+    assert message in str(error.value)
+
+
+def test_the_cli_reports_a_wrong_type_in_one_line(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text("train:\n  epochs: ten\n")
+    assert cli.main(["train", "--config", str(path), "--data", str(tmp_path)]) == 2
+    assert "'train.epochs' must be an integer" in caplog.text
+
+
+def test_numbers_and_containers_of_the_right_type_are_accepted():
+    config = load_config(overrides={"train": {"learning_rate": 1, "epochs": 2},
+                                    "model": {"image": {"backbone_kwargs": {"alpha": 0.25}}}})
+    assert config.train.learning_rate == 1 and config.train.epochs == 2

@@ -339,6 +339,18 @@ def test_export_rejects_mismatched_labels_and_models(tmp_path):
     assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
 
 
+def test_export_reads_modality_with_the_shared_rule():
+    """The export's modality is `tfxfer.modality.modality_of`, its error an ExportError."""
+    from tfxfer.modality import ModalityError
+    from tfxfer.serving.export.introspect import export_modality
+
+    two = [keras.Input(shape=(4,)), keras.Input(shape=(4,))]
+    model = keras.Model(two, keras.layers.Concatenate()(two))
+    with pytest.raises(ExportError, match="single-input models are supported") as error:
+        export_modality(model)
+    assert isinstance(error.value.__cause__, ModalityError)
+
+
 def test_graph_ops_include_decoding_and_lookup(exported):
     ops = graph_ops(exported.image.path)
     assert {"DecodeImage", "LookupTableFindV2", "TopKV2"} <= set(ops)

@@ -6,6 +6,8 @@ the same path as a real checkpoint: `--encoder FOLDER` -> `TransformerTextEncode
 
 import json
 import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -149,6 +151,21 @@ def test_train_caches_phase_1_exports_and_predicts_with_label_names(bert_dir, tm
     assert {row["class_name"] for row in rows} <= {"negative", "positive"}
     servable = load_servable("reviews", 1, export)  # what `tfxfer serve` loads
     assert "serving_default" in servable.functions
+
+    # On-device export, in a fresh process (the run's encoder class must load without
+    # training first): refused, naming the TF Text ops and which part cannot go on-device.
+    lite = subprocess.run([sys.executable, "-m", "tfxfer.cli", "export", str(out), "--format",
+                           "tflite"], capture_output=True, text=True, timeout=300)
+    assert lite.returncode == 2, lite.stderr[-3000:]
+    error = [line for line in lite.stderr.splitlines() if "ERROR tfxfer" in line][-1]
+    for op in ("tf.FastWordpieceTokenizeWithOffsets", "tf.TFText>RoundRobinTrim",
+               "tf.CaseFoldUTF8", "tf.RegexSplitWithOffsets"):
+        assert op in error.split("TF Text ops")[1].split("TensorFlow string")[0]
+    assert "preprocessor 'bert_text_classifier_preprocessor'" in error
+    assert "which cannot go on-device" in error
+    assert "transformer 'bert_backbone' (padding_mask int32 [1, 12]" in error
+    assert "converts with builtin ops" in error and "from layer 'dropout' on" in error
+    assert not (out / "tflite-dynamic").exists()
 
 
 def test_bad_encoders_fail_with_clear_errors(bert_dir, tmp_path):

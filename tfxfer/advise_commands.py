@@ -10,19 +10,31 @@ import argparse
 import functools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tfxfer.advisor import AdvisorSettings
 
 
 def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
-    from tfxfer.advisor import AdvisorSettings
-
-    defaults = AdvisorSettings()
-    parser.add_argument("--lots-per-class", type=int, default=defaults.lots_per_class,
-                        help="examples per class from which data counts as lots")
-    parser.add_argument("--similar-above", type=float, default=defaults.similar_above,
-                        help="top/best probe ratio from which data counts as similar")
-    parser.add_argument("--gain-above", type=float, default=defaults.gain_above,
+    # Defaults are left to `AdvisorSettings`: importing it here would import TensorFlow
+    # while the parser is built, before `tfxfer.cli` has chosen the oneDNN setting.
+    parser.add_argument("--lots-per-class", type=int,
+                        help="examples per class from which data counts as lots (default 300)")
+    parser.add_argument("--similar-above", type=float,
+                        help="top/best probe ratio from which data counts as similar "
+                             "(default 0.9)")
+    parser.add_argument("--gain-above", type=float,
                         help="lots of different data: fine-tune all when pretrained probes "
                              "beat random ones by this much (default: off, from scratch)")
+
+
+def _settings(args: argparse.Namespace) -> AdvisorSettings:
+    from tfxfer.advisor import AdvisorSettings
+
+    given = {name: getattr(args, name) for name in ("lots_per_class", "similar_above",
+                                                    "gain_above")}
+    return AdvisorSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _config_and_splits(args: argparse.Namespace, overrides: dict, **train_overrides):
@@ -36,11 +48,10 @@ def _config_and_splits(args: argparse.Namespace, overrides: dict, **train_overri
 
 
 def run_advise(args: argparse.Namespace, overrides: dict) -> int:
-    from tfxfer.advisor import AdvisorSettings, advise, format_advice, write_advice
+    from tfxfer.advisor import advise, format_advice, write_advice
 
     config, splits = _config_and_splits(args, overrides, strategy="auto")
-    settings = AdvisorSettings(lots_per_class=args.lots_per_class,
-                               similar_above=args.similar_above, gain_above=args.gain_above)
+    settings = _settings(args)
     advice = advise(config, splits, settings)
     print(format_advice(advice))
     if args.out:

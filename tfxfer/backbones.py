@@ -19,6 +19,7 @@ from typing import Any
 
 import keras
 
+from tfxfer.offline import fetching
 from tfxfer.registry import Registry
 from tfxfer.small_cnns import dann_mnist_cnn, unit_scale
 
@@ -112,9 +113,12 @@ def build_backbone(
             f"Received: image_size={size}"
         )
     weights = resolve_weights(weights)
-    model = spec.builder(
-        include_top=False, weights=weights, input_shape=(size, size, 3), **kwargs
-    )
+    with fetching(f"the ImageNet weights of backbone {spec.name!r}",
+                  "--weights PATH (a local weights file; Keras also reads "
+                  "$KERAS_HOME/models/) or --weights none"):
+        model = spec.builder(
+            include_top=False, weights=weights, input_shape=(size, size, 3), **kwargs
+        )
     model.name = BACKBONE_LAYER_NAME
     logger.info("Built backbone %s (%s weights, %dpx)", spec.name, weights, size)
     return model

@@ -343,7 +343,7 @@ def head_phase_runner(
             val = features_dataset(*features("val", 0), batch, training=False, seed=seed,
                                    drop_remainder=even)
         head = head_model(model)
-        compile_for_phase(head, phase, config.train)
+        compile_for_phase(head, phase, config.train, train)
         history = head.fit(train, validation_data=val, initial_epoch=initial_epoch,
                            epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
         return history, "cached features" + (f" ({copies} augmented copies)" if copies else "")

@@ -217,13 +217,13 @@ def boundary_phase_runner(
             split = plan_split(model, config, phase, splits)
         except NoBoundary as reason:
             logger.info("Phase 2 cache off: %s; phase 2 runs the full model.", reason)
-            compile_for_phase(model, phase, config.train)
+            compile_for_phase(model, phase, config.train, train_ds)
             return model.fit(train_ds, validation_data=val_ds, **fit), "full model"
         copies = config.train.augmented_copies if has_augmentation(model) else 0
         logger.info("Phase 2 cache on: the top trains on cached activations at the input of "
                     "%r%s.", split.layer, f" ({copies} augmented copies)" if copies else "")
         train, val = _cached_datasets(model, config, splits, split, copies)
-        compile_for_phase(split.top, phase, config.train)
+        compile_for_phase(split.top, phase, config.train, train)
         history = split.top.fit(train, validation_data=val, **fit)
         mode = f"cached activations at {split.layer!r}"
         return history, mode + (f" ({copies} augmented copies)" if copies else "")

@@ -22,6 +22,7 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    LR_SCHEDULES,
     OPTIMIZERS,
     PHASE2_CACHE,
     POOLINGS,
@@ -111,6 +112,12 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--unfreeze-from", "train", "unfreeze_from", {"help": "first backbone layer to unfreeze"}),
     ("--unfreeze-fraction", "train", "unfreeze_fraction", {"type": float}),
     ("--layer-lr-decay", "train", "layer_lr_decay", {"type": float}),
+    ("--warmup", "train", "warmup_fraction", {
+        "type": float, "metavar": "FRACTION",
+        "help": "each phase's learning rate rises linearly from 0 over this fraction of its "
+                "steps"}),
+    ("--lr-schedule", "train", "lr_schedule", {
+        "choices": LR_SCHEDULES, "help": "after the warmup: hold the rate, or decay it to 0"}),
     ("--early-stopping", "train", "early_stopping_patience", {"type": int, "metavar": "PATIENCE"}),
     ("--bottleneck-cache", "train", "bottleneck_cache", {
         "choices": BOTTLENECK_CACHE, "help": "train phase 1 on cached backbone features"}),

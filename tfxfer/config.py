@@ -28,6 +28,8 @@ import dataclasses
 import functools
 import json
 import logging
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,8 @@ POOLINGS = ("avg", "max")
 TEXT_POOLINGS = ("mean", "cls")
 BOTTLENECK_CACHE = ("auto", "on", "off")
 PHASE2_CACHE = ("auto", "off")
+# What a phase's learning rate does after its warmup (see tfxfer.optimizers.WarmupSchedule).
+LR_SCHEDULES = ("constant", "linear", "cosine")
 DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 
 
@@ -261,6 +265,11 @@ class TrainConfig:
     # is multiplied by decay**depth, depth counted in blocks from the top (None: off).
     layer_lr_decay: float | None = None
     layer_lr_block: int = 10
+    # Learning-rate warmup of every phase: the rate rises linearly from 0 to the phase's
+    # rate over this fraction of the phase's steps (0: off). Then lr_schedule applies:
+    # "constant" holds the rate, "linear" or "cosine" decay it to 0 by the phase's end.
+    warmup_fraction: float = 0.0
+    lr_schedule: str = "constant"
     # Stop a phase when val_loss has not improved for this many epochs (None: off).
     early_stopping_patience: int | None = None
     # Restore the weights of the epoch with the best val_loss over both phases.
@@ -328,6 +337,13 @@ def _validate_adaptation(config: RunConfig) -> None:
         raise ValueError(
             "--target-data / --target-test-data are used by --strategy domain_adaptation only. "
             f"Received: strategy={config.train.strategy!r}"
+        )
+    scheduled = config.train.warmup_fraction > 0 or config.train.lr_schedule != "constant"
+    if adapting and scheduled:
+        raise ValueError(
+            "strategy 'domain_adaptation' anneals its own learning rate (anneal_learning_rate); "
+            "it does not take --warmup or --lr-schedule. Received: warmup_fraction="
+            f"{config.train.warmup_fraction}, lr_schedule={config.train.lr_schedule!r}"
         )
     if config.train.domain_hidden_units < 0 or config.train.adaptation_lambda < 0:
         raise ValueError(
@@ -397,6 +413,11 @@ def _validate_train(train: TrainConfig) -> None:
             "fine_tune_learning_rate must be at least 10x lower than learning_rate. "
             f"Received: learning_rate={train.learning_rate}, fine_tune_learning_rate={lr2}"
         )
+    _validate_choice("train.lr_schedule", train.lr_schedule, LR_SCHEDULES)
+    if not 0.0 <= train.warmup_fraction < 1.0:
+        raise ValueError(
+            f"train.warmup_fraction must be in [0, 1). Received: {train.warmup_fraction}"
+        )
     if train.augmented_copies < 0:
         raise ValueError(f"augmented_copies must be >= 0. Received: {train.augmented_copies}")
     chosen = [
@@ -437,8 +458,55 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
             current = SECTIONS[key]()
         if dataclasses.is_dataclass(current) and value is not None:
             value = _merge(current, value, f"{where}{key}.")
+        else:
+            _check_type(type(obj), key, value, where)
         changes[key] = value
     return dataclasses.replace(obj, **changes)
+
+
+_SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            dict: "a mapping", list: "a list", tuple: "a list"}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a field's type (containers: the outer type only)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is not None:
+        hint = origin
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _expected(hint: Any) -> str:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (
+        typing.Union, types.UnionType) else (hint,)
+    words = [("null" if o is type(None) else
+              _SCALARS.get(typing.get_origin(o) or o, getattr(o, "__name__", str(o))))
+             for o in options]
+    return " or ".join(words)
+
+
+def _check_type(cls: type, key: str, value: Any, where: str) -> None:
+    """Raises ValueError naming the field when `value` does not fit its declared type."""
+    hint = typing.get_type_hints(cls).get(key, Any)
+    if not _matches(value, hint):
+        raise ValueError(f"Config key {where + key!r} must be {_expected(hint)}. "
+                         f"Received: {value!r} ({type(value).__name__})")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

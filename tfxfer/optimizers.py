@@ -5,14 +5,22 @@ helps to move lower backbone layers less than the top ones (ULMFiT's
 discriminative fine-tuning). Scaling gradients would not do it, since Adam is
 invariant to gradient scale; instead `update_step` scales the learning rate of
 each variable by a multiplier keyed by the variable's path.
+
+A phase may also warm up: `WarmupSchedule` raises the learning rate linearly
+from 0 over the first steps of the phase, then holds it or decays it to 0 by
+the phase's end. The optimizers read it as any Keras schedule, so per-layer
+multipliers and AdamW's weight decay (scaled by the rate) follow it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
+from keras import ops
 
+from tfxfer.config import LR_SCHEDULES
 from tfxfer.strategies import trainable_backbone_layers
 
 
@@ -69,10 +77,84 @@ _OPTIMIZERS = {
 }
 
 
+@keras.saving.register_keras_serializable(package="tfxfer")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak`, then constant, linear or cosine decay.
+
+    Update k (0-based, the optimizer's `iterations` when it applies it) uses
+    `peak * (k + 1) / warmup_steps` while k < warmup_steps; after that `peak`
+    ("constant"), or a decay that starts at `peak` at step `warmup_steps` and
+    would reach 0 at step `total_steps` ("linear", "cosine"). Steps past
+    `total_steps` (a longer fit than planned) keep the last value of the decay.
+
+    Args:
+        peak: the learning rate after the warmup.
+        warmup_steps: updates of the warmup (0: none).
+        total_steps: updates of the whole phase; used by the decays.
+        decay: one of LR_SCHEDULES.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int,
+                 decay: str = "constant") -> None:
+        if decay not in LR_SCHEDULES:
+            raise ValueError(f"decay must be one of {', '.join(LR_SCHEDULES)}. "
+                             f"Received: {decay!r}")
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError("Need 0 <= warmup_steps <= total_steps. Received: "
+                             f"warmup_steps={warmup_steps}, total_steps={total_steps}")
+        self.peak, self.decay = float(peak), decay
+        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = max(self.warmup_steps, 1)
+        rise = ops.minimum((step + 1.0) / warmup, 1.0) if self.warmup_steps else 1.0
+        span = max(self.total_steps - self.warmup_steps, 1)
+        done = ops.clip((step - self.warmup_steps) / span, 0.0, (span - 1) / span)
+        if self.decay == "linear":
+            fall = 1.0 - done
+        elif self.decay == "cosine":
+            fall = 0.5 * (1.0 + ops.cos(math.pi * done))
+        else:
+            fall = 1.0
+        return ops.cast(self.peak * rise * fall, "float32")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps, "decay": self.decay}
+
+
+def phase_schedule(
+    peak: float, steps_per_epoch: int, epochs: int, warmup_fraction: float, decay: str
+) -> float | WarmupSchedule:
+    """The learning rate of a phase: `peak`, or a `WarmupSchedule` over its steps.
+
+    Args:
+        peak: the phase's learning rate.
+        steps_per_epoch: training batches per epoch.
+        epochs: epochs of the phase.
+        warmup_fraction: share of the phase's steps spent warming up, in [0, 1).
+        decay: what follows the warmup, one of LR_SCHEDULES.
+
+    Returns:
+        `peak` itself when there is neither warmup nor decay, else the schedule.
+    """
+    if warmup_fraction == 0 and decay == "constant":
+        return peak
+    total = steps_per_epoch * epochs
+    warmup = math.ceil(warmup_fraction * total) if warmup_fraction else 0
+    return WarmupSchedule(peak, warmup, total, decay)
+
+
 def make_optimizer(
-    name: str, learning_rate: float, lr_multipliers: dict[str, float] | None = None
+    name: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    lr_multipliers: dict[str, float] | None = None,
 ) -> keras.optimizers.Optimizer:
-    """A fresh optimizer by name; layerwise when multipliers are given."""
+    """A fresh optimizer by name; layerwise when multipliers are given.
+
+    `learning_rate` may be a schedule (see `phase_schedule`).
+    """
     if name not in _OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}. Valid optimizers: {', '.join(_OPTIMIZERS)}")
     plain, layerwise, defaults = _OPTIMIZERS[name]

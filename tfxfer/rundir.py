@@ -35,6 +35,7 @@ import keras
 import tfxfer.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.optimizers  # noqa: F401  (registers custom optimizers for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)
+import tfxfer.text.transformer  # noqa: F401  (model.py imports it only to build one)
 from tfxfer.config import RunConfig, config_from_dict
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation

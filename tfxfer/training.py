@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import TrainConfig
-from tfxfer.optimizers import layerwise_multipliers, make_optimizer
+from tfxfer.optimizers import layerwise_multipliers, make_optimizer, phase_schedule
 from tfxfer.strategies import Phase, plan_phases, set_phase_trainable
 
 logger = logging.getLogger(__name__)
@@ -80,22 +80,49 @@ class BestWeights(keras.callbacks.Callback):
 
 
 def compile_for_phase(
-    model: keras.Model, phase: Phase, train: TrainConfig
+    model: keras.Model, phase: Phase, train: TrainConfig,
+    train_ds: tf.data.Dataset | None = None,
 ) -> keras.Model:
     """Compiles `model` for `phase`: a fresh optimizer at the phase's learning rate.
 
     Discriminative learning rates apply to phases that unfreeze pretrained layers.
+    With `train.warmup_fraction` or a decaying `train.lr_schedule` the rate follows
+    a schedule over the phase's steps, counted from `train_ds` (the batches the
+    phase fits on, needed then).
     """
     multipliers = None
     if train.layer_lr_decay is not None and phase.unfreeze in ("top", "all"):
         multipliers = layerwise_multipliers(model, train.layer_lr_decay, train.layer_lr_block)
+    learning_rate = phase.learning_rate
+    if train.warmup_fraction > 0 or train.lr_schedule != "constant":
+        learning_rate = phase_schedule(phase.learning_rate, steps_per_epoch(train_ds),
+                                       phase.epochs, train.warmup_fraction, train.lr_schedule)
     model.compile(
-        optimizer=make_optimizer(train.optimizer, phase.learning_rate, multipliers),
+        optimizer=make_optimizer(train.optimizer, learning_rate, multipliers),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=train.jit_compile,
     )
     return model
+
+
+def steps_per_epoch(train_ds: tf.data.Dataset | None) -> int:
+    """Batches per epoch of `train_ds`, for learning-rate schedules."""
+    steps = -1 if train_ds is None else int(train_ds.cardinality())
+    if steps < 1:
+        raise ValueError(
+            "train.warmup_fraction / train.lr_schedule need the number of training batches "
+            "per epoch, and the training dataset does not know it (cardinality "
+            f"{'missing' if train_ds is None else steps}: unknown or infinite). Received: "
+            f"{train_ds!r}"
+        )
+    return steps
+
+
+def _schedule_note(train: TrainConfig) -> str:
+    if train.warmup_fraction == 0 and train.lr_schedule == "constant":
+        return ""
+    return f" (warmup {train.warmup_fraction:.0%} of the phase's steps, then {train.lr_schedule})"
 
 
 def _phase_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
@@ -195,9 +222,9 @@ class PhaseTrainer:
         first = _first_epoch(self.history, phase, self.epoch)
         set_phase_trainable(model, phase, train)
         logger.info(
-            "Phase %r: epochs %d-%d (from %d), learning rate %g, %d trainable weights",
+            "Phase %r: epochs %d-%d (from %d), learning rate %g%s, %d trainable weights",
             phase.name, first, first - 1 + phase.epochs, self.epoch + 1, phase.learning_rate,
-            len(model.trainable_weights),
+            _schedule_note(train), len(model.trainable_weights),
         )
         for callback in self.callbacks:
             if hasattr(callback, "on_phase_begin"):
@@ -212,7 +239,7 @@ class PhaseTrainer:
         began = time.perf_counter()
         runner = self.runners.get(phase.name)
         if runner is None:
-            compile_for_phase(model, phase, train)
+            compile_for_phase(model, phase, train, self.train_ds)
             result = model.fit(self.train_ds, validation_data=self.val_ds, shuffle=False,
                                **fit_args)
             mode = "full model"

@@ -17,19 +17,45 @@ from tfxfer.config import DataConfig
 from tfxfer.data.pipeline import image_decoder
 from tfxfer.data.splits import Splits, carve_indices, subsample_splits
 from tfxfer.modality import IMAGE, modality_of_source
+from tfxfer.offline import check_reachable, fetching
 
 logger = logging.getLogger(__name__)
 
 _OFFICIAL = {"val": "validation", "test": "test"}
+_OFFLINE = ("--data FOLDER (a class-subfolder image folder, or a CSV file for text), or "
+            "--tfds-data-dir DIR holding the prepared dataset")
 
 
-def _load(name: str, split: str, data: DataConfig, decoders=None):
+def _load(name: str, split: str, data: DataConfig, decoders=None, download: bool = True):
     import tensorflow_datasets as tfds
 
     return tfds.load(
         name, split=split, data_dir=data.tfds_data_dir, as_supervised=True,
-        with_info=True, decoders=decoders, shuffle_files=False,
+        with_info=True, decoders=decoders, shuffle_files=False, download=download,
     )
+
+
+def _check_download(name: str, data: DataConfig) -> None:
+    """Fails within seconds when an unprepared dataset's download host cannot be reached.
+
+    Without this, TFDS retries a refused download for minutes before failing.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data.tfds_data_dir)
+    with fetching(f"TFDS dataset {name!r}", _OFFLINE):
+        check_reachable(builder.url_infos or {})
+
+
+def _load_info(name: str, data: DataConfig):
+    """The train split and info; a dataset not prepared yet is downloaded after a probe."""
+    try:
+        return _load(name, "train", data, download=False)
+    except AssertionError:  # TFDS: "could not find data in ..." (not prepared)
+        pass
+    _check_download(name, data)
+    with fetching(f"TFDS dataset {name!r}", _OFFLINE):
+        return _load(name, "train", data)
 
 
 def _modality(info) -> str:
@@ -72,7 +98,7 @@ def load_tfds_splits(data: DataConfig, image_size: int | None) -> Splits:
         Splits of encoded images or text strings.
     """
     name = data.source.removeprefix("tfds:")
-    _, info = _load(name, "train", data)
+    _, info = _load_info(name, data)
     modality = _modality(info)
     input_key, label_key = info.supervised_keys
     import tensorflow_datasets as tfds

@@ -238,7 +238,10 @@ def unsupported_model_error(model: keras.Model) -> LiteConversionError:
 
     The whole model is converted with builtin ops only; when that fails, the
     model is cut after each layer in turn, and the first remainder that converts
-    tells where the on-device part could begin.
+    tells where the on-device part could begin. A keras-hub transformer encoder
+    among the blocked layers is looked into: its tokenizer needs the string ops,
+    and its transformer (token ids in) is converted alone to say whether it could
+    run on the device.
     """
     missing = _try_convert(model)
     if missing is None:
@@ -247,20 +250,71 @@ def unsupported_model_error(model: keras.Model) -> LiteConversionError:
             "input) to LiteRT."
         )
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    blocked = []
+    blocked, first_ok, shape = [la.name for la in layers], None, None
     for index, layer in enumerate(layers[:-1]):
-        blocked.append(layer.name)
         rest = keras.Model(layer.output, model.output)
         if _try_convert(rest) is None:
-            return LiteConversionError(_message(model, missing, blocked, layers[index + 1].name,
-                                                layer.output.shape))
-    return LiteConversionError(_message(model, missing, [la.name for la in layers], None, None))
+            blocked = [la.name for la in layers[:index + 1]]
+            first_ok, shape = layers[index + 1].name, layer.output.shape
+            break
+    text = _message(model, missing, blocked, first_ok, shape)
+    for name in blocked:
+        if _is_transformer_encoder(model.get_layer(name)):
+            text += " " + _transformer_note(model.get_layer(name))
+    return LiteConversionError(text)
+
+
+def _is_transformer_encoder(layer: keras.layers.Layer) -> bool:
+    return hasattr(layer, "transformer") and hasattr(layer, "preprocessor")
+
+
+def _transformer_inputs(encoder) -> dict[str, tf.TensorSpec]:
+    length = encoder.sequence_length
+    return {name: tf.TensorSpec([1, length], tf.int32, name=name)
+            for name in sorted(encoder.transformer.input)}
+
+
+def _transformer_note(encoder) -> str:
+    """Which part of a transformer encoder layer could go on-device."""
+    inputs = _transformer_inputs(encoder)
+    function = tf.function(
+        lambda features: encoder.transformer(features, training=False),
+        input_signature=[inputs],
+    ).get_concrete_function()
+    try:
+        with _quiet_converter():
+            tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
+        converts = "converts with builtin ops"
+    except ConverterError as err:
+        ops = unsupported_ops(err)
+        converts = f"does not convert either ({', '.join(ops) or str(err).splitlines()[0]})"
+    described = ", ".join(f"{name} int32 [1, {encoder.sequence_length}]" for name in inputs)
+    return (
+        f"Inside {encoder.name!r} (a keras-hub transformer encoder), the string ops are its "
+        f"preprocessor {encoder.preprocessor.name!r} (tokenizer and [CLS]/[SEP] packing), "
+        f"which cannot go on-device; its transformer {encoder.transformer.name!r} ({described} "
+        f"in) {converts}: an app would have to tokenize the text itself with the same "
+        "vocabulary and pool the transformer's output as the encoder does."
+    )
+
+
+def _split_ops(missing: list[str]) -> tuple[list[str], list[str]]:
+    """(TF Text ops, TensorFlow ops) among `missing`: TF Text's are not in tf.raw_ops."""
+    text = [op for op in missing
+            if op.startswith("tf.TFText>") or not hasattr(tf.raw_ops, op.removeprefix("tf."))]
+    return text, [op for op in missing if op not in text]
 
 
 def _message(model, missing, blocked, first_ok, shape) -> str:
+    text_ops, tf_ops = _split_ops(missing)
+    kinds = []
+    if text_ops:
+        kinds.append(f"TF Text ops (tensorflow_text's library): {', '.join(text_ops)}")
+    if tf_ops:
+        kinds.append(f"TensorFlow string/ragged ops: {', '.join(tf_ops)}")
     text = (
-        f"Cannot export {model.name} to LiteRT: its graph needs TensorFlow ops that LiteRT's "
-        f"builtin op set lacks: {', '.join(missing)}. They come from layer(s) "
+        f"Cannot export {model.name} to LiteRT: its graph needs ops that LiteRT's builtin op "
+        f"set lacks: {'; '.join(kinds)}. They come from layer(s) "
         f"{', '.join(repr(n) for n in blocked)} (text cleanup, tokenization and vocabulary "
         "lookup on strings), which cannot go on-device."
     )

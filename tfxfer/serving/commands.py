@@ -31,6 +31,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="version number (default: the next free one; never overwritten)")
     parser.add_argument("--top-k", type=positive_int, help="classes in the top-k outputs "
                         "(default min(5, classes))")
+    parser.add_argument("--max-pixels", type=positive_int, default=None,
+                        help="images whose header declares more pixels are refused before "
+                             "decoding (default 50,000,000)")
     parser.add_argument("--sample", action="append", default=[], metavar="FILE",
                         help="example input for warmup and verification (repeatable; default: "
                              "the run's own images, or a few sentences for text)")
@@ -52,6 +55,7 @@ def run_export(args: argparse.Namespace) -> int:
     result = export_run(
         args.run_dir, args.base, args.name, version=args.version, top_k=args.top_k,
         sample_files=args.sample, warmup=not args.no_warmup, verify=args.verify,
+        **({"max_pixels": args.max_pixels} if args.max_pixels else {}),
     )
     print(f"exported {result.modality} model ({len(result.class_names)} classes) to "
           f"{result.path}")

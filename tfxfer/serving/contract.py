@@ -44,6 +44,8 @@ OUTPUTS = (PROBABILITIES, CLASS_ID, CLASS_NAME, TOP_K_CLASS_IDS, TOP_K_CLASS_NAM
            TOP_K_PROBABILITIES)
 
 DEFAULT_TOP_K = 5
+# Encoded images declaring more pixels are refused before decoding (50 MP: 150 MB decoded).
+DEFAULT_MAX_PIXELS = 50_000_000
 
 # Files inside a version directory.
 LABELS_ASSET = "labels.txt"
@@ -114,6 +116,18 @@ def model_dirs(base: str | Path) -> dict[str, Path]:
     if not base.is_dir():
         raise FileNotFoundError(f"Base directory of exported models not found: {base}")
     return {p.name: p for p in sorted(base.iterdir()) if p.is_dir() and is_model_name(p.name)}
+
+
+def is_single_model_dir(path: str | Path) -> bool:
+    """Whether PATH is one model's directory (PATH/VERSION/saved_model.pb), not a base path.
+
+    TF Serving's `--model_base_path` points at such a directory; `tfxfer serve` takes a
+    base path of model directories, so this layout is recognised rather than read as
+    models named "1", "2".
+    """
+    path = Path(path)
+    return path.is_dir() and any(
+        p.is_dir() and is_version_name(p.name) and has_saved_model(p) for p in path.iterdir())
 
 
 def find_models(base: str | Path) -> dict[str, list[int]]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfxfer.serving.contract import find_models
+from tfxfer.serving.contract import check_model_name, find_models
 from tfxfer.serving.policy import VersionPolicy
 
 CONFIG_FILE = "models.config"
@@ -74,6 +75,57 @@ def to_text(config: model_server_config_pb2.ModelServerConfig) -> str:
 def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     """Parses a models.config text proto (as tensorflow_model_server does)."""
     return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One `config` entry of a models.config, as `tfxfer serve` uses it."""
+
+    name: str
+    base_path: Path
+    policy: VersionPolicy
+    version_labels: dict[str, int]
+
+
+def read_model_config(path: str | Path) -> dict[str, ServedModel]:
+    """The models a models.config file lists, by name.
+
+    Relative base paths are read from the file's directory.
+
+    Raises:
+        ValueError: the file is no ModelServerConfig text proto, lists a model twice,
+            names a model badly, or uses a platform other than tensorflow.
+        FileNotFoundError: the file does not exist.
+    """
+    path = Path(path)
+    try:
+        config = parse_model_config(path.read_text())
+    except text_format.ParseError as err:
+        raise ValueError(f"{path}: not a ModelServerConfig text proto: {err}") from err
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ValueError(f"{path}: custom_model_config is not supported; use "
+                         "model_config_list.")
+    models: dict[str, ServedModel] = {}
+    for entry in config.model_config_list.config:
+        where = f"{path}: model {entry.name!r}"
+        try:
+            check_model_name(entry.name)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        if entry.name in models:
+            raise ValueError(f"{where} is listed twice.")
+        if entry.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"{where}: model_platform {entry.model_platform!r}; only "
+                             "'tensorflow' is served.")
+        if not entry.base_path:
+            raise ValueError(f"{where} has no base_path.")
+        try:
+            policy = VersionPolicy.from_proto(entry.model_version_policy)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        models[entry.name] = ServedModel(entry.name, path.parent / entry.base_path, policy,
+                                         dict(entry.version_labels))
+    return models
 
 
 def write_model_config(

@@ -69,6 +69,18 @@ class VersionPolicy:
         return proto
 
     @classmethod
+    def from_proto(cls, proto) -> VersionPolicy:
+        """From a models.config `model_version_policy` (unset: the latest version)."""
+        choice = proto.WhichOneof("policy_choice")
+        if choice == "all":
+            return cls("all")
+        if choice == "specific":
+            return cls("specific", versions=tuple(proto.specific.versions))
+        if choice == "latest" and proto.latest.num_versions:
+            return cls("latest", proto.latest.num_versions)
+        return cls()
+
+    @classmethod
     def from_args(cls, args: argparse.Namespace) -> VersionPolicy:
         """The policy asked for by the flags of `add_policy_arguments`."""
         return cls(args.policy, args.num_versions, tuple(args.versions))

@@ -27,10 +27,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tfxfer.cache import cache_root
+from tfxfer.offline import fetching
 from tfxfer.registry import Registry
 from tfxfer.text.glove import glove_package_vectors, read_vectors_file
 from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
@@ -209,7 +211,7 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
         spec = get_encoder(handle)  # an unknown name: the error lists the valid ones
         if spec.offline:
             return str(_build_cached(spec.name, spec.vectors, spec.num_oov_buckets, cache_dir))
-        return hub.resolve(spec.handle)
+        return _download(hub, spec.handle)
     if _is_vector_file(handle):
         source = lambda: read_vectors_file(handle)  # noqa: E731
         return str(_build_cached(_vector_file_key(handle), source, DEFAULT_OOV_BUCKETS,
@@ -225,4 +227,11 @@ def resolve_encoder(handle: str, cache_dir: str | os.PathLike | None = None) -> 
             f"Text encoder {handle!r} is neither a SavedModel directory nor a word-vector "
             f"file ({', '.join(VECTOR_FILE_SUFFIXES)})."
         )
-    return hub.resolve(handle)
+    return _download(hub, handle)
+
+
+def _download(hub: Any, handle: str) -> str:
+    with fetching(f"the TF-Hub module {handle}",
+                  "--encoder DIR (a local SavedModel directory), a word-vector file, or an "
+                  "offline encoder name (see `tfxfer list-encoders`)"):
+        return hub.resolve(handle)

@@ -3,6 +3,7 @@
     exporter.py        export_model / export_run: the steps below, in order
     introspect.py      the Keras model: modality, image size, classes, weight bytes
     serving_module.py  the tf.Module and its signatures (raw bytes or text in)
+    image_guard.py     the pixel budget read from image headers, checked before decoding
     checks.py          ops TF Serving cannot run; variables written once
     verify.py          a fresh TensorFlow-only process against the Keras model
     verify_child.py    the script that process runs (imports only TensorFlow)

@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfxfer.serving.contract import LABELS_ASSET
+from tfxfer.serving.contract import DEFAULT_MAX_PIXELS, LABELS_ASSET
 from tfxfer.serving.export import layout
 from tfxfer.serving.export.checks import check_ops, check_variables_size
 from tfxfer.serving.export.errors import ExportError
@@ -77,11 +77,12 @@ class ExportResult:
 
 def _save(
     model: keras.Model, class_names: Sequence[str], out: Path, top_k: int,
-    image_size: int | None,
+    image_size: int | None, max_pixels: int,
 ) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="tfxfer-labels-") as scratch:
         module, signatures = build_serving_module(
-            model, class_names, Path(scratch, LABELS_ASSET), top_k=top_k, image_size=image_size
+            model, class_names, Path(scratch, LABELS_ASSET), top_k=top_k, image_size=image_size,
+            max_pixels=max_pixels,
         )
         tf.saved_model.save(module, str(out), signatures=signatures)
     return sorted(signatures)
@@ -96,6 +97,7 @@ def export_model(
     version: int | None = None,
     top_k: int | None = None,
     image_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     samples: Sequence[bytes | str] = (),
     warmup: bool = True,
     verify: bool = False,
@@ -112,6 +114,8 @@ def export_model(
             version is an error and is never overwritten.
         top_k: how many best classes the signatures return (default min(5, C)).
         image_size: side images are decoded to (default: from the model).
+        max_pixels: images whose header declares more pixels are refused before
+            decoding (INVALID_ARGUMENT; HTTP 400).
         samples: real example inputs (encoded images or text) for the warmup
             file and the verification; needed when `warmup` or `verify` is set.
         warmup: write assets.extra/tf_serving_warmup_requests.
@@ -128,13 +132,15 @@ def export_model(
     validate_classes(model, class_names)
     size = image_size_of(model, image_size) if modality == "image" else None
     k = top_k_of(top_k, len(class_names))
+    if max_pixels < 1:
+        raise ExportError(f"max_pixels must be >= 1. Received: max_pixels={max_pixels}")
     if (warmup or verify) and not samples:
         raise ExportError("Warmup and verification need example inputs (samples).")
 
     layout.remove_stale_temp_dirs(target_dir)
     temp = layout.make_temp_dir(target_dir)
     try:
-        signatures = _save(model, class_names, temp, k, size)
+        signatures = _save(model, class_names, temp, k, size, max_pixels)
         check_ops(temp)
         expected = weights_bytes(model)
         written = check_variables_size(temp, expected)

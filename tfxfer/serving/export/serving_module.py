@@ -19,6 +19,7 @@ from tfxfer.data.pipeline import decode_image
 from tfxfer.serving.contract import (
     CLASS_ID,
     CLASS_NAME,
+    DEFAULT_MAX_PIXELS,
     DEFAULT_SIGNATURE,
     INPUT_KEY,
     PIXELS_KEY,
@@ -28,6 +29,7 @@ from tfxfer.serving.contract import (
     TOP_K_CLASS_NAMES,
     TOP_K_PROBABILITIES,
 )
+from tfxfer.serving.export.image_guard import within_pixel_budget
 from tfxfer.serving.export.introspect import (
     export_modality,
     image_size_of,
@@ -43,6 +45,7 @@ def build_serving_module(
     *,
     top_k: int | None = None,
     image_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
     """A `tf.Module` around `model` with serving signatures, ready for `tf.saved_model.save`.
 
@@ -56,6 +59,8 @@ def build_serving_module(
         labels_file: where to write the labels; the SavedModel copies it into assets/.
         top_k: how many best classes to return (default min(5, classes)).
         image_size: side to decode images to (default: from the model).
+        max_pixels: encoded images whose header declares more pixels are refused
+            (INVALID_ARGUMENT) before decoding.
 
     Returns:
         The module and its signatures by name.
@@ -87,7 +92,7 @@ def build_serving_module(
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=PIXELS_KEY)],
     )
     # The bytes signature decodes, then calls the pixels function: the model is traced once.
-    module.serve = tf.function(_bytes_fn(module.serve_pixels, size),
+    module.serve = tf.function(_bytes_fn(module.serve_pixels, size, max_pixels),
                                input_signature=[string_spec])
     return module, {
         DEFAULT_SIGNATURE: module.serve.get_concrete_function(),
@@ -167,11 +172,14 @@ def _text_fn(model: keras.Model, classify: Callable) -> Callable:
     return serve
 
 
-def _bytes_fn(serve_pixels: Callable, size: int) -> Callable:
+def _bytes_fn(serve_pixels: Callable, size: int, max_pixels: int) -> Callable:
     image_spec = tf.TensorSpec([size, size, 3], tf.uint8)
 
+    def decode(encoded):
+        return decode_image(within_pixel_budget(encoded, max_pixels), size)
+
     def serve(inputs):
-        images = tf.map_fn(lambda encoded: decode_image(encoded, size), inputs,
+        images = tf.map_fn(decode, inputs,
                            fn_output_signature=image_spec)
         return serve_pixels(images)
 

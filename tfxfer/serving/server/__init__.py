@@ -8,7 +8,9 @@
     responses.py     model status and metadata (protos and their JSON)
     rest.py          the REST API on aiohttp
     grpc_service.py  PredictionService and ModelService on grpcio
-    errors.py        TensorFlow status codes -> HTTP statuses
+    errors.py        TensorFlow status codes -> HTTP statuses; declared-shape budget
+    batching.py      Batcher: concurrent predict calls merged into one graph call
+    metrics.py       request counts and latencies for /monitoring/prometheus/metrics
     commands.py      the `tfxfer serve` command line
 
 The public names are imported on first use, so `tfxfer --help` does not load TensorFlow.
@@ -19,6 +21,7 @@ from tfxfer.lazy import lazy_getattr
 _PUBLIC = {
     "ModelServer": "tfxfer.serving.server.app",
     "ServerConfig": "tfxfer.serving.server.app",
+    "BatchingConfig": "tfxfer.serving.server.batching",
     "Code": "tfxfer.serving.server.errors",
     "ServingError": "tfxfer.serving.server.errors",
     "ModelManager": "tfxfer.serving.server.manager",

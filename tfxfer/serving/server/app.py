@@ -20,14 +20,23 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tfxfer.serving.contract import is_model_name, is_single_model_dir
 from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server.batching import Batcher, BatchingConfig
 from tfxfer.serving.server.grpc_service import build_grpc_server
 from tfxfer.serving.server.manager import ModelManager
+from tfxfer.serving.server.metrics import Metrics
+from tfxfer.serving.server.predict import run_signature
 from tfxfer.serving.server.rest import RestApi
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# 2**25 elements: 128 MiB of float32 per input tensor. A declared shape beyond it is
+# refused before anything is allocated (a 64-byte gRPC request can declare 3 GB).
+DEFAULT_MAX_TENSOR_ELEMENTS = 1 << 25
+DEFAULT_READ_TIMEOUT = 30.0
+LISTEN_BACKLOG = 2048
 
 
 @dataclass
@@ -35,7 +44,9 @@ class ServerConfig:
     """How `tfxfer serve` runs.
 
     Attributes:
-        base_path: directory with one subdirectory per model (BASE/NAME/VERSION).
+        base_path: directory with one subdirectory per model (BASE/NAME/VERSION), or one
+            model's directory (BASE/NAME with NAME/VERSION/saved_model.pb), served as
+            model NAME (or `model_name`).
         host: interface to bind; 127.0.0.1 keeps the server private to this machine.
         rest_port: REST API port (TF Serving's 8501); 0 picks a free port.
         grpc_port: gRPC API port (TF Serving's 8500); 0 picks a free port.
@@ -46,9 +57,19 @@ class ServerConfig:
         rest_threads: threads running REST requests (parse, infer, write JSON).
         grpc_threads: threads running gRPC requests.
         warmup: replay assets.extra/tf_serving_warmup_requests before a version serves.
+        max_tensor_elements: an input tensor declaring more elements is refused
+            (INVALID_ARGUMENT / 400) before it is allocated.
+        read_timeout: seconds a client has to send a whole REST request (headers and
+            body) and that an idle connection stays open; slower ones are closed.
+        model_name: serve `base_path` as this single model (TF Serving's --model_name).
+        model_config_file: a models.config listing the models, their base paths,
+            policies and labels (TF Serving's --model_config_file), re-read every
+            `poll_seconds`; `base_path` may then be None.
+        batching: merge concurrent predict calls (TF Serving's --enable_batching);
+            None: every request runs alone.
     """
 
-    base_path: str | Path
+    base_path: str | Path | None
     host: str = "127.0.0.1"
     rest_port: int = 8501
     grpc_port: int = 8500
@@ -59,6 +80,11 @@ class ServerConfig:
     rest_threads: int = 4
     grpc_threads: int = 4
     warmup: bool = True
+    max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    model_name: str | None = None
+    model_config_file: str | Path | None = None
+    batching: BatchingConfig | None = None
 
     def __post_init__(self):
         if self.poll_seconds <= 0:
@@ -66,11 +92,33 @@ class ServerConfig:
         if self.max_request_bytes < 1:
             raise ValueError(f"max_request_bytes must be >= 1. Received: "
                              f"{self.max_request_bytes}")
-        for name in ("rest_threads", "grpc_threads"):
+        if self.read_timeout <= 0:
+            raise ValueError(f"read_timeout must be > 0. Received: {self.read_timeout}")
+        for name in ("rest_threads", "grpc_threads", "max_tensor_elements"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {getattr(self, name)}")
+        if self.model_config_file is not None:
+            if not Path(self.model_config_file).is_file():
+                raise FileNotFoundError(f"Model config file not found: {self.model_config_file}")
+            return
+        if self.base_path is None:
+            raise ValueError("Pass a base path of models or a model config file.")
         if not Path(self.base_path).is_dir():
             raise FileNotFoundError(f"Base path of the models not found: {self.base_path}")
+        if self.model_name is None and is_single_model_dir(self.base_path):
+            self.model_name = _single_model_name(Path(self.base_path))
+
+
+def _single_model_name(path: Path) -> str:
+    name = path.resolve().name
+    if not is_model_name(name):
+        raise ValueError(
+            f"{path} holds version directories (VERSION/saved_model.pb): it is one model's "
+            f"directory, but {name!r} cannot name a model. Pass its parent directory, "
+            "or --model-name NAME to serve it as model NAME.")
+    logger.info("%s is a single model's directory (it holds versions): serving it as model "
+                "%r", path, name)
+    return name
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -95,7 +143,12 @@ class ModelServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.manager = ModelManager(config.base_path, config.policy,
-                                    version_labels=config.version_labels, warmup=config.warmup)
+                                    version_labels=config.version_labels, warmup=config.warmup,
+                                    model_name=config.model_name,
+                                    config_file=config.model_config_file)
+        self.metrics = Metrics()
+        self._run = (Batcher(config.batching).run if config.batching is not None
+                     else run_signature)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -110,10 +163,13 @@ class ModelServer:
         config = self.config
         self.manager.start(config.poll_seconds)
         try:
+            self.manager.check_version_labels()
             self._start_rest()
             self._grpc, self.grpc_port = build_grpc_server(
                 self.manager, _address(config.host, config.grpc_port),
-                max_request_bytes=config.max_request_bytes, threads=config.grpc_threads)
+                max_request_bytes=config.max_request_bytes, threads=config.grpc_threads,
+                max_tensor_elements=config.max_tensor_elements, metrics=self.metrics,
+                run=self._run)
             self._grpc.start()
         except BaseException:
             self.stop()
@@ -121,7 +177,8 @@ class ModelServer:
         if config.host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("Listening on %s: anyone who can reach this address can query the "
                            "models (there is no authentication or TLS).", config.host)
-        logger.info("Serving %s: REST on http://%s, gRPC on %s", config.base_path,
+        logger.info("Serving %s: REST on http://%s, gRPC on %s",
+                    config.model_config_file or config.base_path,
                     _address(config.host, self.rest_port), _address(config.host, self.grpc_port))
         return self
 
@@ -130,16 +187,25 @@ class ModelServer:
         sock = _bind(config.host, config.rest_port)
         self.rest_port = sock.getsockname()[1]
         self._executor = ThreadPoolExecutor(config.rest_threads, thread_name_prefix="tfxfer-rest")
-        api = RestApi(self.manager, self._executor, config.max_request_bytes)
+        api = RestApi(self.manager, self._executor, config.max_request_bytes,
+                      max_tensor_elements=config.max_tensor_elements,
+                      read_timeout=config.read_timeout, metrics=self.metrics,
+                      run=self._run)
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,
                                              name="tfxfer-rest-loop", daemon=True)
         self._loop_thread.start()
-        self._runner = web.AppRunner(api.build_app(), access_log=None)
+        # aiohttp closes a connection with no complete request after keepalive_timeout,
+        # from the moment it opens: a client sending half a header is dropped then. After
+        # an answer to an unread body (408, 413) it drains the rest for lingering_time.
+        self._runner = web.AppRunner(api.build_app(), access_log=None,
+                                     keepalive_timeout=config.read_timeout,
+                                     lingering_time=min(10.0, config.read_timeout))
 
         async def open_site():
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            # aiohttp's default backlog (128) refuses bursts of new connections.
+            await web.SockSite(self._runner, sock, backlog=LISTEN_BACKLOG).start()
 
         asyncio.run_coroutine_threadsafe(open_site(), self._loop).result()
 

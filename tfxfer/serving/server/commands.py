@@ -19,7 +19,15 @@ def _label(text: str) -> tuple[str, str, int]:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base_dir", help="directory of exported models: BASE/NAME/VERSION/")
+    parser.add_argument("base_dir", nargs="?",
+                        help="directory of exported models: BASE/NAME/VERSION/, or one model's "
+                             "directory NAME/VERSION/ (served as model NAME)")
+    parser.add_argument("--model-config-file", default=None,
+                        help="a models.config (as `tfxfer serving-config` writes) listing the "
+                             "models to serve, re-read every --poll-seconds; replaces BASE_DIR")
+    parser.add_argument("--model-name", default=None,
+                        help="serve BASE_DIR as this one model (BASE_DIR/VERSION/), as TF "
+                             "Serving's --model_name with --model_base_path")
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--rest-port", type=int, default=8501,
@@ -38,6 +46,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads running REST requests (default 4)")
     parser.add_argument("--grpc-threads", type=int, default=4,
                         help="threads running gRPC requests (default 4)")
+    parser.add_argument("--max-tensor-elements", type=int, default=1 << 25,
+                        help="input tensors declaring more elements are refused before "
+                             "allocation (default 2**25)")
+    parser.add_argument("--read-timeout", type=float, default=30.0,
+                        help="seconds a client has to send a whole REST request; idle "
+                             "connections close after it too (default 30)")
+    parser.add_argument("--enable-batching", action="store_true",
+                        help="merge concurrent predict requests into one graph call")
+    parser.add_argument("--max-batch-size", type=int, default=32,
+                        help="most rows in one batched call (default 32)")
+    parser.add_argument("--batch-timeout-micros", type=int, default=2000,
+                        help="how long a batch waits for more requests (default 2000)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not replay assets.extra/tf_serving_warmup_requests")
 
@@ -45,6 +65,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
     from tfxfer.serving.server.app import ServerConfig
+    from tfxfer.serving.server.batching import BatchingConfig
 
     labels: dict[str, dict[str, int]] = {}
     for model, label, version in args.version_label:
@@ -55,7 +76,11 @@ def config_from_args(args: argparse.Namespace):
         policy=VersionPolicy.from_args(args),
         version_labels=labels, max_request_bytes=args.max_request_bytes,
         rest_threads=args.rest_threads, grpc_threads=args.grpc_threads,
-        warmup=not args.no_warmup,
+        warmup=not args.no_warmup, max_tensor_elements=args.max_tensor_elements,
+        read_timeout=args.read_timeout, model_name=args.model_name,
+        model_config_file=args.model_config_file,
+        batching=(BatchingConfig(args.max_batch_size, args.batch_timeout_micros)
+                  if args.enable_batching else None),
     )
 
 

@@ -90,3 +90,26 @@ def too_large(size: int | None, limit: int) -> ServingError:
         "(tfxfer serve --max-request-bytes).",
         http_status=413,
     )
+
+
+def check_tensor_shape(what: str, shape: list[int], max_elements: int | None) -> None:
+    """Refuses a declared shape before anything of that shape is allocated.
+
+    Args:
+        what: the tensor, for the message ("Input 'x'").
+        shape: the dimensions as declared by the request.
+        max_elements: the largest element count accepted (None: no limit).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a negative dimension or more elements than
+            `max_elements`.
+    """
+    if any(d < 0 for d in shape):
+        raise invalid_argument(f"{what} has a negative dimension in its shape {shape}.")
+    count = 1
+    for d in shape:
+        count *= d  # Python ints: [2**40, 2**40] cannot overflow into a small number
+    if max_elements is not None and count > max_elements:
+        raise invalid_argument(
+            f"{what} declares shape {shape}: {count} elements; the server accepts at "
+            f"most {max_elements} per tensor (tfxfer serve --max-tensor-elements).")

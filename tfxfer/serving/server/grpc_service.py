@@ -13,6 +13,7 @@ Errors carry TF Serving's status codes; a request larger than
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,7 +26,8 @@ from tensorflow_serving.apis import (
 
 from tfxfer.serving.server.errors import ServingError
 from tfxfer.serving.server.manager import ModelManager
-from tfxfer.serving.server.predict import predict_request
+from tfxfer.serving.server.metrics import Metrics
+from tfxfer.serving.server.predict import predict_request, run_signature
 from tfxfer.serving.server.responses import model_metadata, model_status
 
 logger = logging.getLogger(__name__)
@@ -48,16 +50,32 @@ def _answer(context: grpc.ServicerContext, work: Callable[[], Any]) -> Any:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata over the models of a `ModelManager`."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, max_tensor_elements: int | None = None,
+                 metrics: Metrics | None = None, run: Callable = run_signature):
         self.manager = manager
+        self.run = run
+        self.max_tensor_elements = max_tensor_elements
+        self.metrics = metrics
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        def work():
-            name, version, label = _spec(request.model_spec)
-            with self.manager.handle(name, version, label) as servable:
-                return predict_request(servable, request)
+        start, served = time.monotonic(), {}
+        name, version, label = _spec(request.model_spec)
 
-        return _answer(context, work)
+        def work():
+            with self.manager.handle(name, version, label) as servable:
+                served["version"] = servable.version
+                return predict_request(servable, request, self.max_tensor_elements, self.run)
+
+        status = "OK"
+        try:
+            return work()
+        except ServingError as err:
+            status = err.code.name
+            context.abort(grpc.StatusCode[err.code.name], err.message)
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe(name, served.get("version"), "GRPC", status,
+                                     time.monotonic() - start)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         name, version, label = _spec(request.model_spec)
@@ -77,7 +95,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(
-    manager: ModelManager, address: str, *, max_request_bytes: int, threads: int
+    manager: ModelManager, address: str, *, max_request_bytes: int, threads: int,
+    max_tensor_elements: int | None = None, metrics: Metrics | None = None,
+    run: Callable = run_signature,
 ) -> tuple[grpc.Server, int]:
     """A started-to-be gRPC server bound to `address` ("HOST:PORT"; port 0 picks one).
 
@@ -94,7 +114,7 @@ def build_grpc_server(
                  ("grpc.so_reuseport", 0)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager), server)
+        PredictionService(manager, max_tensor_elements, metrics, run), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
     try:
         port = server.add_insecure_port(address)

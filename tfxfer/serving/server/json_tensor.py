@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
-from tfxfer.serving.server.errors import Code, ServingError, invalid_argument
+from tfxfer.serving.server.errors import (
+    Code,
+    ServingError,
+    check_tensor_shape,
+    invalid_argument,
+)
 
 ROW = "row"
 COLUMNAR = "columnar"
@@ -129,7 +134,12 @@ def decode_b64(value: dict) -> bytes:
 
 def _string(value: Any) -> bytes:
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate such as "\ud83d"
+            raise invalid_argument(
+                f"JSON Value: {_json_text(value)} is not valid Unicode: {err.reason} at "
+                f"character {err.start}") from err
     if isinstance(value, dict):
         return decode_b64(value)
     raise _type_error(value, types_pb2.DT_STRING)
@@ -185,8 +195,11 @@ def _fill(value: Any, level: int, shape: list[int], convert: Callable, out: list
         _fill(item, level + 1, shape, convert, out)
 
 
-def json_to_array(value: Any, dtype: int) -> np.ndarray:
+def json_to_array(value: Any, dtype: int, max_elements: int | None = None) -> np.ndarray:
     """One JSON value (a scalar or nested lists) as an array of `dtype`.
+
+    Args:
+        max_elements: refuse a value of more elements, before converting it (None: no limit).
 
     Raises:
         ServingError: INVALID_ARGUMENT for ragged lists or values of the wrong type;
@@ -200,6 +213,7 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
     if len(shape) > MAX_RANK:
         raise invalid_argument(f"JSON value nested {len(shape)} lists deep; a tensor has at "
                                f"most {MAX_RANK} dimensions")
+    check_tensor_shape("A JSON value", shape, max_elements)
     values: list = []
     _fill(value, 0, shape, convert, values)
     array = np.empty(len(values), dtype=np_dtype)
@@ -239,13 +253,15 @@ def signature_name_of(document: Mapping[str, Any]) -> str:
 
 
 def inputs_from_json(
-    document: Mapping[str, Any], input_dtypes: Mapping[str, int]
+    document: Mapping[str, Any], input_dtypes: Mapping[str, int],
+    max_elements: int | None = None,
 ) -> tuple[dict[str, np.ndarray], str]:
     """The named input arrays of a predict request and its format (ROW or COLUMNAR).
 
     Args:
         document: the parsed request body.
         input_dtypes: the signature's inputs, name -> DataType enum.
+        max_elements: refuse an input tensor of more elements (None: no limit).
     """
     if not input_dtypes:
         raise invalid_argument("Failed to get input map for signature")
@@ -259,9 +275,9 @@ def inputs_from_json(
             raise invalid_argument("Expecting 'instances' to be an list/array")
         if not instances:
             raise invalid_argument("No values in 'instances' array")
-        return _from_instances(instances, input_dtypes), ROW
+        return _from_instances(instances, input_dtypes, max_elements), ROW
     if has_inputs:
-        return _from_inputs(document["inputs"], input_dtypes), COLUMNAR
+        return _from_inputs(document["inputs"], input_dtypes, max_elements), COLUMNAR
     raise invalid_argument("Missing 'inputs' or 'instances' key")
 
 
@@ -269,7 +285,9 @@ def _is_named_object(value: Any) -> bool:
     return isinstance(value, dict) and not is_b64_object(value)
 
 
-def _from_instances(instances: list, input_dtypes: Mapping[str, int]) -> dict[str, np.ndarray]:
+def _from_instances(
+    instances: list, input_dtypes: Mapping[str, int], max_elements: int | None
+) -> dict[str, np.ndarray]:
     named = _is_named_object(instances[0])
     if not named and len(input_dtypes) > 1:
         raise invalid_argument(
@@ -289,15 +307,17 @@ def _from_instances(instances: list, input_dtypes: Mapping[str, int]) -> dict[st
                 f"{_json_text(item)} keys must be equal to: {','.join(sorted(input_dtypes))}")
         for name, value in pairs:
             columns[name].append(_instance_item(value, name if named else None, index,
-                                                input_dtypes, columns))
+                                                input_dtypes, columns, max_elements))
+    for name, items in columns.items():
+        check_tensor_shape(f"Input '{name}'", [len(items), *items[0].shape], max_elements)
     return {name: np.stack(items) for name, items in columns.items()}
 
 
-def _instance_item(value, key, index, input_dtypes, columns) -> np.ndarray:
+def _instance_item(value, key, index, input_dtypes, columns, max_elements) -> np.ndarray:
     """One instance's value of one input (`key` None: the only input, not named)."""
     name = key if key is not None else next(iter(input_dtypes))
     try:
-        array = json_to_array(value, input_dtypes[name])
+        array = json_to_array(value, input_dtypes[name], max_elements)
         if columns[name]:
             _check_same_shape(columns[name][0], array)
     except ServingError as err:
@@ -315,19 +335,21 @@ def _check_same_shape(first: np.ndarray, array: np.ndarray) -> None:
             f"Expecting shape {list(first.shape)} but got: {list(array.shape)}")
 
 
-def _from_inputs(value: Any, input_dtypes: Mapping[str, int]) -> dict[str, np.ndarray]:
+def _from_inputs(
+    value: Any, input_dtypes: Mapping[str, int], max_elements: int | None
+) -> dict[str, np.ndarray]:
     if not _is_named_object(value):
         if len(input_dtypes) > 1:
             raise invalid_argument(
                 "inputs is a plain value/list, but expecting an object as multiple input "
                 f"tensors required as per tensorinfo_map: {', '.join(sorted(input_dtypes))}")
         name, dtype = next(iter(input_dtypes.items()))
-        return {name: json_to_array(value, dtype)}
+        return {name: json_to_array(value, dtype, max_elements)}
     arrays = {}
     for name, dtype in input_dtypes.items():
         if name not in value:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
-        arrays[name] = json_to_array(value[name], dtype)
+        arrays[name] = json_to_array(value[name], dtype, max_elements)
     return arrays
 
 

@@ -20,6 +20,12 @@ ignored), picks the versions the policy wants ("latest" N, "all", or
 
 `start()` polls every `poll_seconds` on a background thread, like TF Serving's
 `--file_system_poll_wait_seconds`.
+
+With a `config_file` (TF Serving's `--model_config_file`, as `tfxfer
+serving-config` writes it) the models, their base paths, version policies and
+labels come from that file instead, re-read on every poll: a model added to it
+is loaded, a model removed from it is unloaded. A file that no longer parses is
+logged and the previous configuration keeps serving.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfxfer.serving.contract import check_model_name, list_versions, model_dirs
+from tfxfer.serving.model_config import read_model_config
 from tfxfer.serving.policy import VersionPolicy
 from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, not_found
 from tfxfer.serving.server.predict import warm_up
@@ -118,18 +125,30 @@ class ModelManager:
         version_labels: optional model -> {label: version} (TF Serving's version_labels).
         warmup: replay assets.extra/tf_serving_warmup_requests before serving a version.
         unload_timeout: seconds an unload waits for running requests before releasing.
+        model_name: serve `base_path` itself as this one model (base_path/VERSION/), as
+            TF Serving's --model_name with --model_base_path.
+        config_file: a models.config listing the models (base_path is then unused).
     """
 
     def __init__(
         self,
-        base_path: str | Path,
+        base_path: str | Path | None,
         policy: VersionPolicy | None = None,
         *,
         version_labels: Mapping[str, Mapping[str, int]] | None = None,
         warmup: bool = True,
         unload_timeout: float = 60.0,
+        model_name: str | None = None,
+        config_file: str | Path | None = None,
     ):
-        self.base_path = Path(base_path)
+        if model_name is not None:
+            check_model_name(model_name)
+        self.model_name = model_name
+        self.config_file = Path(config_file) if config_file is not None else None
+        self._policies: dict[str, VersionPolicy] = {}
+        self._config_text: str | None = None
+        self._config_paths: dict[str, Path] = {}
+        self.base_path = Path(base_path) if base_path is not None else None
         self.policy = policy or VersionPolicy()
         self.version_labels = {k: dict(v) for k, v in (version_labels or {}).items()}
         self.warmup = warmup
@@ -198,6 +217,22 @@ class ModelManager:
             raise not_found(f"Could not find any versions of model {name}")
         return [statuses[v] for v in sorted(statuses, reverse=True)]
 
+    def check_version_labels(self) -> None:
+        """Refuses a label naming a version that is not available, as TF Serving does.
+
+        Raises:
+            ValueError: naming the label, the version and the versions available.
+        """
+        for name, labels in self.version_labels.items():
+            available = self.available_versions(name)
+            for label, version in labels.items():
+                if version not in available:
+                    raise ValueError(
+                        f"Version label {name}:{label}={version}: version {version} of model "
+                        f"{name!r} is not available for inference (available: "
+                        f"{', '.join(map(str, available)) or 'none'}). TF Serving refuses to "
+                        "assign a label to a version that is not loaded.")
+
     def model_names(self) -> list[str]:
         with self._lock:
             return sorted(self._models)
@@ -242,19 +277,61 @@ class ModelManager:
             for name, path in found.items():
                 with self._lock:
                     model = self._models.setdefault(name, _Model(name, path, {}, {}, {}))
+                    model.path = path
                 self._sync(model)
             for name in set(self.model_names()) - set(found):
-                self._sync(self._models[name])  # its directory is gone: unload it
+                if self.config_file is not None:
+                    self._remove(name)  # no longer in the config file
+                else:
+                    self._sync(self._models[name])  # its directory is gone: unload it
+
+    def _remove(self, name: str) -> None:
+        model = self._models[name]
+        for version in list(model.servables):
+            self._unload(model, version)
+        with self._lock:
+            del self._models[name]
+        logger.info("Removed model %s (no longer in %s)", name, self.config_file)
 
     def _discover(self) -> dict[str, Path]:
+        if self.config_file is not None:
+            return self._read_config_file()
+        if self.model_name is not None:
+            return {self.model_name: self.base_path} if self.base_path.is_dir() else {}
         try:
             return model_dirs(self.base_path)
         except FileNotFoundError:
             logger.error("Base path %s does not exist or is not a directory", self.base_path)
             return {}
 
+    def _read_config_file(self) -> dict[str, Path]:
+        """The models of the config file; on a bad reload, those of the last good one.
+
+        Raises:
+            ValueError, FileNotFoundError: the first read fails.
+        """
+        try:
+            text = self.config_file.read_text()
+            if text != self._config_text:
+                served = read_model_config(self.config_file)
+                self._policies = {name: m.policy for name, m in served.items()}
+                self.version_labels = {name: dict(m.version_labels)
+                                       for name, m in served.items()}
+                self._config_paths = {name: m.base_path for name, m in served.items()}
+                if self._config_text is not None:
+                    logger.info("Reloaded %s: models %s", self.config_file,
+                                ", ".join(sorted(served)) or "(none)")
+                self._config_text = text
+        except (OSError, ValueError) as err:
+            if self._config_text is None:
+                raise
+            logger.error("Cannot reload %s (the previous configuration keeps serving): %s",
+                         self.config_file, err)
+        return dict(self._config_paths)
+
     def _sync(self, model: _Model) -> None:
-        wanted = self.policy.select(list_versions(model.path))
+        policy = self._policies.get(model.name, self.policy)
+        wanted = policy.select(list_versions(model.path))
         for version in wanted:
             if version not in model.servables and self._should_try(model, version):
                 self._load(model, version)

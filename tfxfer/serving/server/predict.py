@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +20,12 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from tfxfer.serving.contract import DEFAULT_SIGNATURE, read_warmup, warmup_path
-from tfxfer.serving.server.errors import Code, ServingError, invalid_argument
+from tfxfer.serving.server.errors import (
+    Code,
+    ServingError,
+    check_tensor_shape,
+    invalid_argument,
+)
 from tfxfer.serving.server.json_tensor import dtype_name
 from tfxfer.serving.server.servable import Servable
 
@@ -143,15 +148,22 @@ def run_signature(
 # ---------------------------------------------------------------- TensorProto
 
 
-def tensor_proto_to_array(name: str, proto: tensor_pb2.TensorProto, dtype: int) -> np.ndarray:
-    """A request's input tensor as an array, after checking its dtype."""
+def tensor_proto_to_array(
+    name: str, proto: tensor_pb2.TensorProto, dtype: int, max_elements: int | None = None
+) -> np.ndarray:
+    """A request's input tensor as an array, after checking its dtype and declared shape.
+
+    `tf.make_ndarray` repeats the last value up to the declared shape, so a 64-byte
+    proto can declare gigabytes: the shape is checked against `max_elements` first.
+    """
     if proto.dtype != dtype:
         raise invalid_argument(
             f"Input '{name}' expects {dtype_name(dtype)} but {dtype_name(proto.dtype)} was "
             "provided.")
+    check_tensor_shape(f"Input '{name}'", [d.size for d in proto.tensor_shape.dim], max_elements)
     try:
         return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, MemoryError) as err:
         raise invalid_argument(f"tensor parsing error: {name}: {err}") from err
 
 
@@ -193,14 +205,20 @@ def array_to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 def predict_request(
-    servable: Servable, request: predict_pb2.PredictRequest
+    servable: Servable, request: predict_pb2.PredictRequest, max_elements: int | None = None,
+    run: Callable = run_signature,
 ) -> predict_pb2.PredictResponse:
-    """Answers a `PredictRequest` (gRPC Predict, warmup replay) with this servable."""
+    """Answers a `PredictRequest` (gRPC Predict, warmup replay) with this servable.
+
+    Args:
+        max_elements: input tensors declaring more elements are refused (None: no limit).
+        run: runs the signature (`run_signature`, or a `Batcher.run`).
+    """
     name, signature = resolve_signature(servable, request.model_spec.signature_name)
     _check_names(signature, list(request.inputs))
-    arrays = {key: tensor_proto_to_array(key, proto, signature.inputs[key].dtype)
+    arrays = {key: tensor_proto_to_array(key, proto, signature.inputs[key].dtype, max_elements)
               for key, proto in request.inputs.items()}
-    outputs = run_signature(servable, name, arrays, list(request.output_filter))
+    outputs = run(servable, name, arrays, list(request.output_filter))
     response = predict_pb2.PredictResponse()
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version

@@ -21,6 +21,8 @@ import asyncio
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from tfxfer.serving.contract import DEFAULT_SIGNATURE
+from tfxfer.serving.server import metrics as metrics_lib
 from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, too_large
 from tfxfer.serving.server.json_tensor import (
     inputs_from_json,
@@ -115,12 +118,23 @@ class RestApi:
         manager: the models served.
         executor: runs parsing, inference and JSON writing off the event loop.
         max_request_bytes: bodies larger than this get 413.
+        max_tensor_elements: input tensors of more elements get 400 (None: no limit).
+        read_timeout: seconds to receive a body; a slower client gets 408.
+        metrics: where predict requests are counted; also served at
+            /monitoring/prometheus/metrics (None: neither).
+        run: runs a signature (`run_signature`, or a `Batcher.run`).
     """
 
-    def __init__(self, manager: ModelManager, executor: Executor, max_request_bytes: int):
+    def __init__(self, manager: ModelManager, executor: Executor, max_request_bytes: int,
+                 *, max_tensor_elements: int | None = None, read_timeout: float | None = None,
+                 metrics: metrics_lib.Metrics | None = None, run: Callable = run_signature):
         self.manager = manager
         self.executor = executor
         self.max_request_bytes = max_request_bytes
+        self.max_tensor_elements = max_tensor_elements
+        self.read_timeout = read_timeout
+        self.metrics = metrics
+        self.run = run
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_request_bytes)
@@ -128,31 +142,59 @@ class RestApi:
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
+        if (self.metrics is not None and request.method == "GET"
+                and request.rel_url.raw_path == metrics_lib.PATH):
+            return web.Response(body=self.metrics.render().encode(),
+                                headers={"Content-Type": metrics_lib.CONTENT_TYPE})
+        start, served, route = time.monotonic(), {}, None
+        status = "OK"
         try:
             route = parse_route(request.method, request.rel_url.raw_path)
             body = await self._read_body(request) if request.method == "POST" else b""
             answer = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.answer, route, body)
+                self.executor, self.answer, route, body, served)
             return web.Response(body=answer, content_type="application/json")
         except ServingError as err:
-            return _error_response(err)
+            status = err.code.name
+            response = _error_response(err)
+            if err.http_status in (408, 413):  # the body was not read: the stream is unusable
+                response.force_close()
+            return response
+        except ConnectionError as err:  # the client went away: nobody to answer
+            status = Code.CANCELLED.name
+            logger.info("Client disconnected during %s %s: %s", request.method, request.path,
+                        err)
+            return _error_response(ServingError(Code.CANCELLED, "Client disconnected"))
         except Exception as err:  # a bug: answer 500 with the reason and keep serving
+            status = Code.INTERNAL.name
             logger.exception("Internal error on %s %s", request.method, request.path)
             return _error_response(ServingError(Code.INTERNAL, f"Internal error: {err!r}"))
+        finally:
+            if self.metrics is not None and route is not None and route.action == "predict":
+                self.metrics.observe(route.model, served.get("version"), "REST", status,
+                                     time.monotonic() - start)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.max_request_bytes
         if request.content_length is not None and request.content_length > limit:
             raise too_large(request.content_length, limit)
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), self.read_timeout)
         except web.HTTPRequestEntityTooLarge as err:
             raise too_large(None, limit) from err
+        except TimeoutError as err:
+            raise ServingError(Code.DEADLINE_EXCEEDED, f"Request body not received within "
+                               f"{self.read_timeout:g} s (tfxfer serve --read-timeout).",
+                               http_status=408) from err
 
-    def answer(self, route: Route, body: bytes) -> bytes:
-        """The JSON body answering `route` (runs on the thread pool)."""
+    def answer(self, route: Route, body: bytes, served: dict | None = None) -> bytes:
+        """The JSON body answering `route` (runs on the thread pool).
+
+        Args:
+            served: if given, receives "version": the version that answered a predict.
+        """
         if route.action == "predict":
-            result = self.predict(route, body)
+            result = self.predict(route, body, served)
         elif route.action == "status":
             result = status_json(model_status(self.manager, route.model, route.version,
                                               route.label))
@@ -164,10 +206,12 @@ class RestApi:
                                                    f"{route.action} needs TF Serving.")
         return json.dumps(result).encode("utf-8")
 
-    def predict(self, route: Route, body: bytes) -> dict[str, Any]:
+    def predict(self, route: Route, body: bytes, served: dict | None = None) -> dict[str, Any]:
         document = parse_json_body(body)
         signature_name = signature_name_of(document)
         with self.manager.handle(route.model, route.version, route.label) as servable:
+            if served is not None:
+                served["version"] = servable.version
             try:
                 dtypes = input_dtypes(servable, signature_name)
             except ServingError as err:
@@ -175,8 +219,8 @@ class RestApi:
                     f'Serving signature name: "{signature_name or DEFAULT_SIGNATURE}" not found '
                     f"in signature def. Model {servable.name} version {servable.version} has: "
                     f"{', '.join(sorted(servable.functions))}.") from err
-            inputs, layout = inputs_from_json(document, dtypes)
-            outputs = run_signature(servable, signature_name, inputs)
+            inputs, layout = inputs_from_json(document, dtypes, self.max_tensor_elements)
+            outputs = self.run(servable, signature_name, inputs)
         return outputs_to_json(outputs, layout)
 
 

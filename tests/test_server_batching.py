@@ -1,0 +1,87 @@
+"""`tfxfer serve --enable-batching`: concurrent requests share one graph call, over loopback."""
+
+import base64
+import io
+import threading
+
+import numpy as np
+import pytest
+from server_models import cleanup_built, http_request, publish
+
+from tfxfer.serving.server import ModelServer, ServerConfig
+from tfxfer.serving.server.batching import BatchingConfig
+
+CLIENTS = 6
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    publish(root / "tiny", 1, scale=1.0)
+    yield root
+    cleanup_built()
+
+
+def _concurrent(port: int, bodies: list, signature_path="/v1/models/tiny:predict"):
+    """Sends the bodies at once from one thread each; returns [(status, body)] in order."""
+    answers = [None] * len(bodies)
+    start = threading.Barrier(len(bodies))
+
+    def send(i):
+        start.wait()
+        answers[i] = http_request(port, "POST", signature_path, bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+@pytest.mark.parametrize("batching,most_calls", [
+    (BatchingConfig(max_batch_size=64, batch_timeout_micros=500_000), 2),
+    (None, CLIENTS),
+], ids=["batching", "no-batching"])
+def test_concurrent_requests_share_graph_calls(base, batching, most_calls):
+    config = ServerConfig(base, rest_port=0, grpc_port=0, rest_threads=CLIENTS,
+                          batching=batching)
+    with ModelServer(config) as server:
+        texts = ["a" * (i + 1) for i in range(CLIENTS)]
+        answers = _concurrent(server.rest_port, [{"instances": [t]} for t in texts])
+    assert [status for status, _ in answers] == [200] * CLIENTS
+    # Each request gets its own rows back.
+    assert [body["predictions"][0]["score"] for _, body in answers] == \
+        [float(len(t)) for t in texts]
+    # `calls` counts graph calls: requests in one batch see the same count.
+    calls = {body["predictions"][0]["calls"] for _, body in answers}
+    if batching is None:
+        assert len(calls) == CLIENTS
+    else:
+        assert len(calls) <= most_calls
+
+
+def _png(value: int) -> dict:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(buffer, format="PNG")
+    return {"b64": base64.b64encode(buffer.getvalue()).decode()}
+
+
+def test_a_bad_request_in_a_batch_fails_alone(base):
+    config = ServerConfig(base, rest_port=0, grpc_port=0, rest_threads=4,
+                          batching=BatchingConfig(64, 500_000))
+    bodies = [{"signature_name": "decode", "instances": [_png(v)]} for v in (10, 20, 30)]
+    bodies.append({"signature_name": "decode",
+                   "instances": [{"b64": base64.b64encode(b"nope").decode()}]})
+    with ModelServer(config) as server:
+        answers = _concurrent(server.rest_port, bodies)
+    assert [status for status, _ in answers] == [200, 200, 200, 400]
+    assert [body["predictions"][0] for _, body in answers[:3]] == [10.0, 20.0, 30.0]
+    assert "Unknown image file format" in answers[3][1]["error"]
+
+
+def test_batching_parameters_are_checked():
+    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+        BatchingConfig(max_batch_size=0)
