@@ -9,7 +9,7 @@ Example:
     result = tfxfer.train(config)
 """
 
-from importlib import import_module
+from tfxfer.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -53,8 +53,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tfxfer' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -13,27 +13,23 @@ Names are imported on first use, so `tfxfer --help` (which lists the
 
 from __future__ import annotations
 
-import importlib
+from tfxfer.lazy import lazy_getattr
 
 _EXPORTS = {
-    "AdaptationSchedule": "schedules",
-    "annealed_learning_rate": "schedules",
-    "grl_lambda": "schedules",
-    "GradientReversal": "layers",
-    "DomainAdversarialModel": "model",
-    "build_domain_head": "model",
-    "DomainAdaptation": "training",
-    "TargetImages": "data",
-    "scan_target_images": "data",
-    "build_mnist_m": "digits",
-    "build_usps": "digits",
-    "mnist_frame": "digits",
+    "AdaptationSchedule": "tfxfer.adaptation.schedules",
+    "annealed_learning_rate": "tfxfer.adaptation.schedules",
+    "grl_lambda": "tfxfer.adaptation.schedules",
+    "GradientReversal": "tfxfer.adaptation.layers",
+    "DomainAdversarialModel": "tfxfer.adaptation.model",
+    "build_domain_head": "tfxfer.adaptation.model",
+    "DomainAdaptation": "tfxfer.adaptation.training",
+    "TargetImages": "tfxfer.adaptation.data",
+    "scan_target_images": "tfxfer.adaptation.data",
+    "build_mnist_m": "tfxfer.adaptation.digits",
+    "build_usps": "tfxfer.adaptation.digits",
+    "mnist_frame": "tfxfer.adaptation.digits",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tfxfer.adaptation' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tfxfer.adaptation.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ keras-hub transformers.
 Names are imported lazily, so the CLI can list its commands without TensorFlow.
 """
 
-from importlib import import_module
+from tfxfer.lazy import lazy_getattr
 
 _EXPORTS = {
     "EncoderSpec": "tfxfer.text.encoders",
@@ -35,8 +35,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tfxfer.text' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
