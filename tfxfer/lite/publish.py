@@ -29,14 +29,6 @@ def make_temp_dir(target: Path) -> Path:
     return layout.make_temp_dir(target.parent)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish_directory(temp: Path, target: Path) -> Path:
     """Flushes `temp` and renames it to `target` in one step.
 
@@ -45,14 +37,12 @@ def publish_directory(temp: Path, target: Path) -> Path:
             non-empty directory and this check covers an existing empty one).
     """
     check_new_target(target)
-    for path in sorted(temp.rglob("*")):
-        _fsync(path)
-    _fsync(temp)
+    layout.fsync_tree(temp)
     try:
         os.rename(temp, target)
     except OSError as err:
         if target.exists():
             raise FileExistsError(f"{target} appeared during the export.") from err
         raise
-    _fsync(target.parent)
+    layout.fsync_dir(target.parent)
     return target

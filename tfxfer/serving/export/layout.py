@@ -108,7 +108,7 @@ def remove_stale_temp_dirs(path: str | Path) -> list[Path]:
     return removed
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     """Flushes every file and directory under `root` to disk (survives power loss too)."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -117,10 +117,10 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -147,7 +147,7 @@ def publish(temp: str | Path, path: str | Path, version: int) -> Path:
     """
     temp, path = Path(temp), Path(path)
     target = check_new_version(path, version)
-    _fsync_tree(temp)
+    fsync_tree(temp)
     try:
         os.rename(temp, target)
     except OSError as err:
@@ -155,7 +155,7 @@ def publish(temp: str | Path, path: str | Path, version: int) -> Path:
             raise FileExistsError(f"Version {version} appeared at {target} during the export.") \
                 from err
         raise
-    _fsync_dir(path)
+    fsync_dir(path)
     return target
 
 
