@@ -113,8 +113,10 @@ def _target_sample(config: RunConfig, limit: int) -> list[str]:
 
 def _decoded(paths: list[str], size: int) -> tf.data.Dataset:
     """Decoded images of `paths` in order, cached (decoded once for every candidate)."""
+    def decode(path):
+        return decode_image(tf.io.read_file(path), size)
+
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths))
-    decode = lambda path: decode_image(tf.io.read_file(path), size)  # noqa: E731
     return ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
 
 
