@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,8 @@ from tfxfer.reports.adaptation import REVERSE_VALIDATION
 from tfxfer.strategies import Phase, is_pretrained, plan_phases, set_phase_trainable
 
 logger = logging.getLogger(__name__)
+
+ModelBuilder = Callable[[RunConfig], keras.Model]
 
 
 @dataclass
@@ -136,7 +139,7 @@ class _Search:
     run after the seed is reset, so every candidate sees the same batches.
     """
 
-    def __init__(self, config: RunConfig, splits: Splits, build) -> None:
+    def __init__(self, config: RunConfig, splits: Splits, build: ModelBuilder) -> None:
         data = config.data
         self.config, self.build = config, build
         self.batch_size, self.seed = data.batch_size, data.seed
@@ -152,7 +155,9 @@ class _Search:
         self.val_ds = splits.batches("val", data)
         self.num_classes = len(splits.class_names)
 
-    def _train(self, datasets, lambda_max: float) -> tuple[DomainAdversarialModel, float]:
+    def _train(
+        self, datasets: Callable[[], tf.data.Dataset], lambda_max: float
+    ) -> tuple[DomainAdversarialModel, float]:
         """A fresh classifier trained adversarially over the short phases.
 
         `datasets()` makes the run's ((labelled, unlabelled), labels) batches.
@@ -206,7 +211,9 @@ class _Search:
         )
 
 
-def reverse_validate(config: RunConfig, splits: Splits, build) -> ReverseValidation:
+def reverse_validate(
+    config: RunConfig, splits: Splits, build: ModelBuilder
+) -> ReverseValidation:
     """Scores every λ of `config.train.adaptation_lambdas` by reverse validation.
 
     Args:
