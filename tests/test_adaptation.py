@@ -240,10 +240,10 @@ def test_dann_trains_under_a_mirrored_strategy(domains, tmp_path):
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import sys; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
         from pathlib import Path
-        from test_adaptation import _dann_config
+        from adaptation_helpers import dann_config
         domains = {{k: Path(v) for k, v in {({k: str(v) for k, v in domains.items()})!r}.items()}}
         config = dann_config(domains, {str(tmp_path / "run")!r}, distribute="mirrored",
-                              epochs=1)
+                             epochs=1)
         from tfxfer.experiment import train
         result = train(config)
         print("replicas", result.model.distribute_strategy.num_replicas_in_sync)
