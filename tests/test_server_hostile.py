@@ -7,6 +7,7 @@ the server must keep answering good requests.
 
 import logging
 import socket
+import struct
 import time
 
 import grpc
@@ -185,6 +186,57 @@ def test_half_sent_body_gets_408_after_the_read_timeout(server):
     assert b"--read-timeout" in received
     assert elapsed < READ_TIMEOUT + 5
     _assert_serving(server)
+
+
+# ---------------------------------------------------------------- slow gRPC clients
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags])
+            + struct.pack(">I", stream) + payload)
+
+
+def _literal(name: bytes, value: bytes) -> bytes:  # HPACK literal, not indexed, no Huffman
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+_H2_START = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"")  # preface, SETTINGS
+_PREDICT_HEADERS = b"".join(_literal(n, v) for n, v in [
+    (b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"x"),
+    (b":path", b"/tensorflow.serving.PredictionService/Predict"),
+    (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+# A Predict call whose message declares 100 bytes and sends 10 (no END_STREAM).
+_HALF_SENT_CALL = (_H2_START + _h2_frame(1, 0x4, 1, _PREDICT_HEADERS)
+                   + _h2_frame(0, 0, 1, b"\x00" + struct.pack(">I", 100) + b"x" * 10))
+
+
+@pytest.fixture(scope="module")
+def grpc_aged(base):
+    config = ServerConfig(base, rest_port=0, grpc_port=0, read_timeout=READ_TIMEOUT,
+                          grpc_max_connection_age=1.0, warmup=False)
+    with ModelServer(config) as running:
+        yield running
+
+
+@pytest.mark.parametrize("sent", [b"", _H2_START, _HALF_SENT_CALL],
+                         ids=["silent", "no-call", "half-sent-call"])
+def test_slow_grpc_clients_are_disconnected(grpc_aged, sent):
+    # Silent: the handshake timeout; no call: the idle timeout (both --read-timeout);
+    # a half-sent call: the connection's age (GOAWAY) plus --read-timeout of grace.
+    # grpcio's defaults keep all three open (120 s, forever, forever).
+    sock = socket.create_connection(("127.0.0.1", grpc_aged.grpc_port), timeout=10)
+    sock.sendall(sent)
+    try:
+        elapsed, _ = _wait_closed(sock, 30)
+    except ConnectionResetError:
+        elapsed = 0.0  # closed, with our unread bytes: a reset is a close too
+    finally:
+        sock.close()
+    assert elapsed < 20
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_aged.grpc_port}") as channel:
+        ok = _grpc_predict(prediction_service_pb2_grpc.PredictionServiceStub(channel), "inputs",
+                           _proto(types_pb2.DT_STRING, [1], string_val=[b"ok"]))
+    assert ok.outputs["score"].float_val == [2.0]
 
 
 # ---------------------------------------------------------------- start-up checks (fixes 6, 7)
