@@ -126,3 +126,25 @@ def test_client_identity_is_the_ip_address(peer, client):
 def test_bounds_are_validated(field, value):
     with pytest.raises(ValueError, match=rf"{field} must be an integer >= 0.*Received: {value}"):
         AdmissionConfig(**{field: value})
+
+
+def test_a_request_whose_client_left_while_waiting_is_skipped():
+    async def main():
+        gate, order = threading.Event(), []
+        with ThreadPoolExecutor(1) as pool:
+            scheduler = FairScheduler(pool, 1, AdmissionConfig())
+            first = asyncio.create_task(scheduler.submit("a", lambda: gate.wait(30)))
+            await asyncio.sleep(0)
+            left = asyncio.create_task(scheduler.run("b", lambda: order.append("left"),
+                                                     abandoned=lambda: True))
+            stays = asyncio.create_task(scheduler.run("c", lambda: order.append("stays"),
+                                                      abandoned=lambda: False))
+            await asyncio.sleep(0)
+            gate.set()
+            await first
+            with pytest.raises(ConnectionResetError, match="b disconnected while waiting"):
+                await left
+            await stays
+            return order, scheduler.queued
+
+    assert asyncio.run(main()) == (["stays"], 0)

@@ -144,13 +144,22 @@ class FairScheduler:
             if not self._in_progress[client]:
                 del self._in_progress[client]
 
-    async def run(self, client: str, work: Callable[[], T]) -> T:
+    async def run(self, client: str, work: Callable[[], T],
+                  abandoned: Callable[[], bool] | None = None) -> T:
         """`work()` on a worker thread, once it is the client's turn.
+
+        Args:
+            abandoned: asked when the turn comes; True (the client has gone) skips
+                the work and passes the turn on.
 
         Raises:
             ServingError: UNAVAILABLE when `max_queued_requests` already wait.
+            ConnectionResetError: `abandoned()` said so.
         """
         await self._turn(client)
+        if abandoned is not None and abandoned():
+            self._release()
+            raise ConnectionResetError(f"{client} disconnected while waiting for its turn")
         try:
             future = asyncio.get_running_loop().run_in_executor(self._executor, work)
         except BaseException:

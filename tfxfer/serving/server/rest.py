@@ -158,7 +158,9 @@ class RestApi:
             with self.scheduler.admitted(client):
                 body = await self._read_body(request) if request.method == "POST" else b""
                 answer = await self.scheduler.run(
-                    client, functools.partial(self.answer, route, body, served))
+                    client, functools.partial(self.answer, route, body, served),
+                    abandoned=lambda: request.transport is None
+                    or request.transport.is_closing())
             return web.Response(body=answer, content_type="application/json")
         except ServingError as err:
             status = err.code.name
