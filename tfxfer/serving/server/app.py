@@ -115,12 +115,8 @@ class ServerConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {getattr(self, name)}")
         if self.model_config_file is not None:
-            _validate_no_labels_with_config_file(self.version_labels, self.model_config_file)
-            if self.policy != VersionPolicy():
-                raise ValueError(
-                    f"A version policy ({self.policy.kind}) cannot be combined with "
-                    f"--model-config-file {self.model_config_file}: each model's "
-                    "model_version_policy in the file decides which versions it serves.")
+            _validate_beside_config_file(self.version_labels, self.policy,
+                                         self.model_config_file)
             if not Path(self.model_config_file).is_file():
                 raise FileNotFoundError(f"Model config file not found: {self.model_config_file}")
             return
@@ -132,15 +128,20 @@ class ServerConfig:
             self.model_name = _single_model_name(Path(self.base_path))
 
 
-def _validate_no_labels_with_config_file(labels: dict[str, dict[str, int]],
-                                        config_file: str | Path) -> None:
-    """Refuses --version-label with --model-config-file: the file would silently win.
+def _validate_beside_config_file(labels: dict[str, dict[str, int]], policy: VersionPolicy,
+                                 config_file: str | Path) -> None:
+    """Refuses labels or a policy beside --model-config-file: the file would silently win.
 
-    The file is re-read every poll and its version_labels replace the labels, so a
-    label from the command line would be dropped without a word, and an edit of the
-    file could not be told apart from it. As in TF Serving (which has labels only in
-    the file), the file is the one place for them.
+    The file is re-read every poll and its version_labels and model_version_policy
+    replace these, so a flag would be dropped without a word, and an edit of the file
+    could not be told apart from it. As in TF Serving (which has labels only in the
+    file), the file is the one place for them.
     """
+    if policy != VersionPolicy():
+        raise ValueError(
+            f"A version policy ({policy.kind}) cannot be combined with --model-config-file "
+            f"{config_file}: each model's model_version_policy in the file decides which "
+            "versions it serves.")
     if not labels:
         return
     given = ", ".join(f"{model}:{label}={version}" for model, pairs in labels.items()
