@@ -32,6 +32,7 @@ import json
 import multiprocessing
 import os
 import re
+import selectors
 import socket
 import struct
 import subprocess
@@ -154,8 +155,11 @@ def attack_grpc_bomb(rest: int, grpc_port: int, args) -> str:
 
 
 def attack_slow(rest: int, grpc_port: int, args) -> str:
-    return _hold_half_sent(rest, b"POST /v1/models/bench:predict HTTP/1.1\r\nHost: x\r\n",
-                           args.read_timeout + 20, "half-sent request headers")
+    def half_sent(sock: socket.socket) -> None:
+        sock.sendall(b"POST /v1/models/bench:predict HTTP/1.1\r\nHost: x\r\n")
+
+    return _hold_half_sent(rest, half_sent, args.read_timeout + 20, "half-sent request headers",
+                           answer_h2=False)
 
 
 def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
@@ -163,8 +167,8 @@ def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
             + struct.pack(">I", stream) + payload)
 
 
-def _half_sent_grpc_call() -> bytes:
-    """HTTP/2 preface, SETTINGS, a Predict call's headers, 10 of its message's 100 bytes."""
+def _half_sent_grpc_call(sock: socket.socket) -> None:
+    """HTTP/2 preface and SETTINGS, a Predict call's headers, 10 of its message's 100 bytes."""
     def literal(name: bytes, value: bytes) -> bytes:  # HPACK literal, no Huffman
         return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
 
@@ -172,36 +176,60 @@ def _half_sent_grpc_call() -> bytes:
         (b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"x"),
         (b":path", b"/tensorflow.serving.PredictionService/Predict"),
         (b"content-type", b"application/grpc"), (b"te", b"trailers")])
-    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"")
-            + _h2_frame(1, 0x4, 1, headers)
-            + _h2_frame(0, 0, 1, b"\x00" + struct.pack(">I", 100) + b"x" * 10))
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"")
+                 + _h2_frame(1, 0x4, 1, headers)
+                 + _h2_frame(0, 0, 1, b"\x00" + struct.pack(">I", 100) + b"x" * 10))
 
 
 def attack_grpc_slow(rest: int, grpc_port: int, args) -> str:
     wait = args.grpc_max_connection_age * 1.1 + args.read_timeout + 20
-    return _hold_half_sent(grpc_port, _half_sent_grpc_call(), wait, "half-sent gRPC calls")
+    return _hold_half_sent(grpc_port, _half_sent_grpc_call, wait, "half-sent gRPC calls",
+                           answer_h2=True)
 
 
-def _hold_half_sent(port: int, data: bytes, wait: float, what: str, count: int = 2000) -> str:
-    sockets = []
+def _answer_h2(sock: socket.socket, buffer: bytes) -> bytes:
+    """Acknowledges the server's SETTINGS and PINGs, as a live client does (grpcio drops
+    one that does not, after 60 s); returns what is left of an incomplete frame."""
+    while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+        size, kind, flags = int.from_bytes(buffer[:3], "big"), buffer[3], buffer[4]
+        payload, buffer = buffer[9:9 + size], buffer[9 + size:]
+        if kind in (4, 6) and not flags & 0x1:
+            sock.sendall(_h2_frame(kind, 0x1, 0, payload if kind == 6 else b""))
+    return buffer
+
+
+def _hold_half_sent(port: int, half_send, wait: float, what: str, answer_h2: bool,
+                    count: int = 2000) -> str:
+    """Opens `count` connections that half-send; counts those the server closes in `wait` s."""
+    selector = selectors.DefaultSelector()
+    buffers: dict[socket.socket, bytes] = {}
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.sendall(data)
-        sockets.append(sock)
+        half_send(sock)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        buffers[sock] = b""
     start = time.monotonic()
     closed, last = 0, 0.0
-    for sock in sockets:
-        sock.settimeout(max(0.1, wait - (time.monotonic() - start)))
-        try:
-            while sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass  # closed with bytes unread: a close too
-        except OSError:  # still open at the end of the wait
-            sock.close()
-            continue
-        closed, last = closed + 1, time.monotonic() - start
+    while buffers and time.monotonic() - start < wait:
+        for key, _ in selector.select(timeout=0.5):
+            sock = key.fileobj
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                sock.close()
+                del buffers[sock]
+                closed, last = closed + 1, time.monotonic() - start
+            elif answer_h2:
+                buffers[sock] = _answer_h2(sock, buffers[sock] + data)
+    for sock in buffers:
         sock.close()
+    selector.close()
     return f"{count} {what}; {closed} closed by the server within {last:.1f} s"
 
 
