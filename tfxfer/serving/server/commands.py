@@ -52,7 +52,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "allocation (default 2**25)")
     parser.add_argument("--read-timeout", type=float, default=30.0,
                         help="seconds a client has to send a whole REST request; idle "
-                             "connections close after it too (default 30)")
+                             "connections (REST and gRPC) and unfinished gRPC handshakes "
+                             "close after it too (default 30)")
     parser.add_argument("--grpc-max-connection-age", type=float, default=120.0,
                         help="seconds after which a gRPC connection is renewed (GOAWAY; its "
                              "calls get --read-timeout more to finish), which bounds a "
