@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 import tensorflow as tf
-from server_models import Relay, cleanup_built, http_request, publish
+from server_models import Relay, http_request
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfxfer import cli
@@ -45,14 +45,6 @@ FLOOD = "127.0.0.1"
 OTHER = "127.0.0.2"
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    publish(root / "tiny", 1, scale=1.0)
-    yield root
-    cleanup_built()
-
-
 class _Gate:
     """Holds every inference until opened, recording the first input of each."""
 
@@ -68,10 +60,10 @@ class _Gate:
 
 
 @pytest.fixture
-def gated(base):
+def gated(tiny_base):
     """A server with one worker per API and a per-client bound of CAP, behind a gate."""
     gate = _Gate()
-    config = ServerConfig(base, rest_port=0, grpc_port=0, rest_threads=1, grpc_threads=1,
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, rest_threads=1, grpc_threads=1,
                           warmup=False, admission=AdmissionConfig(max_client_requests=CAP))
     server = ModelServer(config)
     server._run = gate.run  # the APIs are built at start() with this run function

@@ -13,7 +13,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from server_models import cleanup_built, http_request, publish
+from server_models import http_request
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -24,16 +24,8 @@ READ_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    publish(root / "tiny", 1, scale=1.0)
-    yield root
-    cleanup_built()
-
-
-@pytest.fixture(scope="module")
-def server(base):
-    config = ServerConfig(base, rest_port=0, grpc_port=0, poll_seconds=0.2,
+def server(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, poll_seconds=0.2,
                           max_tensor_elements=MAX_ELEMENTS, read_timeout=READ_TIMEOUT)
     with ModelServer(config) as running:
         yield running
@@ -244,8 +236,8 @@ def _h2_seconds_open(sock: socket.socket, timeout: float, answer: bool) -> float
 
 
 @pytest.fixture(scope="module")
-def grpc_aged(base):
-    config = ServerConfig(base, rest_port=0, grpc_port=0, read_timeout=READ_TIMEOUT,
+def grpc_aged(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, read_timeout=READ_TIMEOUT,
                           grpc_max_connection_age=1.0, warmup=False)
     with ModelServer(config) as running:
         yield running
@@ -270,15 +262,15 @@ def test_slow_grpc_clients_are_disconnected(grpc_aged, stage):
 # ---------------------------------------------------------------- start-up checks (fixes 6, 7)
 
 
-def test_version_label_for_a_missing_version_is_refused(base):
-    config = ServerConfig(base, rest_port=0, grpc_port=0,
+def test_version_label_for_a_missing_version_is_refused(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0,
                           version_labels={"tiny": {"stable": 5}})
     with pytest.raises(ValueError, match=r"tiny:stable=5.*not available.*available: 1"):
         ModelServer(config).start()
 
 
-def test_a_single_model_directory_is_served_as_that_model(base):
-    with ModelServer(ServerConfig(base / "tiny", rest_port=0, grpc_port=0)) as running:
+def test_a_single_model_directory_is_served_as_that_model(tiny_base):
+    with ModelServer(ServerConfig(tiny_base / "tiny", rest_port=0, grpc_port=0)) as running:
         assert running.manager.model_names() == ["tiny"]
         assert running.manager.available_versions("tiny") == [1]
         _assert_serving(running)
