@@ -17,8 +17,8 @@ from tfxfer.advisor import AdvisorSettings, advise, apply_advice, decide
 from tfxfer.backbones import build_backbone, cut_backbone, stage_ends
 from tfxfer.data import load_splits
 from tfxfer.experiment import resolve_config, train
-from tfxfer.layers import BackbonePreprocess
-from tfxfer.models import build_image_classifier
+from tfxfer.layers import BackbonePreprocess, FeatureStandardization
+from tfxfer.models import FEATURE_NORM, build_image_classifier
 from tfxfer.probes import ridge_loo_accuracy
 from tfxfer.serving.export import export_model
 
@@ -52,6 +52,25 @@ def test_cut_model_outputs_the_pooled_intermediate_layer(tmp_path):
     features = np.asarray(bottleneck.feature_model(model)(x, training=False))
     assert np.ptp(expected[:, 0]) > 1e-4  # features depend on the image
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_standardization_uses_the_training_statistics_with_a_variance_floor():
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(5.0, 0.01, (200, 3)), np.zeros((200, 1))], axis=1)
+    layer = FeatureStandardization()
+    layer.build((None, 4))
+    np.testing.assert_allclose(np.asarray(layer(features[:2])), features[:2], rtol=1e-6)  # id
+    layer.set_statistics(features)
+    out = np.asarray(layer(features))
+    np.testing.assert_allclose(out[:, :3].mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(out[:, :3].std(0), 1.0, rtol=1e-3)
+    # A feature constant on the training data is scaled by the floored variance (1% of
+    # the mean variance), not by 1/sqrt(0): a test-time value stays finite and moderate.
+    moved = np.asarray(layer(np.array([[5.0, 5.0, 5.0, 0.001]], "float32")))
+    floor = 0.01 * features.var(0).mean()
+    np.testing.assert_allclose(moved[0, 3], 0.001 / np.sqrt(floor), rtol=1e-3)
+    with pytest.raises(ValueError, match="at least one feature vector"):
+        layer.set_statistics(np.zeros((0, 4)))
 
 
 def test_unknown_feature_layer_lists_the_valid_names(tmp_path):
@@ -157,8 +176,16 @@ def test_cut_run_caches_exports_and_reloads(tmp_path):
     config = tiny_config(folder, tmp_path / "run", strategy="feature_extraction",
                          bottleneck_cache="on")
     config = _image_settings(config, augment=False, feature_layer=CUT)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, cache_dir=str(tmp_path / "cache")))
     result = train(config)
     assert bottleneck.feature_model(result.model).output.shape[-1] == 64
+    # The cut's features are standardised with the statistics of the cached training
+    # features, which phase 1 reused: one cache entry each for train and val, no more.
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+    train_x, _ = bottleneck.cached_split(result.model, result.config, result.splits, "train")
+    norm = result.model.get_layer(FEATURE_NORM)
+    np.testing.assert_allclose(np.asarray(norm.mean), train_x.mean(0), rtol=1e-5, atol=1e-30)
     _, reloaded, names = rundir.load_run(result.run_dir)
     x = _images(3, seed=1)
     expected = result.model.predict(x, verbose=0)
