@@ -123,6 +123,7 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
     assert advice.probes and advice.reason and advice.seconds > 0
     numbers = [v for v in advice.signals.values() if v is not None]
     assert numbers and all(0.0 <= v <= 1.0 for v in numbers)
+    assert advice.signals["bn_similarity"] is None  # measured only when asked for
     applied = apply_advice(config, advice)
     assert applied.train.strategy == strategy
     if choice == "earlier_layer_cut":
@@ -200,11 +201,12 @@ def test_advise_command_prints_the_decision(tmp_path, capsys):
     folder = make_image_folder(tmp_path / "images", per_class=4)
     code = cli.main(["advise", "--data", str(folder), "--backbone", "mobilenet",
                      "--backbone-arg", "alpha=0.25", "--weights", "none", "--image-size", "32",
-                     "--lots-per-class", "1", "--similar-above", "0",
+                     "--lots-per-class", "1", "--similar-above", "0", "--bn-shift",
                      "--out", str(tmp_path / "advice")])
     out = capsys.readouterr().out
     assert code == 0 and "strategy: fine_tune_all" in out and "top_vs_best" in out
-    assert json.loads((tmp_path / "advice" / "advice.json").read_text())["size"] == "lots"
+    written = json.loads((tmp_path / "advice" / "advice.json").read_text())
+    assert written["size"] == "lots" and 0.0 <= written["signals"]["bn_similarity"] <= 1.0
 
 
 def test_learning_rate_flag_takes_auto():

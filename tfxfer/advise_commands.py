@@ -27,13 +27,15 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gain-above", type=float,
                         help="lots of different data: fine-tune all when pretrained probes "
                              "beat random ones by this much (default: off, from scratch)")
+    parser.add_argument("--bn-shift", action="store_true", default=None,
+                        help="also measure the BatchNorm-statistics shift (reported only)")
 
 
 def _settings(args: argparse.Namespace) -> AdvisorSettings:
     from tfxfer.advisor import AdvisorSettings
 
     given = {name: getattr(args, name) for name in ("lots_per_class", "similar_above",
-                                                    "gain_above")}
+                                                    "gain_above", "bn_shift")}
     return AdvisorSettings(**{k: v for k, v in given.items() if v is not None})
 
 

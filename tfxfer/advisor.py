@@ -16,9 +16,9 @@ pretraining data. Lots of different data trains from scratch. (An optional rule,
 `gain_above`, keeps the pretrained weights when their best probe beats random
 weights of the same architecture by that much; it is off by default because on
 bench/advisor.py's large colour-MNIST task the gain was 0.63 and yet from_scratch
-beat fine_tune_all by 15 points.) The BatchNorm-statistics shift is measured and
-reported, but not used to decide: it agreed with the probes on every task and
-added nothing.
+beat fine_tune_all by 15 points.) The BatchNorm-statistics shift is not used to
+decide: it agreed with the probes on every task and added nothing, so it is
+measured only when asked for (`bn_shift`, `tfxfer advise --bn-shift`).
 
 The decision, the numbers and the reason go to `advice.json` in the run directory
 and into report.html.
@@ -68,6 +68,8 @@ class AdvisorSettings:
             None (default): never, train from scratch (and random weights are not probed).
         sample_per_class: examples per class the probes look at...
         max_sample: ...and at most this many in all.
+        bn_shift: also measure the BatchNorm shift (`bn_similarity`; reported, never
+            used to decide, so off by default: it costs about a tenth of the measurement).
     """
 
     lots_per_class: int = 300
@@ -77,6 +79,7 @@ class AdvisorSettings:
     gain_above: float | None = None
     sample_per_class: int = 40
     max_sample: int = 800
+    bn_shift: bool = False
 
 
 @dataclass
@@ -109,7 +112,8 @@ _MEANINGS = {
                          "(measured only for the optional gain_above rule)",
     "transfer_gain": "best_probe - random_best_probe: what the pretrained weights add",
     "bn_similarity": "exp(-KL) between the sample's BatchNorm input statistics and the "
-                     "stored moving statistics (1: same; reported, not used to decide)",
+                     "stored moving statistics (1: same; measured only with bn_shift, "
+                     "never used to decide)",
 }
 
 
@@ -219,7 +223,8 @@ def advise(
     # Random weights matter only to the optional gain rule for lots of data.
     lots = per_class >= settings.lots_per_class
     measurement = measure(config, splits, settings.sample_per_class, settings.max_sample,
-                          random=lots and settings.gain_above is not None)
+                          random=lots and settings.gain_above is not None,
+                          bn_shift=settings.bn_shift)
     signals = _signals(measurement)
     best, top = measurement.best().layer, measurement.pretrained[-1].layer
     choice, size, similarity, reason = decide(per_class, signals, best, top, settings)
@@ -241,7 +246,7 @@ def best_feature_layer(config: RunConfig, splits: Splits,
 
     settings = settings or AdvisorSettings()
     measurement = measure(config, splits, settings.sample_per_class, settings.max_sample,
-                          random=False)
+                          random=False, bn_shift=False)
     best = measurement.best().layer
     return None if best == measurement.pretrained[-1].layer else best
 
