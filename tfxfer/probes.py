@@ -187,8 +187,8 @@ def _probe_model(
 
 
 def probe_batch_size(image_size: int, batch_size: int) -> int:
-    """Images per eager probe call: about 2M pixels, at least `batch_size`, at most 256."""
-    return max(batch_size, min(256, _PROBE_PIXELS // image_size ** 2))
+    """Images per eager probe call: about 2M pixels, at least `batch_size`."""
+    return max(batch_size, _PROBE_PIXELS // image_size ** 2)
 
 
 def _forward(probe: keras.Model, ds: tf.data.Dataset) -> list[np.ndarray]:
