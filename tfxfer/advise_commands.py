@@ -25,8 +25,9 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
                         help="top/best probe ratio from which data counts as similar "
                              "(default 0.9)")
     parser.add_argument("--gain-above", type=float,
-                        help="lots of different data: fine-tune all when pretrained probes "
-                             "beat random ones by this much (default: off, from scratch)")
+                        help="lots of different data: the head on the best depth when "
+                             "pretrained probes beat random ones by this much, else from "
+                             "scratch (default 0.2)")
     parser.add_argument("--bn-shift", action="store_true", default=None,
                         help="also measure the BatchNorm-statistics shift (reported only)")
 
