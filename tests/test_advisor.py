@@ -107,8 +107,8 @@ def tiny(tmp_path_factory):
 
 # Thresholds that force each quadrant of the matrix on any data.
 _LITTLE, _LOTS = {"lots_per_class": 10_000, "few_per_class": 0}, {"lots_per_class": 1}
-_CUT_LOTS = {**_LOTS, "gain_above": 0.0}  # any gain: the cut
-_SCRATCH = {**_LOTS, "gain_above": 1.01}  # no gain is enough: from scratch
+_CUT_LOTS = {**_LOTS, "cut_above": 0.0}  # any best probe: the cut
+_SCRATCH = {**_LOTS, "cut_above": 1.01}  # no probe is good enough: from scratch
 _SIMILAR, _DIFFERENT = {"similar_above": 0.0}, {"similar_above": 1.01}
 
 
@@ -129,8 +129,6 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
     assert advice.signals["bn_similarity"] is None  # measured only when asked for
     applied = apply_advice(config, advice)
     assert applied.train.strategy == strategy
-    lots = size["lots_per_class"] == 1
-    assert (advice.signals["random_best_probe"] is not None) == lots  # the gain rule
     if choice == "earlier_layer_cut":
         assert advice.feature_layer in stage_ends(
             build_backbone("mobilenet", weights=None, image_size=32, alpha=0.25))[:-1]
@@ -140,13 +138,15 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
         assert applied.train.unfreeze_from == advice.unfreeze_from == "conv_pw_9_relu"
 
 
-def test_lots_of_different_data_is_cut_when_pretrained_features_beat_random_ones():
+def test_lots_of_different_data_is_cut_when_the_best_depth_probes_well():
     signals = {"top_probe": 0.1, "best_probe": 0.7, "top_vs_best": 0.14, "transfer_gain": 0.6}
     layers = ("conv_pw_5_relu", "conv_pw_13_relu")
     assert decide(5000, signals, *layers, AdvisorSettings())[0] == "earlier_layer_cut"
-    assert decide(5000, signals, *layers, AdvisorSettings(gain_above=None))[0] == "from_scratch"
+    assert decide(5000, signals, *layers, AdvisorSettings(cut_above=0.8))[0] == "from_scratch"
+    with_gain = AdvisorSettings(gain_above=0.25)
+    assert decide(5000, signals, *layers, with_gain)[0] == "earlier_layer_cut"
     signals["transfer_gain"] = 0.05
-    choice, _, _, reason = decide(5000, signals, *layers, AdvisorSettings())
+    choice, _, _, reason = decide(5000, signals, *layers, with_gain)
     assert choice == "from_scratch" and "0.05 only" in reason
 
 
