@@ -13,6 +13,8 @@ accuracy on the same test photos. Wall time is the whole process, imports includ
 
     KERAS_HOME=/work/keras_home python bench/app.py \\
         --data ../shared/assets/flower_photos --repeats 3
+    python bench/app.py --data ../shared/assets/flower_photos --backbone mobilenet_v2 \\
+        --arms app,app-onednn-off     # the app's own backbone (random weights offline)
 
 Goals: app >= 3x faster than the recipe with accuracy within 1 point; app >= 1.5x
 faster than app-onednn-off.
@@ -40,11 +42,15 @@ ARMS = ("app", "recipe", "app-onednn-off")
 
 
 def _app(args: argparse.Namespace) -> dict:
+    backbone = ["--backbone", args.backbone]
+    if args.backbone == "mobilenet":
+        backbone += ["--backbone-arg", f"alpha={args.alpha}"]
+    else:  # the app's own backbone; its ImageNet weights are not available offline
+        backbone += ["--weights", "none"]
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, str(APP / "train.py"), "--data", args.data, "--backbone",
-             args.backbone, "--backbone-arg", f"alpha={args.alpha}", "--out", f"{tmp}/run",
-             "--cache-dir", f"{tmp}/cache", "--verbose", "0"],
+            [sys.executable, str(APP / "train.py"), "--data", args.data, *backbone,
+             "--out", f"{tmp}/run", "--cache-dir", f"{tmp}/cache", "--verbose", "0"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         metrics = json.loads(Path(tmp, "run", "metrics.json").read_text())
@@ -118,8 +124,10 @@ def recipe(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder of class subfolders")
-    parser.add_argument("--backbone", default="mobilenet", choices=["mobilenet"],
-                        help="the recipe is written for MobileNet")
+    parser.add_argument("--backbone", default="mobilenet", choices=["mobilenet", "mobilenet_v2"],
+                        help="mobilenet (with --alpha, real ImageNet weights offline) or "
+                        "mobilenet_v2, the app's own backbone, with random weights offline "
+                        "(app arms only: times are meaningful, accuracies are not)")
     parser.add_argument("--alpha", type=float, default=0.25)
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms")
     parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
@@ -131,11 +139,15 @@ def main() -> None:
         return
 
     arms = args.arms.split(",")
+    if args.backbone != "mobilenet" and "recipe" in arms:
+        parser.error("the recipe arm is written for --backbone mobilenet (real weights); "
+                     f"received --backbone {args.backbone} with --arms {args.arms}")
     argv = ["--data", args.data, "--backbone", args.backbone, "--alpha", str(args.alpha)]
     results = compare(__file__, arms, argv, args.repeats, data=args.data,
                       env={"app-onednn-off": {"TF_ENABLE_ONEDNN_OPTS": "0"}})
+    weights = f"alpha={args.alpha} ImageNet" if args.backbone == "mobilenet" else "random weights"
     print(f"\nflowers app ({APP / 'config.yaml'} epochs) on {args.data}, {args.backbone} "
-          f"alpha={args.alpha} ImageNet, {args.repeats} runs per arm, load average at the end "
+          f"{weights}, {args.repeats} runs per arm, load average at the end "
           f"{load()} (shared machine)")
     for slow in ("recipe", "app-onednn-off"):
         if slow in arms and "app" in arms:

@@ -92,12 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def export_untrained(kind: str, base: Path, name: str) -> bytes:
     """Exports an untrained classifier to BASE/NAME/1; returns a JPEG to send."""
-    from tfxfer.config import ModelConfig
+    from tfxfer.config import ImageConfig, ModelConfig
     from tfxfer.models import build_image_classifier
     from tfxfer.serving.export import export_model
     from tfxfer.serving.export.samples import synthetic_images
 
-    config = ModelConfig(weights="none", **EXPORTS[kind])
+    config = ModelConfig(image=ImageConfig(weights="none", **EXPORTS[kind]))
     model = build_image_classifier(config, num_classes=5)
     images = synthetic_images(count=2, size=(240, 320))
     export_model(model, [f"class_{i}" for i in range(5)], base, name, samples=images)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.models import build_image_classifier
 from tfxfer.serving.export import export_model
 
@@ -47,7 +47,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     images = _jpegs(Path(args.images), max(args.requests, args.batch))
-    config = ModelConfig(backbone=args.backbone, weights="none", image_size=args.image_size)
+    config = ModelConfig(image=ImageConfig(backbone=args.backbone, weights="none",
+                                       image_size=args.image_size))
     model = build_image_classifier(config, num_classes=5)
     with tempfile.TemporaryDirectory() as base:
         result = export_model(model, [f"class{i}" for i in range(5)], base, "bench",
