@@ -8,13 +8,14 @@ One forward pass over a stratified sample of the training split gives:
   (0: no better than guessing the commonest class, 1: perfect). Which depth
   separates the classes best tells how specific the top layers are to the
   pretraining data;
-- the same probes on the **same architecture with random weights**, so the gain
-  that the pretrained weights bring can be told apart from what any deep
-  convolutional feature map gives;
-- the **BatchNorm shift**: the mean and variance of each BatchNormalization
-  layer's input on the sample against the moving statistics the layer stored
-  from its pretraining data (a per-channel Gaussian KL divergence, median over
-  channels, mean over layers), as a similarity `exp(-KL)` in [0, 1].
+- (when asked for) the same probes on the **same architecture with random
+  weights**, so the gain that the pretrained weights bring can be told apart from
+  what any deep convolutional feature map gives;
+- (when asked for) the **BatchNorm shift**: the mean and variance of each
+  BatchNormalization layer's input on the sample against the moving statistics
+  the layer stored from its pretraining data (a per-channel Gaussian KL
+  divergence, median over channels, mean over layers), as a similarity
+  `exp(-KL)` in [0, 1].
 
 `tfxfer.advisor` turns these numbers into a strategy.
 """
