@@ -11,6 +11,7 @@ setting from helping the other.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -102,3 +103,61 @@ def ratio_table(results: list[dict], slow: str, fast: str, key: str) -> str:
             ratio = median(pair, slow, key) / median(pair, fast, key)
             lines.append(f"  runs with {first} first ({len(repeats)}): ratio {ratio:.2f}x")
     return "\n".join(lines)
+
+
+# ------------------------------------------------ flowers image benches (phase1.py, phase2.py)
+
+
+def add_image_run_args(parser, arms: Sequence[str], backbone: str, alpha: float | None,
+                       weights: str) -> None:
+    """The flags every flowers image bench shares: data, model, seed, repeats, worker."""
+    parser.add_argument("--data", required=True, help="folder of class subfolders")
+    parser.add_argument("--backbone", default=backbone)
+    parser.add_argument("--alpha", type=float, default=alpha)
+    parser.add_argument("--weights", default=weights)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--learning-rate", type=float, default=0.005)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
+    parser.add_argument("--decoded-cache", metavar="PREFIX", help=(
+        "decode the images once, before timing, into this tf.data file cache that every "
+        "arm reads (default: each run decodes, as a first run would)"))
+    parser.add_argument("--worker", choices=[*arms, "warmup"], help=argparse.SUPPRESS)
+
+
+def worker_argv(args) -> list[str]:
+    """The parsed flags as a worker's command line (without --worker and --repeats)."""
+    return [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+            if k not in ("worker", "repeats") and v is not None]
+
+
+def image_run_config(args, train: dict, tmp: str, augment: bool = False):
+    """The RunConfig of one worker run: the flowers split (val 0.1, test 0.3) in `tmp`."""
+    from tfxfer.config import load_config
+
+    model = {"backbone": args.backbone, "weights": args.weights,
+             "image_size": args.image_size, "augment": augment}
+    if args.alpha is not None:
+        model["backbone_kwargs"] = {"alpha": args.alpha}
+    return load_config(overrides={
+        "data": {"source": args.data, "val_fraction": 0.1, "test_fraction": 0.3,
+                 "seed": args.seed, "cache_dir": str(Path(tmp, "cache")),
+                 "cache": args.decoded_cache or "auto"},
+        "model": {"image": model},
+        "train": {"learning_rate": args.learning_rate, "verbose": 0, "tensorboard": False,
+                  **train},
+        "out": str(Path(tmp, "run")),
+    })
+
+
+def describe_decoding(args) -> str:
+    return "decoded before timing" if args.decoded_cache else "decoded in each run"
+
+
+def accuracy_lines(results: list[dict], arms: Sequence[str], weights: str) -> list[str]:
+    """Test accuracy per arm; none with random weights (every arm predicts one class)."""
+    if weights.lower() == "none":
+        return ["test accuracy not reported: random weights (both arms predict one class)"]
+    return [f"test accuracy {arm}: "
+            + ", ".join(f"{r['accuracy']:.4f}" for r in results if r["arm"] == arm)
+            for arm in arms]

@@ -25,32 +25,29 @@ import json
 import logging
 import tempfile
 import time
-from pathlib import Path
 
-from arms import compare, fill_decoded_cache, load, ratio_table
+from arms import (
+    accuracy_lines,
+    add_image_run_args,
+    compare,
+    describe_decoding,
+    fill_decoded_cache,
+    image_run_config,
+    load,
+    ratio_table,
+    worker_argv,
+)
 
 ARMS = ("recipe", "cached")
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from tfxfer.config import load_config
     from tfxfer.experiment import train
 
-    model = {"backbone": args.backbone, "weights": args.weights, "image_size": args.image_size,
-             "augment": False}
-    if args.alpha is not None:
-        model["backbone_kwargs"] = {"alpha": args.alpha}
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(overrides={
-            "data": {"source": args.data, "val_fraction": 0.1, "test_fraction": 0.3,
-                     "seed": args.seed, "cache_dir": str(Path(tmp, "cache")),
-                     "cache": args.decoded_cache or "auto"},
-            "model": {"image": model},
-            "train": {"strategy": "feature_extraction", "epochs": args.epochs,
-                      "learning_rate": args.learning_rate, "verbose": 0, "tensorboard": False,
-                      "bottleneck_cache": "off" if args.worker == "recipe" else "on"},
-            "out": str(Path(tmp, "run")),
-        })
+        config = image_run_config(args, {
+            "strategy": "feature_extraction", "epochs": args.epochs,
+            "bottleneck_cache": "off" if args.worker == "recipe" else "on"}, tmp)
         if args.worker == "warmup":
             print(json.dumps(fill_decoded_cache(config)))
             return
@@ -63,46 +60,22 @@ def _worker(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="folder of class subfolders")
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--alpha", type=float, default=None)
-    parser.add_argument("--weights", default="none")
-    parser.add_argument("--image-size", type=int, default=224)
+    add_image_run_args(parser, ARMS, backbone="mobilenet_v2", alpha=None, weights="none")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--learning-rate", type=float, default=0.005)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
-    parser.add_argument("--decoded-cache", metavar="PREFIX", help=(
-        "decode the images once, before timing, into this tf.data file cache that every "
-        "arm reads (default: each run decodes, as a first run would)"))
-    parser.add_argument("--worker", choices=[*ARMS, "warmup"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.worker:
         _worker(args)
         return
 
-    argv = ["--data", args.data, "--backbone", args.backbone, "--weights", args.weights,
-            "--image-size", str(args.image_size), "--epochs", str(args.epochs),
-            "--learning-rate", str(args.learning_rate), "--seed", str(args.seed)]
-    if args.alpha is not None:
-        argv += ["--alpha", str(args.alpha)]
-    if args.decoded_cache:
-        argv += ["--decoded-cache", args.decoded_cache]
-    results = compare(__file__, ARMS, argv, args.repeats, data=args.data,
+    results = compare(__file__, ARMS, worker_argv(args), args.repeats, data=args.data,
                       decoded_cache=bool(args.decoded_cache))
     print(f"\nbackbone {args.backbone} alpha={args.alpha} weights={args.weights} "
           f"{args.image_size}px, {args.epochs} epochs of phase 1, {args.repeats} runs per arm, "
-          f"images {'decoded before timing' if args.decoded_cache else 'decoded in each run'}, "
-          f"load average at the end {load()} (shared machine)")
+          f"images {describe_decoding(args)}, load average at the end {load()} (shared machine)")
     print(ratio_table(results, "recipe", "cached", "phase1_s"))
     print(ratio_table(results, "recipe", "cached", "run_s"))
-    if args.weights.lower() != "none":
-        for arm in ARMS:
-            accs = [r["accuracy"] for r in results if r["arm"] == arm]
-            print(f"test accuracy {arm}: {', '.join(f'{a:.4f}' for a in accs)}")
-    else:
-        print("test accuracy not reported: random weights (both arms predict one class)")
+    print("\n".join(accuracy_lines(results, ARMS, args.weights)))
     print("goal: phase 1 cached >= 8x (MobileNetV2, random weights) / >= 6x (MobileNet "
           "alpha=0.25 ImageNet), accuracy within 1 point")
 

@@ -26,36 +26,34 @@ import json
 import logging
 import tempfile
 import time
-from pathlib import Path
 
-from arms import compare, fill_decoded_cache, load, ratio_table
+from arms import (
+    accuracy_lines,
+    add_image_run_args,
+    compare,
+    describe_decoding,
+    fill_decoded_cache,
+    image_run_config,
+    load,
+    ratio_table,
+    worker_argv,
+)
 
 ARMS = ("plain", "cached")
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from tfxfer.config import load_config
     from tfxfer.experiment import train
 
-    model = {"backbone": args.backbone, "weights": args.weights, "image_size": args.image_size,
-             "augment": args.augmented_copies > 0}
-    if args.alpha is not None:
-        model["backbone_kwargs"] = {"alpha": args.alpha}
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(overrides={
-            "data": {"source": args.data, "val_fraction": 0.1, "test_fraction": 0.3,
-                     "seed": args.seed, "cache_dir": str(Path(tmp, "cache")),
-                     "cache": args.decoded_cache or "auto"},
-            "model": {"image": model},
-            "train": {"strategy": "fine_tune", "epochs": args.head_epochs,
-                      "fine_tune_epochs": args.epochs, "learning_rate": args.learning_rate,
-                      "fine_tune_learning_rate": args.fine_tune_learning_rate,
-                      "unfreeze_fraction": args.unfreeze_fraction,
-                      "augmented_copies": args.augmented_copies, "bottleneck_cache": "on",
-                      "phase2_cache": "off" if args.worker == "plain" else "auto",
-                      "verbose": 0, "tensorboard": False},
-            "out": str(Path(tmp, "run")),
-        })
+        config = image_run_config(args, {
+            "strategy": "fine_tune", "epochs": args.head_epochs,
+            "fine_tune_epochs": args.epochs,
+            "fine_tune_learning_rate": args.fine_tune_learning_rate,
+            "unfreeze_fraction": args.unfreeze_fraction,
+            "augmented_copies": args.augmented_copies, "bottleneck_cache": "on",
+            "phase2_cache": "off" if args.worker == "plain" else "auto"},
+            tmp, augment=args.augmented_copies > 0)
         if args.worker == "warmup":
             print(json.dumps(fill_decoded_cache(config)))
             return
@@ -69,45 +67,28 @@ def _worker(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="folder of class subfolders")
-    parser.add_argument("--backbone", default="mobilenet")
-    parser.add_argument("--alpha", type=float, default=0.25)
-    parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--image-size", type=int, default=224)
+    add_image_run_args(parser, ARMS, backbone="mobilenet", alpha=0.25, weights="imagenet")
     parser.add_argument("--head-epochs", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=10, help="phase 2 epochs")
-    parser.add_argument("--learning-rate", type=float, default=0.005)
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--unfreeze-fraction", type=float, default=0.3)
     parser.add_argument("--augmented-copies", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
-    parser.add_argument("--decoded-cache", metavar="PREFIX", help=(
-        "decode the images once, before timing, into this tf.data file cache that every "
-        "arm reads (default: each run decodes, as a first run would)"))
-    parser.add_argument("--worker", choices=[*ARMS, "warmup"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.worker:
         _worker(args)
         return
 
-    argv = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-            if k not in ("worker", "repeats") and v is not None]
-    results = compare(__file__, ARMS, argv, args.repeats, data=args.data,
+    results = compare(__file__, ARMS, worker_argv(args), args.repeats, data=args.data,
                       decoded_cache=bool(args.decoded_cache))
     print(f"\nbackbone {args.backbone} alpha={args.alpha} weights={args.weights} "
           f"{args.image_size}px, unfreeze {args.unfreeze_fraction}, {args.epochs} epochs of "
           f"phase 2, {args.augmented_copies} augmented copies, {args.repeats} runs per arm, "
-          f"images {'decoded before timing' if args.decoded_cache else 'decoded in each run'}, "
-          f"load average at the end {load()} (shared machine)")
+          f"images {describe_decoding(args)}, load average at the end {load()} (shared machine)")
     print(f"cached arm ran as: {sorted({r['mode'] for r in results if r['arm'] == 'cached'})}")
     print(ratio_table(results, "plain", "cached", "phase2_s"))
     print(ratio_table(results, "plain", "cached", "run_s"))
-    if args.weights.lower() != "none":
-        for arm in ARMS:
-            accs = [r["accuracy"] for r in results if r["arm"] == arm]
-            print(f"test accuracy {arm}: {', '.join(f'{a:.4f}' for a in accs)}")
+    print("\n".join(accuracy_lines(results, ARMS, args.weights)))
     print("goal: phase 2 cached >= 2x, test accuracy within 1 point")
 
 

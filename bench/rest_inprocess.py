@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import tensorflow as tf
 
+    from tfxfer.serving.server.admission import AdmissionConfig, FairScheduler
     from tfxfer.serving.server.manager import ModelManager
     from tfxfer.serving.server.rest import RestApi, parse_route
 
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
     try:
         jpeg = export_untrained(args.export, scratch, MODEL)
         manager.poll()
-        api = RestApi(manager, pool, max_request_bytes=16 * 1024 * 1024)
+        api = RestApi(manager, FairScheduler(pool, args.threads, AdmissionConfig()),
+                      max_request_bytes=16 * 1024 * 1024)
         route = parse_route("POST", f"/v1/models/{MODEL}:predict")
         body = json.dumps({"instances": [{"b64": base64.b64encode(jpeg).decode()}]}).encode()
         batch = tf.constant([jpeg])

@@ -48,6 +48,17 @@ def assets() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    """A served-models base directory holding `server_models`' tiny SavedModel as tiny/1."""
+    from server_models import cleanup_built, publish
+
+    root = tmp_path_factory.mktemp("models")
+    publish(root / "tiny", 1, scale=1.0)
+    yield root
+    cleanup_built()
+
+
 # Distinct, learnable colours per class (plus noise) so a tiny model can separate them.
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230)]
 

@@ -12,10 +12,13 @@ on any SavedModel with signatures:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import tensorflow as tf
@@ -96,15 +99,79 @@ def cleanup_built() -> None:
     _BUILT.clear()
 
 
-def http_request(port: int, method: str, path: str, body=None, timeout: float = 30.0):
-    """(status, parsed JSON body) of one request to 127.0.0.1:port."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_request(port: int, method: str, path: str, body=None, timeout: float = 30.0,
+                 source: str | None = None, headers_out: dict | None = None):
+    """(status, parsed JSON body) of one request to 127.0.0.1:port.
+
+    Args:
+        source: the client's address (any of 127.0.0.0/8), e.g. "127.0.0.2".
+        headers_out: if given, receives the response headers.
+    """
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=timeout, source_address=(source, 0) if source else None)
     try:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         headers = {"Content-Type": "application/json"} if body is not None else {}
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
+        if headers_out is not None:
+            headers_out.update(response.getheaders())
         return response.status, json.loads(response.read())
     finally:
         connection.close()
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 whose connections to `target_port` come from `source`.
+
+    The whole of 127.0.0.0/8 is loopback, so through the relay the server sees a
+    second client address; grpcio's client cannot choose its source address itself.
+
+        with Relay(server.grpc_port, "127.0.0.2") as relay:
+            grpc.insecure_channel(f"127.0.0.1:{relay.port}")
+    """
+
+    def __init__(self, target_port: int, source: str = "127.0.0.2"):
+        self.target_port = target_port
+        self.source = source
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                inbound, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            outbound = socket.create_connection(("127.0.0.1", self.target_port),
+                                                source_address=(self.source, 0))
+            self._sockets += [inbound, outbound]
+            for src, dst in ((inbound, outbound), (outbound, inbound)):
+                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)

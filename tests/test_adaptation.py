@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from adaptation_helpers import SIZE, dann_config, digit_like, write_domain
 from PIL import Image
 
 from tfxfer import cli, rundir
@@ -31,49 +32,14 @@ from tfxfer.experiment import train
 from tfxfer.models import build_image_classifier
 from tfxfer.reports.adaptation import FEATURES_FILE
 
-SIZE = 28
-
-
-def _digit_like(rng, label: int, target: bool) -> np.ndarray:
-    """A bar whose position is the class: white on black (source) or on colour (target)."""
-    image = np.zeros((SIZE, SIZE, 3), np.float32)
-    if target:
-        image += rng.uniform(60, 200, 3)
-    image[:, 4 + 8 * label:10 + 8 * label] = 255 - image[:, 4 + 8 * label:10 + 8 * label]
-    return np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
-
-
-def _write_domain(root, per_class: int, target: bool, seed: int, flat: bool = False):
-    rng = np.random.default_rng(seed)
-    for label in range(3):
-        for i in range(per_class):
-            folder = root if flat else root / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_digit_like(rng, label, target)).save(folder / f"{label}_{i}.png")
-    return root
-
 
 @pytest.fixture
 def domains(tmp_path):
     return {
-        "source": _write_domain(tmp_path / "source", 12, False, 0),
-        "target": _write_domain(tmp_path / "target", 8, True, 1, flat=True),
-        "target_test": _write_domain(tmp_path / "target_test", 4, True, 2),
+        "source": write_domain(tmp_path / "source", 12, False, 0),
+        "target": write_domain(tmp_path / "target", 8, True, 1, flat=True),
+        "target_test": write_domain(tmp_path / "target_test", 4, True, 2),
     }
-
-
-def _dann_config(domains, out, **train):
-    return load_config(overrides={
-        "data": {"source": str(domains["source"]), "target_source": str(domains["target"]),
-                 "target_test_source": str(domains["target_test"]),
-                 "test_source": str(domains["target_test"]), "batch_size": 8,
-                 "val_fraction": 0.25, "seed": 1},
-        "model": {"hidden_units": 16, "image": {"backbone": "dann_mnist_cnn", "weights": "none",
-                                                "augment": False}},
-        "train": {"strategy": "domain_adaptation", "epochs": 2, "fine_tune_epochs": 0,
-                  "verbose": 0, "tensorboard": False, **train},
-        "out": str(out),
-    })
 
 
 # --- gradient reversal and schedules ---------------------------------------------------
@@ -161,8 +127,8 @@ def test_domain_head_learns_the_domains_when_lambda_is_zero(domains):
                   metrics=["accuracy"])
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 64)
-    source = np.stack([_digit_like(rng, int(y), False) for y in labels])
-    target = np.stack([_digit_like(rng, int(y), True) for y in labels])
+    source = np.stack([digit_like(rng, int(y), False) for y in labels])
+    target = np.stack([digit_like(rng, int(y), True) for y in labels])
     ds = mixed_batches(tf.data.Dataset.from_tensor_slices((source, labels)).batch(16),
                        tf.data.Dataset.from_tensor_slices(target).batch(16).repeat())
     assert float(model.reversal.lambda_.numpy()) == 0.0
@@ -177,7 +143,7 @@ def test_domain_head_learns_the_domains_when_lambda_is_zero(domains):
 def test_dann_run_logs_the_adaptation_columns_and_saves_the_classifier(domains, tmp_path,
                                                                         caplog):
     with caplog.at_level(logging.INFO, logger="tfxfer"):
-        result = train(_dann_config(domains, tmp_path / "run", tensorboard=True))
+        result = train(dann_config(domains, tmp_path / "run", tensorboard=True))
     assert (result.run_dir / "tensorboard").is_dir()
     rows = list(csv.DictReader((result.run_dir / rundir.HISTORY).open()))
     assert [r["phase"] for r in rows] == ["scratch", "scratch"]
@@ -205,7 +171,7 @@ def test_pretrained_registry_backbone_runs_two_adversarial_phases_and_exports(do
 
     weights = tmp_path / "mobilenet.weights.h5"
     build_backbone("mobilenet", weights=None, image_size=32, alpha=0.25).save_weights(weights)
-    config = _dann_config(domains, tmp_path / "run", epochs=1, fine_tune_epochs=1)
+    config = dann_config(domains, tmp_path / "run", epochs=1, fine_tune_epochs=1)
     config.model.image = dataclasses.replace(
         config.model.image, backbone="mobilenet", weights=str(weights), image_size=32,
         backbone_kwargs={"alpha": 0.25})
@@ -274,10 +240,10 @@ def test_dann_trains_under_a_mirrored_strategy(domains, tmp_path):
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import sys; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
         from pathlib import Path
-        from test_adaptation import _dann_config
+        from adaptation_helpers import dann_config
         domains = {{k: Path(v) for k, v in {({k: str(v) for k, v in domains.items()})!r}.items()}}
-        config = _dann_config(domains, {str(tmp_path / "run")!r}, distribute="mirrored",
-                              epochs=1)
+        config = dann_config(domains, {str(tmp_path / "run")!r}, distribute="mirrored",
+                             epochs=1)
         from tfxfer.experiment import train
         result = train(config)
         print("replicas", result.model.distribute_strategy.num_replicas_in_sync)
@@ -311,7 +277,7 @@ def test_build_mnist_m_is_deterministic_and_uses_disjoint_digits(tmp_path):
     x = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "mnist.npz", x=x, y=np.arange(60) % 3)
     for i in range(2):
-        _write_domain(tmp_path / "photos", 1, True, i, flat=True)  # any colour images
+        write_domain(tmp_path / "photos", 1, True, i, flat=True)  # any colour images
     outs = []
     for name in ("a", "b"):
         assert cli.main(["build-mnist-m", str(tmp_path / "mnist.npz"), str(tmp_path / "photos"),

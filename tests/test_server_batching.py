@@ -6,20 +6,12 @@ import threading
 
 import numpy as np
 import pytest
-from server_models import cleanup_built, http_request, publish
+from server_models import http_request
 
 from tfxfer.serving.server import ModelServer, ServerConfig
 from tfxfer.serving.server.batching import BatchingConfig
 
 CLIENTS = 6
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    publish(root / "tiny", 1, scale=1.0)
-    yield root
-    cleanup_built()
 
 
 def _concurrent(port: int, bodies: list, signature_path="/v1/models/tiny:predict"):
@@ -43,8 +35,8 @@ def _concurrent(port: int, bodies: list, signature_path="/v1/models/tiny:predict
     (BatchingConfig(max_batch_size=64, batch_timeout_micros=500_000), 2),
     (None, CLIENTS),
 ], ids=["batching", "no-batching"])
-def test_concurrent_requests_share_graph_calls(base, batching, most_calls):
-    config = ServerConfig(base, rest_port=0, grpc_port=0, rest_threads=CLIENTS,
+def test_concurrent_requests_share_graph_calls(tiny_base, batching, most_calls):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, rest_threads=CLIENTS,
                           batching=batching)
     with ModelServer(config) as server:
         texts = ["a" * (i + 1) for i in range(CLIENTS)]
@@ -69,8 +61,8 @@ def _png(value: int) -> dict:
     return {"b64": base64.b64encode(buffer.getvalue()).decode()}
 
 
-def test_a_bad_request_in_a_batch_fails_alone(base):
-    config = ServerConfig(base, rest_port=0, grpc_port=0, rest_threads=4,
+def test_a_bad_request_in_a_batch_fails_alone(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, rest_threads=4,
                           batching=BatchingConfig(64, 500_000))
     bodies = [{"signature_name": "decode", "instances": [_png(v)]} for v in (10, 20, 30)]
     bodies.append({"signature_name": "decode",

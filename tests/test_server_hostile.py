@@ -7,12 +7,13 @@ the server must keep answering good requests.
 
 import logging
 import socket
+import struct
 import time
 
 import grpc
 import numpy as np
 import pytest
-from server_models import cleanup_built, http_request, publish
+from server_models import http_request
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -23,16 +24,8 @@ READ_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    publish(root / "tiny", 1, scale=1.0)
-    yield root
-    cleanup_built()
-
-
-@pytest.fixture(scope="module")
-def server(base):
-    config = ServerConfig(base, rest_port=0, grpc_port=0, poll_seconds=0.2,
+def server(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, poll_seconds=0.2,
                           max_tensor_elements=MAX_ELEMENTS, read_timeout=READ_TIMEOUT)
     with ModelServer(config) as running:
         yield running
@@ -187,18 +180,97 @@ def test_half_sent_body_gets_408_after_the_read_timeout(server):
     _assert_serving(server)
 
 
+# ---------------------------------------------------------------- slow gRPC clients
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags])
+            + struct.pack(">I", stream) + payload)
+
+
+def _literal(name: bytes, value: bytes) -> bytes:  # HPACK literal, not indexed, no Huffman
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"")  # + SETTINGS
+_PREDICT_HEADERS = b"".join(_literal(n, v) for n, v in [
+    (b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"x"),
+    (b":path", b"/tensorflow.serving.PredictionService/Predict"),
+    (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+# A Predict call whose message declares 100 bytes and sends 10 (no END_STREAM).
+_HALF_SENT_CALL = (_h2_frame(1, 0x4, 1, _PREDICT_HEADERS)
+                   + _h2_frame(0, 0, 1, b"\x00" + struct.pack(">I", 100) + b"x" * 10))
+
+
+def _slow_h2_client(port: int, stage: str) -> socket.socket:
+    """A connection that stops after `stage`: "silent" (nothing), "no-call" (the HTTP/2
+    preface) or "half-sent-call"."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if stage != "silent":
+        sock.sendall(_H2_PREFACE + (_HALF_SENT_CALL if stage == "half-sent-call" else b""))
+    return sock
+
+
+def _h2_seconds_open(sock: socket.socket, timeout: float, answer: bool) -> float:
+    """Seconds until the server closes; with `answer`, its SETTINGS and PINGs are answered
+    meanwhile, as a live client does (grpcio drops one that leaves PINGs unanswered)."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+
+    def read(n: int) -> bytes:
+        data = sock.recv(n, socket.MSG_WAITALL) if n else b""
+        if len(data) < n:
+            raise EOFError
+        return data
+
+    try:
+        while True:
+            header = read(9)
+            payload = read(int.from_bytes(header[:3], "big"))
+            if answer and header[3] in (4, 6) and not header[4] & 0x1:  # SETTINGS, PING
+                sock.sendall(_h2_frame(header[3], 0x1, 0, payload if header[3] == 6 else b""))
+    except (EOFError, ConnectionResetError):
+        return time.monotonic() - start
+    except TimeoutError:
+        pytest.fail(f"the server kept the connection open {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def grpc_aged(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0, read_timeout=READ_TIMEOUT,
+                          grpc_max_connection_age=1.0, warmup=False)
+    with ModelServer(config) as running:
+        yield running
+
+
+@pytest.mark.parametrize("stage", ["silent", "no-call", "half-sent-call"])
+def test_slow_grpc_clients_are_disconnected(grpc_aged, stage):
+    # Silent: the handshake timeout; no call: the idle timeout (both --read-timeout);
+    # a half-sent call: the connection's age (GOAWAY) plus --read-timeout of grace.
+    # grpcio's defaults keep all three open (120 s, forever, forever).
+    sock = _slow_h2_client(grpc_aged.grpc_port, stage)
+    try:
+        assert _h2_seconds_open(sock, 30, answer=stage != "silent") < 20
+    finally:
+        sock.close()
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_aged.grpc_port}") as channel:
+        ok = _grpc_predict(prediction_service_pb2_grpc.PredictionServiceStub(channel), "inputs",
+                           _proto(types_pb2.DT_STRING, [1], string_val=[b"ok"]))
+    assert ok.outputs["score"].float_val == [2.0]
+
+
 # ---------------------------------------------------------------- start-up checks (fixes 6, 7)
 
 
-def test_version_label_for_a_missing_version_is_refused(base):
-    config = ServerConfig(base, rest_port=0, grpc_port=0,
+def test_version_label_for_a_missing_version_is_refused(tiny_base):
+    config = ServerConfig(tiny_base, rest_port=0, grpc_port=0,
                           version_labels={"tiny": {"stable": 5}})
     with pytest.raises(ValueError, match=r"tiny:stable=5.*not available.*available: 1"):
         ModelServer(config).start()
 
 
-def test_a_single_model_directory_is_served_as_that_model(base):
-    with ModelServer(ServerConfig(base / "tiny", rest_port=0, grpc_port=0)) as running:
+def test_a_single_model_directory_is_served_as_that_model(tiny_base):
+    with ModelServer(ServerConfig(tiny_base / "tiny", rest_port=0, grpc_port=0)) as running:
         assert running.manager.model_names() == ["tiny"]
         assert running.manager.available_versions("tiny") == [1]
         _assert_serving(running)

@@ -6,7 +6,7 @@ import re
 import grpc
 import pytest
 import tensorflow as tf
-from server_models import cleanup_built, http_request, publish
+from server_models import http_request
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfxfer.serving.server import ModelServer, ServerConfig
@@ -14,12 +14,9 @@ from tfxfer.serving.server.metrics import Metrics
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    publish(root / "tiny", 1, scale=1.0)
-    with ModelServer(ServerConfig(root, rest_port=0, grpc_port=0)) as running:
+def server(tiny_base):
+    with ModelServer(ServerConfig(tiny_base, rest_port=0, grpc_port=0)) as running:
         yield running
-    cleanup_built()
 
 
 def _metrics(port: int) -> tuple[str, str]:

@@ -5,8 +5,9 @@ import time
 import pytest
 from server_models import cleanup_built, http_request, publish
 
+from tfxfer import cli
 from tfxfer.serving.model_config import read_model_config
-from tfxfer.serving.server import ModelServer, ServerConfig
+from tfxfer.serving.server import ModelServer, ServerConfig, VersionPolicy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,3 +86,21 @@ def test_a_bad_config_file_is_refused_at_start(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         ModelServer(ServerConfig(None, rest_port=0, grpc_port=0,
                                  model_config_file=config_file)).start()
+
+
+def test_version_labels_or_a_policy_beside_a_config_file_are_refused(tmp_path, caplog):
+    # The file is re-read every poll and its labels and policies replace these: they
+    # would be dropped without a word, so the combination is refused.
+    config_file = tmp_path / "models.config"
+    _write(config_file, _entry("flowers", "store/tiny", "latest { num_versions: 1 }"))
+    with pytest.raises(ValueError, match=(
+            r"--version-label \(flowers:stable=1\) cannot be combined with "
+            r"--model-config-file .*models.config: the file's labels replace them.*"
+            r'in the model_config of .flowers.: version_labels \{ key: "stable" value: 1 \}')):
+        ServerConfig(None, model_config_file=config_file,
+                     version_labels={"flowers": {"stable": 1}})
+    with pytest.raises(ValueError, match="model_version_policy in the file decides"):
+        ServerConfig(None, model_config_file=config_file, policy=VersionPolicy("all"))
+    assert cli.main(["serve", "--model-config-file", str(config_file),
+                     "--version-label", "flowers:stable=1"]) == 2
+    assert "Put the labels in the file" in caplog.text

@@ -3,6 +3,8 @@
     train.strategy: auto        -> tfxfer.advisor (advice.json)
     model.image.feature_layer: auto   -> the best-probing depth (tfxfer.probes)
     train.learning_rate: auto   -> tfxfer.lr_finder on phase 1 (lr_find.json, lr_find.png)
+    train.adaptation_lambda: auto   -> reverse validation, no target labels
+                                   (tfxfer.adaptation.reverse_validation; reverse_validation.json)
 
 `tfxfer train` calls `resolve_auto` once the data is loaded; `tfxfer advise` and
 `tfxfer lr-find` call the same functions without training.
@@ -19,8 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxfer.adaptation.reverse_validation import reverse_validate, write_reverse_validation
 from tfxfer.advisor import AdvisorSettings, advise, apply_advice, best_feature_layer, write_advice
-from tfxfer.config import RunConfig
+from tfxfer.config import AUTO, RunConfig
 from tfxfer.data.splits import Splits
 from tfxfer.lr_finder import LRFinderResult, lr_sweep, write_lr_find
 
@@ -116,6 +119,13 @@ def resolve_auto(
         write_lr_find(run_dir, result, f"phase 1 ({config.train.strategy})")
         config = _with_learning_rate(config, result.suggestion)
         logger.info("Learning rate auto -> %.3g", result.suggestion)
+    if config.train.strategy == "domain_adaptation" and config.train.adaptation_lambda == AUTO:
+        result = reverse_validate(config, splits, build)
+        write_reverse_validation(run_dir, result)
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, adaptation_lambda=result.choice))
+        logger.info("Adaptation lambda auto -> %g (reverse validation, %.0f s)",
+                    result.choice, result.seconds)
     if config is not given:
         keras.utils.set_random_seed(config.data.seed)
     return config

@@ -46,6 +46,15 @@ def _float_or_auto(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from err
 
 
+def _float_list(text: str) -> list[float]:
+    """`0,0.1,1` -> [0.0, 0.1, 1.0]."""
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, e.g. 0,0.1,0.3,1; got {text!r}") from err
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -130,7 +139,15 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
     ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
-    ("--adaptation-lambda", "train", "adaptation_lambda", {"type": float}),
+    ("--adaptation-lambda", "train", "adaptation_lambda", {
+        "type": _float_or_auto, "metavar": "LAMBDA|auto",
+        "help": "ceiling of the gradient-reversal schedule; auto: reverse validation picks "
+                "it among --adaptation-lambdas without target labels"}),
+    ("--adaptation-lambdas", "train", "adaptation_lambdas", {
+        "type": _float_list, "metavar": "L1,L2,...",
+        "help": "candidates of --adaptation-lambda auto (default 0,0.1,0.3,1)"}),
+    ("--reverse-validation-fraction", "train", "reverse_validation_fraction", {
+        "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -44,8 +45,8 @@ logger = logging.getLogger(__name__)
 STRATEGIES = (
     "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
 )
-# `train.strategy`, `train.learning_rate` and `model.image.feature_layer` may be "auto"
-# (resolved by `tfxfer.auto` once the data are read).
+# `train.strategy`, `train.learning_rate`, `train.adaptation_lambda` and
+# `model.image.feature_layer` may be "auto" (resolved by `tfxfer.auto` once the data are read).
 AUTO = "auto"
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 POOLINGS = ("avg", "max")
@@ -301,8 +302,15 @@ class TrainConfig:
     # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
     # Width of the domain classifier's hidden layer (0: a linear domain classifier).
     domain_hidden_units: int = 100
-    # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1).
-    adaptation_lambda: float = 1.0
+    # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1),
+    # or "auto": reverse validation picks it among `adaptation_lambdas` without target
+    # labels (tfxfer.adaptation.reverse_validation; reverse_validation.json).
+    adaptation_lambda: float | str = 1.0
+    # The candidates of adaptation_lambda "auto" (0: no adaptation is a candidate too).
+    adaptation_lambdas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
+    # Each forward and reverse run of reverse validation trains this fraction of the
+    # run's steps (2 runs per candidate).
+    reverse_validation_fraction: float = 0.15
     # Anneal the learning rate as eta_p = eta0 / (1 + 10 p)^0.75 over the whole run.
     anneal_learning_rate: bool = True
 
@@ -345,10 +353,54 @@ def _validate_adaptation(config: RunConfig) -> None:
             "it does not take --warmup or --lr-schedule. Received: warmup_fraction="
             f"{config.train.warmup_fraction}, lr_schedule={config.train.lr_schedule!r}"
         )
-    if config.train.domain_hidden_units < 0 or config.train.adaptation_lambda < 0:
+    if config.train.domain_hidden_units < 0:
         raise ValueError(
-            "domain_hidden_units and adaptation_lambda must be >= 0. Received: "
-            f"{config.train.domain_hidden_units}, {config.train.adaptation_lambda}"
+            f"domain_hidden_units must be >= 0. Received: {config.train.domain_hidden_units}"
+        )
+    _validate_adaptation_lambda(config)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_adaptation_lambda(config: RunConfig) -> None:
+    """adaptation_lambda: a number >= 0, or "auto" with a candidate grid to choose from."""
+    train = config.train
+    value = train.adaptation_lambda
+    if isinstance(value, str):
+        if value != AUTO:
+            raise ValueError(
+                f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
+            )
+        if train.strategy != "domain_adaptation":
+            raise ValueError(
+                "train.adaptation_lambda 'auto' (reverse validation) needs strategy "
+                f"'domain_adaptation'. Received: strategy={train.strategy!r}"
+            )
+        if config.data.val_fraction <= 0:
+            raise ValueError(
+                "train.adaptation_lambda 'auto' scores candidates on the labelled source "
+                "validation split: set data.val_fraction > 0. Received: "
+                f"val_fraction={config.data.val_fraction}"
+            )
+    elif not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
+        )
+    grid = train.adaptation_lambdas
+    if (not isinstance(grid, (list, tuple)) or not grid
+            or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in grid)):
+        raise ValueError(
+            "train.adaptation_lambdas must be a non-empty list of numbers >= 0 "
+            f"(the candidates of adaptation_lambda 'auto'). Received: {grid!r}"
+        )
+    if len(set(grid)) != len(grid):
+        raise ValueError(f"train.adaptation_lambdas lists a value twice. Received: {grid!r}")
+    fraction = train.reverse_validation_fraction
+    if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
+        raise ValueError(
+            f"train.reverse_validation_fraction must be in (0, 1]. Received: {fraction!r}"
         )
 
 

@@ -29,7 +29,6 @@ import tensorflow as tf
 
 from tfxfer import rundir
 from tfxfer.auto import resolve_auto
-from tfxfer.backbones import resolve_weights
 from tfxfer.bottleneck import head_phase_runner, should_cache
 from tfxfer.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.config import RunConfig
@@ -50,7 +49,7 @@ from tfxfer.modality import IMAGE, validate_modality
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
 from tfxfer.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
-from tfxfer.strategies import Phase, plan_phases
+from tfxfer.strategies import Phase, is_pretrained, plan_phases
 from tfxfer.text.model import build_text_classifier
 from tfxfer.training import PhaseRecord, PhaseTrainer, TrainingHistory, remaining_phases
 
@@ -92,12 +91,6 @@ def _prepare_run_dir(path: Path) -> Path:
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def is_pretrained(config: RunConfig) -> bool:
-    """Whether the image backbone starts from pretrained weights (text encoders always do)."""
-    image = config.model.image
-    return image is None or resolve_weights(image.weights) is not None
 
 
 def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:

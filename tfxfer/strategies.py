@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import keras
 
-from tfxfer.backbones import BACKBONE_LAYER_NAME
-from tfxfer.config import TrainConfig, fine_tune_learning_rate
+from tfxfer.backbones import BACKBONE_LAYER_NAME, resolve_weights
+from tfxfer.config import RunConfig, TrainConfig, fine_tune_learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,12 @@ class Phase:
     epochs: int
     learning_rate: float
     unfreeze: str
+
+
+def is_pretrained(config: RunConfig) -> bool:
+    """Whether the image backbone starts from pretrained weights (text encoders always do)."""
+    image = config.model.image
+    return image is None or resolve_weights(image.weights) is not None
 
 
 def plan_phases(train: TrainConfig, pretrained: bool = True) -> list[Phase]:

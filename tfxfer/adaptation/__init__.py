@@ -6,6 +6,7 @@
     grl_lambda, annealed_learning_rate   the paper's λ_p and η_p schedules
     build_mnist_m             MNIST-M from MNIST digits and any folder of colour photos
     build_usps, mnist_frame   USPS folders, its digits put into MNIST's 20-in-28 frame
+    reverse_validate          chooses λ's ceiling without target labels (`adaptation_lambda: auto`)
 
 Names are imported on first use, so `tfxfer --help` (which lists the
 `build-mnist-m` command) does not load TensorFlow.
@@ -23,6 +24,9 @@ _EXPORTS = {
     "DomainAdversarialModel": "tfxfer.adaptation.model",
     "build_domain_head": "tfxfer.adaptation.model",
     "DomainAdaptation": "tfxfer.adaptation.training",
+    "ReverseValidation": "tfxfer.adaptation.reverse_validation",
+    "choose_lambda": "tfxfer.adaptation.reverse_validation",
+    "reverse_validate": "tfxfer.adaptation.reverse_validation",
     "TargetImages": "tfxfer.adaptation.data",
     "scan_target_images": "tfxfer.adaptation.data",
     "build_mnist_m": "tfxfer.adaptation.digits",

@@ -34,7 +34,7 @@ from tfxfer.adaptation.data import (
 )
 from tfxfer.adaptation.model import DomainAdversarialModel
 from tfxfer.adaptation.schedules import AdaptationSchedule
-from tfxfer.config import RunConfig
+from tfxfer.config import RunConfig, TrainConfig
 from tfxfer.optimizers import layerwise_multipliers, make_optimizer
 from tfxfer.reports.adaptation import FEATURES_FILE
 from tfxfer.strategies import Phase
@@ -68,6 +68,30 @@ def _images(ds: tf.data.Dataset, limit: int) -> tf.data.Dataset:
     if isinstance(ds.element_spec, tuple):
         ds = ds.map(lambda x, *_: x)
     return ds.batch(64)
+
+
+def compile_adversarial(model: DomainAdversarialModel, phase: Phase, train: TrainConfig) -> None:
+    """Compiles `model` for `phase`: its learning rate, layer-wise multipliers if set."""
+    multipliers = None
+    if train.layer_lr_decay is not None and phase.unfreeze in ("top", "all"):
+        multipliers = layerwise_multipliers(
+            model.classifier, train.layer_lr_decay, train.layer_lr_block
+        )
+    model.compile(
+        optimizer=make_optimizer(train.optimizer, phase.learning_rate, multipliers),
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+        jit_compile=train.jit_compile,
+    )
+
+
+def lambda_ceiling(train: TrainConfig) -> float:
+    """`train.adaptation_lambda` as a number (an unresolved "auto" is an error)."""
+    if isinstance(train.adaptation_lambda, str):
+        raise ValueError(
+            "train.adaptation_lambda is still 'auto': resolve it first with reverse "
+            "validation (tfxfer.auto.resolve_auto, which `tfxfer train` calls)."
+        )
+    return float(train.adaptation_lambda)
 
 
 class DomainAdaptation:
@@ -135,28 +159,15 @@ class DomainAdaptation:
         self.total_steps = self.steps_per_epoch * sum(p.epochs for p in phases)
         return {phase.name: self.run for phase in phases}
 
-    def _compile(self, phase: Phase) -> None:
-        train = self.config.train
-        multipliers = None
-        if train.layer_lr_decay is not None and phase.unfreeze in ("top", "all"):
-            multipliers = layerwise_multipliers(
-                self.classifier, train.layer_lr_decay, train.layer_lr_block
-            )
-        self.model.compile(
-            optimizer=make_optimizer(train.optimizer, phase.learning_rate, multipliers),
-            loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-            jit_compile=train.jit_compile,
-        )
-
     def run(self, phase: Phase, *, initial_epoch: int, epochs: int, verbose: int,
             callbacks: list) -> tuple[keras.callbacks.History, str]:
         """Fits one phase (the signature `fit_phases` calls runners with)."""
         if not self.features:
             self._snapshot("before")
-        self._compile(phase)
+        compile_adversarial(self.model, phase, self.config.train)
         schedule = AdaptationSchedule(
             self.model.reversal, self.total_steps, phase.learning_rate, first_step=self.step,
-            lambda_max=self.config.train.adaptation_lambda,
+            lambda_max=lambda_ceiling(self.config.train),
             anneal=self.config.train.anneal_learning_rate,
         )
         own = [schedule]

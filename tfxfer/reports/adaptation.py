@@ -4,21 +4,26 @@
                             domain-classifier accuracy (0.5 is chance) and λ
     feature_projection.png  PCA of pooled source and target features, before and after
                             adaptation (the paper's Figure: the clouds should overlap after)
+    reverse_validation.json the λ candidates' reverse-validation scores and the choice
+                            (`adaptation_lambda: auto`), shown as a table
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from tfxfer.reports.html import _table
 from tfxfer.reports.plotting import new_figure, save_figure
 
 ADAPTATION_PLOT = "adaptation.png"
 PROJECTION_PLOT = "feature_projection.png"
 FEATURES_FILE = "adaptation_features.npz"
+REVERSE_VALIDATION = "reverse_validation.json"
 
 # (history column, legend label, line style)
 _CURVES = (
@@ -96,3 +101,26 @@ def add_adaptation(run_dir: Path, history: Sequence[dict], figures: dict[str, Pa
         figures["Domain adaptation: PCA of source vs target features"] = save_figure(
             projection_figure(panels), run_dir / PROJECTION_PLOT
         )
+
+
+def reverse_validation_section(run_dir: str | Path) -> str:
+    """HTML table of reverse_validation.json ('' when the run has none)."""
+    path = Path(run_dir) / REVERSE_VALIDATION
+    if not path.is_file():
+        return ""
+    result = json.loads(path.read_text())
+    rows = [(c["lambda_max"], c["reverse_accuracy"], c["forward_val_accuracy"],
+             c["forward_domain_accuracy"], c["reverse_domain_accuracy"],
+             " ".join(str(n) for n in c["pseudo_label_counts"]))
+            for c in result["candidates"]]
+    table = _table(("λ ceiling", "reverse accuracy (the score)", "forward source val accuracy",
+                    "forward domain accuracy", "reverse domain accuracy",
+                    "pseudo-labels per class"), rows)
+    return (f"<h2>Reverse validation of λ</h2><p>Chosen: <b>λ = {result['choice']:g}</b>. "
+            f"Each candidate trained a forward DANN (labelled source + unlabelled target) and "
+            f"a reverse DANN (pseudo-labelled target + source with labels hidden), "
+            f"{result['steps']} steps each (the run: {result['run_steps']}), on "
+            f"{result['target_examples']} target images; the score is the reverse "
+            f"classifier's accuracy on the {result['source_val_examples']} source validation "
+            f"examples. No target label was used ({result['seconds']:.0f} s).</p>"
+            f"{table}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from tfxfer.data.splits import Splits
 from tfxfer.modality import TEXT
-from tfxfer.reports.adaptation import add_adaptation
+from tfxfer.reports.adaptation import add_adaptation, reverse_validation_section
 from tfxfer.reports.advice import LR_FIND_PLOT, advice_section
 from tfxfer.reports.confusion import confused_pairs, plot_confusion_matrix
 from tfxfer.reports.curves import plot_learning_curves
@@ -106,6 +106,8 @@ def write_report(run_dir: str | Path, splits: Splits | None = None) -> Path:
             _add_mistakes(run, parts)
         else:
             _add_grid(run, parts, splits)
+    if reverse := reverse_validation_section(run.run_dir):
+        parts.sections.append(reverse)
     # --- strategy advice and LR finder (tfxfer.advisor, tfxfer.lr_finder) ---
     if advice := advice_section(run.run_dir):
         parts.sections.append(advice)

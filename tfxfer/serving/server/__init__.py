@@ -7,7 +7,8 @@
     json_tensor.py   TF Serving's JSON tensor format (row / columnar, b64)
     responses.py     model status and metadata (protos and their JSON)
     rest.py          the REST API on aiohttp
-    grpc_service.py  PredictionService and ModelService on grpcio
+    grpc_service.py  PredictionService and ModelService on grpcio's asyncio server
+    admission.py     FairScheduler: per-client and queue bounds, clients served in turn
     errors.py        TensorFlow status codes -> HTTP statuses; declared-shape budget
     batching.py      Batcher: concurrent predict calls merged into one graph call
     metrics.py       request counts and latencies for /monitoring/prometheus/metrics
@@ -21,6 +22,7 @@ from tfxfer.lazy import lazy_getattr
 _PUBLIC = {
     "ModelServer": "tfxfer.serving.server.app",
     "ServerConfig": "tfxfer.serving.server.app",
+    "AdmissionConfig": "tfxfer.serving.server.admission",
     "BatchingConfig": "tfxfer.serving.server.batching",
     "Code": "tfxfer.serving.server.errors",
     "ServingError": "tfxfer.serving.server.errors",

@@ -3,9 +3,10 @@
     with ModelServer(ServerConfig("saved_models", rest_port=0, grpc_port=0)) as server:
         url = f"http://127.0.0.1:{server.rest_port}/v1/models/flowers:predict"
 
-The REST API runs an aiohttp event loop on its own thread, the gRPC API
-grpcio's thread pool; both read the same `ModelManager`. Ports 0 pick free
-ports (see `rest_port` / `grpc_port` once started).
+The REST API (aiohttp) and the gRPC API (grpcio's asyncio server) share one
+event loop on its own thread; each runs its requests on its own thread pool,
+clients in turn (`FairScheduler`), and both read the same `ModelManager`.
+Ports 0 pick free ports (see `rest_port` / `grpc_port` once started).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from tfxfer.serving.contract import is_model_name, is_single_model_dir
 from tfxfer.serving.policy import VersionPolicy
+from tfxfer.serving.server.admission import AdmissionConfig, FairScheduler
 from tfxfer.serving.server.batching import Batcher, BatchingConfig
 from tfxfer.serving.server.grpc_service import build_grpc_server
 from tfxfer.serving.server.manager import ModelManager
@@ -36,6 +38,9 @@ DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # refused before anything is allocated (a 64-byte gRPC request can declare 3 GB).
 DEFAULT_MAX_TENSOR_ELEMENTS = 1 << 25
 DEFAULT_READ_TIMEOUT = 30.0
+# A gRPC connection is renewed (GOAWAY) after this long: the bound on a call whose
+# request is never completed (see grpc_service.connection_options).
+DEFAULT_GRPC_MAX_CONNECTION_AGE = 120.0
 LISTEN_BACKLOG = 2048
 
 
@@ -60,11 +65,18 @@ class ServerConfig:
         max_tensor_elements: an input tensor declaring more elements is refused
             (INVALID_ARGUMENT / 400) before it is allocated.
         read_timeout: seconds a client has to send a whole REST request (headers and
-            body) and that an idle connection stays open; slower ones are closed.
+            body) and that an idle connection stays open; slower ones are closed. On
+            gRPC: the handshake timeout, the idle timeout, and the grace after
+            `grpc_max_connection_age`.
+        grpc_max_connection_age: seconds after which a gRPC connection is renewed
+            (GOAWAY; calls still open `read_timeout` later are cut); 0: never.
+        admission: bounds on the requests one client, and all clients, may have in
+            progress; a free worker goes to the waiting clients in turn.
         model_name: serve `base_path` as this single model (TF Serving's --model_name).
         model_config_file: a models.config listing the models, their base paths,
             policies and labels (TF Serving's --model_config_file), re-read every
-            `poll_seconds`; `base_path` may then be None.
+            `poll_seconds`; `base_path` may then be None, and `version_labels` must be
+            empty (the file's labels replace them on every read).
         batching: merge concurrent predict calls (TF Serving's --enable_batching);
             None: every request runs alone.
     """
@@ -82,6 +94,8 @@ class ServerConfig:
     warmup: bool = True
     max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    grpc_max_connection_age: float = DEFAULT_GRPC_MAX_CONNECTION_AGE
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     model_name: str | None = None
     model_config_file: str | Path | None = None
     batching: BatchingConfig | None = None
@@ -94,10 +108,15 @@ class ServerConfig:
                              f"{self.max_request_bytes}")
         if self.read_timeout <= 0:
             raise ValueError(f"read_timeout must be > 0. Received: {self.read_timeout}")
+        if self.grpc_max_connection_age < 0:
+            raise ValueError(f"grpc_max_connection_age must be >= 0 (0: no limit). Received: "
+                             f"{self.grpc_max_connection_age}")
         for name in ("rest_threads", "grpc_threads", "max_tensor_elements"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {getattr(self, name)}")
         if self.model_config_file is not None:
+            _validate_beside_config_file(self.version_labels, self.policy,
+                                         self.model_config_file)
             if not Path(self.model_config_file).is_file():
                 raise FileNotFoundError(f"Model config file not found: {self.model_config_file}")
             return
@@ -107,6 +126,33 @@ class ServerConfig:
             raise FileNotFoundError(f"Base path of the models not found: {self.base_path}")
         if self.model_name is None and is_single_model_dir(self.base_path):
             self.model_name = _single_model_name(Path(self.base_path))
+
+
+def _validate_beside_config_file(labels: dict[str, dict[str, int]], policy: VersionPolicy,
+                                 config_file: str | Path) -> None:
+    """Refuses labels or a policy beside --model-config-file: the file would silently win.
+
+    The file is re-read every poll and its version_labels and model_version_policy
+    replace these, so a flag would be dropped without a word, and an edit of the file
+    could not be told apart from it. As in TF Serving (which has labels only in the
+    file), the file is the one place for them.
+    """
+    if policy != VersionPolicy():
+        raise ValueError(
+            f"A version policy ({policy.kind}) cannot be combined with --model-config-file "
+            f"{config_file}: each model's model_version_policy in the file decides which "
+            "versions it serves.")
+    if not labels:
+        return
+    given = ", ".join(f"{model}:{label}={version}" for model, pairs in labels.items()
+                      for label, version in pairs.items())
+    model, pairs = next(iter(labels.items()))
+    label, version = next(iter(pairs.items()))
+    raise ValueError(
+        f"--version-label ({given}) cannot be combined with --model-config-file "
+        f"{config_file}: the file's labels replace them every time it is read. Put the "
+        f"labels in the file, in the model_config of {model!r}: "
+        f'version_labels {{ key: "{label}" value: {version} }}')
 
 
 def _single_model_name(path: Path) -> str:
@@ -151,7 +197,9 @@ class ModelServer:
                      else run_signature)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self.rest_scheduler: FairScheduler | None = None
+        self.grpc_scheduler: FairScheduler | None = None
+        self._executors: list[ThreadPoolExecutor] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -164,13 +212,9 @@ class ModelServer:
         self.manager.start(config.poll_seconds)
         try:
             self.manager.check_version_labels()
+            self._start_loop()
             self._start_rest()
-            self._grpc, self.grpc_port = build_grpc_server(
-                self.manager, _address(config.host, config.grpc_port),
-                max_request_bytes=config.max_request_bytes, threads=config.grpc_threads,
-                max_tensor_elements=config.max_tensor_elements, metrics=self.metrics,
-                run=self._run)
-            self._grpc.start()
+            self._start_grpc()
         except BaseException:
             self.stop()
             raise
@@ -182,19 +226,29 @@ class ModelServer:
                     _address(config.host, self.rest_port), _address(config.host, self.grpc_port))
         return self
 
+    def _start_loop(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever,
+                                             name="tfxfer-serve-loop", daemon=True)
+        self._loop_thread.start()
+
+    def _on_loop(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _scheduler(self, threads: int, name: str) -> FairScheduler:
+        executor = ThreadPoolExecutor(threads, thread_name_prefix=f"tfxfer-{name}")
+        self._executors.append(executor)
+        return FairScheduler(executor, threads, self.config.admission)
+
     def _start_rest(self) -> None:
         config = self.config
         sock = _bind(config.host, config.rest_port)
         self.rest_port = sock.getsockname()[1]
-        self._executor = ThreadPoolExecutor(config.rest_threads, thread_name_prefix="tfxfer-rest")
-        api = RestApi(self.manager, self._executor, config.max_request_bytes,
+        self.rest_scheduler = self._scheduler(config.rest_threads, "rest")
+        api = RestApi(self.manager, self.rest_scheduler, config.max_request_bytes,
                       max_tensor_elements=config.max_tensor_elements,
                       read_timeout=config.read_timeout, metrics=self.metrics,
                       run=self._run)
-        self._loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self._loop.run_forever,
-                                             name="tfxfer-rest-loop", daemon=True)
-        self._loop_thread.start()
         # aiohttp closes a connection with no complete request after keepalive_timeout,
         # from the moment it opens: a client sending half a header is dropped then. After
         # an answer to an unread body (408, 413) it drains the rest for lingering_time.
@@ -207,7 +261,26 @@ class ModelServer:
             # aiohttp's default backlog (128) refuses bursts of new connections.
             await web.SockSite(self._runner, sock, backlog=LISTEN_BACKLOG).start()
 
-        asyncio.run_coroutine_threadsafe(open_site(), self._loop).result()
+        self._on_loop(open_site())
+
+    def _start_grpc(self) -> None:
+        config = self.config
+        self.grpc_scheduler = self._scheduler(config.grpc_threads, "grpc")
+
+        async def open_server():
+            # grpc.aio binds the server to the loop it is created on.
+            server, port = build_grpc_server(
+                self.manager, _address(config.host, config.grpc_port),
+                scheduler=self.grpc_scheduler, max_request_bytes=config.max_request_bytes,
+                read_timeout=config.read_timeout,
+                max_connection_age=config.grpc_max_connection_age,
+                max_tensor_elements=config.max_tensor_elements, metrics=self.metrics,
+                run=self._run)
+            self._grpc = server
+            await server.start()
+            return port
+
+        self.grpc_port = self._on_loop(open_server())
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking requests, lets running ones finish (up to `grace` s), unloads."""
@@ -215,15 +288,15 @@ class ModelServer:
             return
         self._stopped.set()
         if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+            self._on_loop(self._grpc.stop(grace))
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
+            self._on_loop(self._runner.cleanup())
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join()
             self._loop.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in self._executors:
+            executor.shutdown(wait=True)
         self.manager.stop()
 
     def __enter__(self) -> ModelServer:

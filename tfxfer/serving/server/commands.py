@@ -39,7 +39,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_policy_arguments(parser)
     parser.add_argument("--version-label", type=_label, action="append", default=[],
                         metavar="MODEL:LABEL=VERSION",
-                        help="a version label for /labels/LABEL requests (repeatable)")
+                        help="a version label for /labels/LABEL requests (repeatable); with "
+                             "--model-config-file, labels go in the file instead")
     parser.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
                         help="larger request bodies are refused (default 16 MiB)")
     parser.add_argument("--rest-threads", type=int, default=4,
@@ -51,7 +52,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "allocation (default 2**25)")
     parser.add_argument("--read-timeout", type=float, default=30.0,
                         help="seconds a client has to send a whole REST request; idle "
-                             "connections close after it too (default 30)")
+                             "connections (REST and gRPC) and unfinished gRPC handshakes "
+                             "close after it too (default 30)")
+    parser.add_argument("--grpc-max-connection-age", type=float, default=120.0,
+                        help="seconds after which a gRPC connection is renewed (GOAWAY; its "
+                             "calls get --read-timeout more to finish), which bounds a "
+                             "half-sent call; 0: never (default 120)")
+    parser.add_argument("--max-client-requests", type=int, default=64,
+                        help="requests one client (peer IP address) may have in progress "
+                             "at once, per API; more get 429 / RESOURCE_EXHAUSTED at once; "
+                             "0: no limit (default 64)")
+    parser.add_argument("--max-queued-requests", type=int, default=1024,
+                        help="requests of all clients waiting for a worker, per API; more "
+                             "get 503 / UNAVAILABLE; 0: no limit (default 1024)")
     parser.add_argument("--enable-batching", action="store_true",
                         help="merge concurrent predict requests into one graph call")
     parser.add_argument("--max-batch-size", type=int, default=32,
@@ -64,6 +77,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
+    from tfxfer.serving.server.admission import AdmissionConfig
     from tfxfer.serving.server.app import ServerConfig
     from tfxfer.serving.server.batching import BatchingConfig
 
@@ -77,7 +91,9 @@ def config_from_args(args: argparse.Namespace):
         version_labels=labels, max_request_bytes=args.max_request_bytes,
         rest_threads=args.rest_threads, grpc_threads=args.grpc_threads,
         warmup=not args.no_warmup, max_tensor_elements=args.max_tensor_elements,
-        read_timeout=args.read_timeout, model_name=args.model_name,
+        read_timeout=args.read_timeout, grpc_max_connection_age=args.grpc_max_connection_age,
+        admission=AdmissionConfig(args.max_client_requests, args.max_queued_requests),
+        model_name=args.model_name,
         model_config_file=args.model_config_file,
         batching=(BatchingConfig(args.max_batch_size, args.batch_timeout_micros)
                   if args.enable_batching else None),

@@ -12,18 +12,20 @@ request"), 404 for an unknown model or version, 413 for a body over the size
 limit, 501 for classify/regress, 404 for paths outside /v1/.
 
 The event loop only reads bodies and writes answers; JSON parsing, inference
-and JSON writing run on a thread pool.
+and JSON writing run on a thread pool, handed out fairly across clients by a
+`FairScheduler` (admission.py): a client over its bound of requests in
+progress gets 429, a full queue 503, both with `Retry-After: 1`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +34,7 @@ from aiohttp import web
 
 from tfxfer.serving.contract import DEFAULT_SIGNATURE
 from tfxfer.serving.server import metrics as metrics_lib
+from tfxfer.serving.server.admission import FairScheduler, client_identity
 from tfxfer.serving.server.errors import Code, ServingError, invalid_argument, too_large
 from tfxfer.serving.server.json_tensor import (
     inputs_from_json,
@@ -112,11 +115,12 @@ def parse_route(method: str, raw_path: str) -> Route:
 
 
 class RestApi:
-    """The request handlers, bound to a model manager and an inference thread pool.
+    """The request handlers, bound to a model manager and a fair inference thread pool.
 
     Args:
         manager: the models served.
-        executor: runs parsing, inference and JSON writing off the event loop.
+        scheduler: admits requests and runs parsing, inference and JSON writing off
+            the event loop, clients in turn.
         max_request_bytes: bodies larger than this get 413.
         max_tensor_elements: input tensors of more elements get 400 (None: no limit).
         read_timeout: seconds to receive a body; a slower client gets 408.
@@ -125,11 +129,11 @@ class RestApi:
         run: runs a signature (`run_signature`, or a `Batcher.run`).
     """
 
-    def __init__(self, manager: ModelManager, executor: Executor, max_request_bytes: int,
+    def __init__(self, manager: ModelManager, scheduler: FairScheduler, max_request_bytes: int,
                  *, max_tensor_elements: int | None = None, read_timeout: float | None = None,
                  metrics: metrics_lib.Metrics | None = None, run: Callable = run_signature):
         self.manager = manager
-        self.executor = executor
+        self.scheduler = scheduler
         self.max_request_bytes = max_request_bytes
         self.max_tensor_elements = max_tensor_elements
         self.read_timeout = read_timeout
@@ -150,15 +154,21 @@ class RestApi:
         status = "OK"
         try:
             route = parse_route(request.method, request.rel_url.raw_path)
-            body = await self._read_body(request) if request.method == "POST" else b""
-            answer = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.answer, route, body, served)
+            client = client_identity(request.remote)
+            with self.scheduler.admitted(client):
+                body = await self._read_body(request) if request.method == "POST" else b""
+                answer = await self.scheduler.run(
+                    client, functools.partial(self.answer, route, body, served),
+                    abandoned=lambda: request.transport is None
+                    or request.transport.is_closing())
             return web.Response(body=answer, content_type="application/json")
         except ServingError as err:
             status = err.code.name
             response = _error_response(err)
             if err.http_status in (408, 413):  # the body was not read: the stream is unusable
                 response.force_close()
+            elif err.http_status in (429, 503):  # refused: aiohttp drains the unread body
+                response.headers["Retry-After"] = "1"
             return response
         except ConnectionError as err:  # the client went away: nobody to answer
             status = Code.CANCELLED.name

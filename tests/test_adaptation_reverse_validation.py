@@ -1,0 +1,118 @@
+"""Reverse validation of DANN's λ ceiling (`adaptation_lambda: auto`): no target label used."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from adaptation_helpers import dann_config, write_domain
+
+from tfxfer import rundir
+from tfxfer.adaptation.reverse_validation import (
+    REVERSE_VALIDATION,
+    CandidateScore,
+    choose_lambda,
+)
+from tfxfer.cli import parse_train_config
+from tfxfer.config import load_config
+from tfxfer.experiment import Experiment, train
+
+GRID = [0.0, 1.0]
+
+
+def _score(lambda_max: float, accuracy: float) -> CandidateScore:
+    return CandidateScore(lambda_max, accuracy, 0.9, 0.6, 0.6, [1, 1, 1])
+
+
+@pytest.mark.parametrize("scores, choice", [
+    ([(0.0, 0.70), (0.1, 0.82), (0.3, 0.80), (1.0, 0.75)], 0.1),
+    ([(1.0, 0.90), (0.3, 0.90), (0.1, 0.60)], 0.3),  # a tie goes to the smaller λ
+    ([(0.5, 0.40)], 0.5),
+])
+def test_choice_is_the_candidate_whose_reverse_classifier_scores_best(scores, choice):
+    assert choose_lambda([_score(*s) for s in scores]) == choice
+
+
+@pytest.mark.parametrize("train, data, message", [
+    ({"adaptation_lambda": "best"}, {}, "must be a number >= 0 or 'auto'. Received: 'best'"),
+    ({"adaptation_lambda": -0.5}, {}, "must be a number >= 0 or 'auto'. Received: -0.5"),
+    ({"adaptation_lambdas": []}, {}, "non-empty list of numbers >= 0"),
+    ({"adaptation_lambdas": [0.1, -1.0]}, {}, "Received: [0.1, -1.0]"),
+    ({"adaptation_lambdas": [0.1, "x"]}, {}, "Received: [0.1, 'x']"),
+    ({"adaptation_lambdas": [0.1, float("nan")]}, {}, "non-empty list of numbers >= 0"),
+    ({"adaptation_lambdas": [0.3, 0.3]}, {}, "lists a value twice"),
+    ({"reverse_validation_fraction": 0.0}, {}, "reverse_validation_fraction must be in (0, 1]"),
+    ({"reverse_validation_fraction": 1.5}, {}, "reverse_validation_fraction must be in (0, 1]"),
+    ({"adaptation_lambda": "auto", "strategy": "from_scratch"}, {"target_source": None},
+     "needs strategy 'domain_adaptation'"),
+    ({"adaptation_lambda": "auto"}, {"val_fraction": 0.0}, "set data.val_fraction > 0"),
+])
+def test_bad_lambda_settings_are_clear_errors(train, data, message):
+    sections = {"train": {"strategy": "domain_adaptation", **train},
+                "data": {"target_source": "target", **data}}
+    with pytest.raises(ValueError) as error:
+        load_config(overrides=sections)
+    assert message in str(error.value)
+
+
+def test_cli_takes_auto_and_a_candidate_grid():
+    config = parse_train_config([
+        "--data", "source", "--target-data", "target", "--strategy", "domain_adaptation",
+        "--adaptation-lambda", "auto", "--adaptation-lambdas", "0,0.05,0.5",
+        "--reverse-validation-fraction", "0.2"])
+    assert config.train.adaptation_lambda == "auto"
+    assert config.train.adaptation_lambdas == [0.0, 0.05, 0.5]
+    assert config.train.reverse_validation_fraction == 0.2
+    with pytest.raises(SystemExit):
+        parse_train_config(["--data", "source", "--adaptation-lambdas", "0,low"])
+
+
+@pytest.fixture
+def domains(tmp_path):
+    return {
+        "source": write_domain(tmp_path / "source", 12, False, 0),
+        "target": write_domain(tmp_path / "target", 8, True, 1, flat=True),
+        "target_test": write_domain(tmp_path / "target_test", 4, True, 2),
+    }
+
+
+def test_auto_lambda_trains_with_the_reverse_validation_choice(domains, tmp_path):
+    result = train(dann_config(domains, tmp_path / "run", adaptation_lambda="auto",
+                               adaptation_lambdas=GRID, reverse_validation_fraction=0.5))
+    scores = json.loads((result.run_dir / REVERSE_VALIDATION).read_text())
+    assert [c["lambda_max"] for c in scores["candidates"]] == GRID
+    best = max(c["reverse_accuracy"] for c in scores["candidates"])
+    assert scores["choice"] == min(c["lambda_max"] for c in scores["candidates"]
+                                   if c["reverse_accuracy"] == best)
+    # 27 source train images, batch 8, 2 epochs: 8 steps; half of them per run.
+    assert (scores["run_steps"], scores["steps"], scores["target_examples"]) == (8, 4, 24)
+    assert all(sum(c["pseudo_label_counts"]) == 24 for c in scores["candidates"])
+    saved = json.loads((result.run_dir / rundir.CONFIG).read_text())
+    assert saved["train"]["adaptation_lambda"] == scores["choice"]
+    lambdas = [float(row["lambda"])
+               for row in csv.DictReader((result.run_dir / rundir.HISTORY).open())]
+    assert 0.0 <= max(lambdas) <= scores["choice"] + 1e-6
+    assert "Reverse validation of λ" in (result.run_dir / "report.html").read_text()
+
+
+def test_target_labels_are_never_read(tmp_path):
+    """Right and wrong class subfolders (same images, same file order) give the same scores.
+
+    In the wrong folder class 0 sits under "1" and classes 1 and 2 under "2", so
+    sorted paths list the images in the same order as in the right folder. Every
+    run restarts from the seed, so equal inputs give equal scores (on CPU, without
+    op determinism: checked repeatedly).
+    """
+    source = write_domain(tmp_path / "source", 12, False, 0)
+    target_test = write_domain(tmp_path / "target_test", 4, True, 2)
+    scores = {}
+    for name, folders in (("right", None), ("wrong", {0: "1", 1: "2", 2: "2"})):
+        target = write_domain(tmp_path / name, 8, True, 1, folder_names=folders)
+        domains = {"source": source, "target": target, "target_test": target_test}
+        config = dann_config(domains, tmp_path / f"run_{name}", adaptation_lambda="auto",
+                             adaptation_lambdas=GRID, reverse_validation_fraction=0.5)
+        Experiment(config).load_data()
+        scores[name] = json.loads((tmp_path / f"run_{name}" / REVERSE_VALIDATION).read_text())
+    for key in ("choice", "candidates"):
+        assert scores["right"][key] == scores["wrong"][key], key
