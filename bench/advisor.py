@@ -27,8 +27,14 @@ Results are appended to --results (JSON lines) as runs finish, and finished runs
 are skipped when the script is started again, so it can be resumed. The table
 printed at the end: test accuracy per task x strategy, auto's pick, whether it
 is within 2 points of the best, and the measurement's cost against one full run.
+With several --seeds (each seed also draws its own validation split), a task's
+cells are the median over the seeds with their range, auto - best compares the
+medians, and the seeds on which auto was within 2 points of that seed's best arm
+are counted.
 
     KERAS_HOME=/work/keras_home python bench/advisor.py --assets ../shared/assets
+    KERAS_HOME=/work/keras_home python bench/advisor.py --assets ../shared/assets \
+        --tasks digits-small --seeds 42,1,2
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+# "Within 2 points" counts 2.0 itself (3 of flowers' 150 test photos), float error aside.
+_WITHIN = 0.02 + 1e-9
 ARMS = ("feature_extraction", "fine_tune", "fine_tune_all", "from_scratch",
         "earlier_layer_cut", "auto")
 
@@ -117,7 +125,7 @@ def tasks(args) -> dict[str, dict]:
     }
 
 
-def _overrides(task: dict, arm: str, args, out: Path) -> dict:
+def _overrides(task: dict, arm: str, args, seed: int, out: Path) -> dict:
     strategy = {"earlier_layer_cut": "feature_extraction"}.get(arm, arm)
     model = {"image": dict(task["model"]["image"])}
     if arm == "earlier_layer_cut":
@@ -126,7 +134,7 @@ def _overrides(task: dict, arm: str, args, out: Path) -> dict:
     if strategy == "feature_extraction":  # the same epoch budget, all for the head
         epochs, fine_tune_epochs = epochs + fine_tune_epochs, 0
     return {
-        "data": {**task["data"], "seed": args.seed, "batch_size": 32,
+        "data": {**task["data"], "seed": seed, "batch_size": 32,
                  "cache_dir": str(out / "cache")},
         "model": model,
         "train": {"strategy": strategy, "epochs": epochs, "learning_rate": args.learning_rate,
@@ -137,14 +145,14 @@ def _overrides(task: dict, arm: str, args, out: Path) -> dict:
     }
 
 
-def run_arm(name: str, task: dict, arm: str, args) -> dict:
+def run_arm(name: str, task: dict, arm: str, args, seed: int) -> dict:
     import keras
 
     from tfxfer.config import load_config
     from tfxfer.experiment import train
 
-    out = Path(args.work) / "runs" / f"{name}-{arm}-{time.strftime('%H%M%S')}"
-    config = load_config(overrides=_overrides(task, arm, args, out))
+    out = Path(args.work) / "runs" / f"{name}-{arm}-{seed}-{time.strftime('%H%M%S')}"
+    config = load_config(overrides=_overrides(task, arm, args, seed, out))
     keras.backend.clear_session()
     start = time.perf_counter()
     result = train(config)
@@ -152,7 +160,7 @@ def run_arm(name: str, task: dict, arm: str, args) -> dict:
     advice_path = result.run_dir / "advice.json"
     advice = json.loads(advice_path.read_text()) if advice_path.is_file() else None
     return {
-        "task": name, "arm": arm, "accuracy": result.evaluation.accuracy,
+        "task": name, "arm": arm, "seed": seed, "accuracy": result.evaluation.accuracy,
         "seconds": round(seconds, 1), "strategy": result.config.train.strategy,
         "feature_layer": result.config.model.image.feature_layer,
         "unfreeze_from": result.config.train.unfreeze_from,
@@ -162,29 +170,64 @@ def run_arm(name: str, task: dict, arm: str, args) -> dict:
     }
 
 
+def _seed(row: dict) -> int:
+    return row.get("seed", 42)  # rows written before --seeds existed ran with seed 42
+
+
+def _pick(row: dict) -> str:
+    advice = row["advice"] or {}
+    pick = advice.get("choice", row["strategy"])
+    if advice.get("feature_layer"):
+        pick += f" @ {advice['feature_layer']}"
+    return pick
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def _cost(rows: list[dict]) -> str:
+    """Median measurement seconds / rest of the auto run, and their median ratio."""
+    spent = [(r["advice"] or {}).get("seconds", 0.0) for r in rows]
+    rest = [r["seconds"] - s for r, s in zip(rows, spent)]
+    ratio = np.median([s / max(f, 1e-9) for s, f in zip(spent, rest)])
+    return f"{np.median(spent):.1f} s / {np.median(rest):.0f} s = {ratio:.0%}"
+
+
 def table(results: list[dict]) -> str:
-    """The markdown table: task x strategy accuracy, auto's pick, cost."""
-    lines = ["| task | train | " + " | ".join(ARMS) + " | auto's pick | auto - best "
-             "| measurement / full run |",
-             "| --- | --- | " + " | ".join("---" for _ in ARMS) + " | --- | --- | --- |"]
+    """The markdown table: task x strategy accuracy (median over seeds), auto's pick, cost."""
+    lines = ["| task | train | seeds | " + " | ".join(ARMS) + " | auto's pick | auto - best "
+             "| measurement / rest of the run |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in ARMS) + " | --- | --- | --- |"]
     for task in dict.fromkeys(r["task"] for r in results):
-        rows = {r["arm"]: r for r in results if r["task"] == task}
-        cells = [f"{rows[a]['accuracy']:.3f}" if a in rows else "" for a in ARMS]
+        rows = [r for r in results if r["task"] == task]
+        seeds = sorted({_seed(r) for r in rows})
+        by_arm = {a: {_seed(r): r for r in rows if r["arm"] == a} for a in ARMS}
+        cells = [_cell([r["accuracy"] for r in by_arm[a].values()]) if by_arm[a] else ""
+                 for a in ARMS]
         pick, gap, cost = "", "", ""
-        if "auto" in rows:
-            auto = rows["auto"]
-            advice = auto["advice"] or {}
-            pick = advice.get("choice", auto["strategy"])
-            if advice.get("feature_layer"):
-                pick += f" @ {advice['feature_layer']}"
-            others = [rows[a]["accuracy"] for a in ARMS[:-1] if a in rows]
-            if others:
-                gap = f"{100 * (auto['accuracy'] - max(others)):+.1f} pts"
-            full = auto["seconds"] - advice.get("seconds", 0.0)
-            cost = f"{advice.get('seconds', 0.0):.1f} s / {full:.0f} s"
-            cost += f" = {advice.get('seconds', 0.0) / max(full, 1e-9):.0%}"
-        train = next(iter(rows.values()))["train_examples"]
-        lines.append(f"| {task} | {train} | " + " | ".join(cells) + f" | {pick} | {gap} | {cost} |")
+        autos = by_arm["auto"]
+        if autos:
+            picks = [_pick(r) for r in autos.values()]
+            pick = ", ".join(f"{p}" + (f" ({picks.count(p)}/{len(picks)})" if len(picks) > 1
+                                       else "") for p in dict.fromkeys(picks))
+            medians = [np.median([r["accuracy"] for r in by_arm[a].values()])
+                       for a in ARMS[:-1] if by_arm[a]]
+            if medians:
+                auto = np.median([r["accuracy"] for r in autos.values()])
+                gap = f"{100 * (auto - max(medians)):+.1f} pts"
+            within = [seed for seed, r in autos.items()
+                      if all(seed in by_arm[a] for a in ARMS[:-1]) and r["accuracy"] >= max(
+                          by_arm[a][seed]["accuracy"] for a in ARMS[:-1]) - _WITHIN]
+            complete = [seed for seed in autos if all(seed in by_arm[a] for a in ARMS[:-1])]
+            if len(complete) > 1:
+                gap += f"; within 2 pts on {len(within)}/{len(complete)} seeds"
+            cost = _cost(list(autos.values()))
+        train = rows[0]["train_examples"]
+        lines.append(f"| {task} | {train} | {', '.join(map(str, seeds))} | " + " | ".join(cells)
+                     + f" | {pick} | {gap} | {cost} |")
     return "\n".join(lines)
 
 
@@ -202,22 +245,25 @@ def main() -> None:
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--small-per-class", type=int, default=40)
     parser.add_argument("--large-train", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", default="42",
+                        help="comma-separated seeds; several: medians and ranges per arm")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results_path = Path(args.results)
     if not args.table_only:
         all_tasks = tasks(args)
-        for name in args.tasks.split(","):
-            for arm in args.arms.split(","):
-                if any(r["task"] == name and r["arm"] == arm for r in _load(results_path)):
-                    continue
-                row = run_arm(name, all_tasks[name], arm, args)
-                with results_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{name:<13} {arm:<19} accuracy {row['accuracy']:.3f} "
-                      f"{row['seconds']:.0f} s  load {row['load'][0]:.1f}", flush=True)
+        runs = [(name, seed, arm) for name in args.tasks.split(",")
+                for seed in map(int, args.seeds.split(",")) for arm in args.arms.split(",")]
+        for name, seed, arm in runs:
+            if any((r["task"], _seed(r), r["arm"]) == (name, seed, arm)
+                   for r in _load(results_path)):
+                continue
+            row = run_arm(name, all_tasks[name], arm, args, seed)
+            with results_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{name:<13} seed {seed:<3} {arm:<19} accuracy {row['accuracy']:.3f} "
+                  f"{row['seconds']:.0f} s  load {row['load'][0]:.1f}", flush=True)
     print(table(_load(results_path)))
     print(f"load average at the end: {os.getloadavg()}")
 

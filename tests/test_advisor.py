@@ -17,8 +17,8 @@ from tfxfer.advisor import AdvisorSettings, advise, apply_advice, decide
 from tfxfer.backbones import build_backbone, cut_backbone, stage_ends
 from tfxfer.data import load_splits
 from tfxfer.experiment import resolve_config, train
-from tfxfer.layers import BackbonePreprocess
-from tfxfer.models import build_image_classifier
+from tfxfer.layers import BackbonePreprocess, FeatureStandardization
+from tfxfer.models import FEATURE_NORM, build_image_classifier
 from tfxfer.probes import ridge_loo_accuracy
 from tfxfer.serving.export import export_model
 
@@ -52,6 +52,25 @@ def test_cut_model_outputs_the_pooled_intermediate_layer(tmp_path):
     features = np.asarray(bottleneck.feature_model(model)(x, training=False))
     assert np.ptp(expected[:, 0]) > 1e-4  # features depend on the image
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_standardization_uses_the_training_statistics_with_a_variance_floor():
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(5.0, 0.01, (200, 3)), np.zeros((200, 1))], axis=1)
+    layer = FeatureStandardization()
+    layer.build((None, 4))
+    np.testing.assert_allclose(np.asarray(layer(features[:2])), features[:2], rtol=1e-6)  # id
+    layer.set_statistics(features)
+    out = np.asarray(layer(features))
+    np.testing.assert_allclose(out[:, :3].mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(out[:, :3].std(0), 1.0, rtol=1e-3)
+    # A feature constant on the training data is scaled by the floored variance (1% of
+    # the mean variance), not by 1/sqrt(0): a test-time value stays finite and moderate.
+    moved = np.asarray(layer(np.array([[5.0, 5.0, 5.0, 0.001]], "float32")))
+    floor = 0.01 * features.var(0).mean()
+    np.testing.assert_allclose(moved[0, 3], 0.001 / np.sqrt(floor), rtol=1e-3)
+    with pytest.raises(ValueError, match="at least one feature vector"):
+        layer.set_statistics(np.zeros((0, 4)))
 
 
 def test_unknown_feature_layer_lists_the_valid_names(tmp_path):
@@ -88,6 +107,8 @@ def tiny(tmp_path_factory):
 
 # Thresholds that force each quadrant of the matrix on any data.
 _LITTLE, _LOTS = {"lots_per_class": 10_000, "few_per_class": 0}, {"lots_per_class": 1}
+_CUT_LOTS = {**_LOTS, "cut_above": 0.0}  # any best probe: the cut
+_SCRATCH = {**_LOTS, "cut_above": 1.01}  # no probe is good enough: from scratch
 _SIMILAR, _DIFFERENT = {"similar_above": 0.0}, {"similar_above": 1.01}
 
 
@@ -95,7 +116,8 @@ _SIMILAR, _DIFFERENT = {"similar_above": 0.0}, {"similar_above": 1.01}
     (_LITTLE, _SIMILAR, "fine_tune_top", "fine_tune"),
     (_LITTLE, _DIFFERENT, "earlier_layer_cut", "feature_extraction"),
     (_LOTS, _SIMILAR, "fine_tune_all", "fine_tune_all"),
-    (_LOTS, _DIFFERENT, "from_scratch", "from_scratch"),
+    (_SCRATCH, _DIFFERENT, "from_scratch", "from_scratch"),
+    (_CUT_LOTS, _DIFFERENT, "earlier_layer_cut", "feature_extraction"),
 ])
 def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice, strategy):
     config, splits = tiny
@@ -104,6 +126,7 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
     assert advice.probes and advice.reason and advice.seconds > 0
     numbers = [v for v in advice.signals.values() if v is not None]
     assert numbers and all(0.0 <= v <= 1.0 for v in numbers)
+    assert advice.signals["bn_similarity"] is None  # measured only when asked for
     applied = apply_advice(config, advice)
     assert applied.train.strategy == strategy
     if choice == "earlier_layer_cut":
@@ -115,14 +138,16 @@ def test_advise_returns_each_quadrant_when_forced(tiny, size, similarity, choice
         assert applied.train.unfreeze_from == advice.unfreeze_from == "conv_pw_9_relu"
 
 
-def test_lots_of_different_data_trains_from_scratch_unless_the_gain_rule_is_on():
+def test_lots_of_different_data_is_cut_when_the_best_depth_probes_well():
     signals = {"top_probe": 0.1, "best_probe": 0.7, "top_vs_best": 0.14, "transfer_gain": 0.6}
     layers = ("conv_pw_5_relu", "conv_pw_13_relu")
-    assert decide(5000, signals, *layers, AdvisorSettings())[0] == "from_scratch"
+    assert decide(5000, signals, *layers, AdvisorSettings())[0] == "earlier_layer_cut"
+    assert decide(5000, signals, *layers, AdvisorSettings(cut_above=0.8))[0] == "from_scratch"
     with_gain = AdvisorSettings(gain_above=0.25)
-    assert decide(5000, signals, *layers, with_gain)[0] == "fine_tune_all"
+    assert decide(5000, signals, *layers, with_gain)[0] == "earlier_layer_cut"
     signals["transfer_gain"] = 0.05
-    assert decide(5000, signals, *layers, with_gain)[0] == "from_scratch"
+    choice, _, _, reason = decide(5000, signals, *layers, with_gain)
+    assert choice == "from_scratch" and "0.05 only" in reason
 
 
 def test_too_small_data_falls_back_to_feature_extraction(tmp_path, caplog):
@@ -157,8 +182,16 @@ def test_cut_run_caches_exports_and_reloads(tmp_path):
     config = tiny_config(folder, tmp_path / "run", strategy="feature_extraction",
                          bottleneck_cache="on")
     config = _image_settings(config, augment=False, feature_layer=CUT)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, cache_dir=str(tmp_path / "cache")))
     result = train(config)
     assert bottleneck.feature_model(result.model).output.shape[-1] == 64
+    # The cut's features are standardised with the statistics of the cached training
+    # features, which phase 1 reused: one cache entry each for train and val, no more.
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+    train_x, _ = bottleneck.cached_split(result.model, result.config, result.splits, "train")
+    norm = result.model.get_layer(FEATURE_NORM)
+    np.testing.assert_allclose(np.asarray(norm.mean), train_x.mean(0), rtol=1e-5, atol=1e-30)
     _, reloaded, names = rundir.load_run(result.run_dir)
     x = _images(3, seed=1)
     expected = result.model.predict(x, verbose=0)
@@ -173,11 +206,12 @@ def test_advise_command_prints_the_decision(tmp_path, capsys):
     folder = make_image_folder(tmp_path / "images", per_class=4)
     code = cli.main(["advise", "--data", str(folder), "--backbone", "mobilenet",
                      "--backbone-arg", "alpha=0.25", "--weights", "none", "--image-size", "32",
-                     "--lots-per-class", "1", "--similar-above", "0",
+                     "--lots-per-class", "1", "--similar-above", "0", "--bn-shift",
                      "--out", str(tmp_path / "advice")])
     out = capsys.readouterr().out
     assert code == 0 and "strategy: fine_tune_all" in out and "top_vs_best" in out
-    assert json.loads((tmp_path / "advice" / "advice.json").read_text())["size"] == "lots"
+    written = json.loads((tmp_path / "advice" / "advice.json").read_text())
+    assert written["size"] == "lots" and 0.0 <= written["signals"]["bn_similarity"] <= 1.0
 
 
 def test_learning_rate_flag_takes_auto():

@@ -24,16 +24,21 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--similar-above", type=float,
                         help="top/best probe ratio from which data counts as similar "
                              "(default 0.9)")
+    parser.add_argument("--cut-above", type=float,
+                        help="lots of different data: the head on the best depth when its "
+                             "probe scores at least this, else from scratch (default 0.5)")
     parser.add_argument("--gain-above", type=float,
-                        help="lots of different data: fine-tune all when pretrained probes "
-                             "beat random ones by this much (default: off, from scratch)")
+                        help="and only when pretrained probes beat random ones by this much "
+                             "(default: off, random weights are not probed)")
+    parser.add_argument("--bn-shift", action="store_true", default=None,
+                        help="also measure the BatchNorm-statistics shift (reported only)")
 
 
 def _settings(args: argparse.Namespace) -> AdvisorSettings:
     from tfxfer.advisor import AdvisorSettings
 
     given = {name: getattr(args, name) for name in ("lots_per_class", "similar_above",
-                                                    "gain_above")}
+                                                    "cut_above", "gain_above", "bn_shift")}
     return AdvisorSettings(**{k: v for k, v in given.items() if v is not None})
 
 

@@ -47,6 +47,7 @@ def find_learning_rate(
     is built for the sweep and discarded.
     """
     from tfxfer.bottleneck import FeatureExtractor, head_model
+    from tfxfer.feature_norm import feature_norm_layer, fit_feature_norm
     from tfxfer.probes import sample_batches
     from tfxfer.strategies import Phase, set_phase_trainable
 
@@ -56,6 +57,7 @@ def find_learning_rate(
     keras.utils.set_random_seed(config.data.seed)
     model = build(config)
     if train.strategy == "from_scratch":
+        fit_feature_norm(model, config, splits)
         set_phase_trainable(model, Phase("scratch", 1, 1e-3, "everything"), train)
         ds = splits.batches("train", config.data, training=True)
         return lr_sweep(model, ds, optimizer=train.optimizer, steps=steps)
@@ -63,6 +65,9 @@ def find_learning_rate(
     sample, labels = sample_batches(config, splits, LR_FIND_SAMPLE, LR_FIND_SAMPLE)
     extract = FeatureExtractor(model)
     features = np.concatenate([extract(images) for images, _ in sample])
+    norm = feature_norm_layer(model)
+    if norm is not None:  # a cut: its features are standardised as in training
+        norm.set_statistics(features)
     ds = (tf.data.Dataset.from_tensor_slices((features, labels))
           .shuffle(len(labels), seed=config.data.seed).batch(config.data.batch_size))
     return lr_sweep(head_model(model), ds, optimizer=train.optimizer, steps=steps,

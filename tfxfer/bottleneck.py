@@ -4,8 +4,9 @@ While the backbone is frozen (phase 1, feature extraction) its output for an
 example never changes, yet the Keras-guide recipe recomputes it every epoch.
 Here the classifier is split at the head's input:
 
-    features = everything up to the layer named "dropout" (input of the head)
-    head     = dropout -> [hidden] -> predictions, the *same* layer objects
+    features = everything up to the head's input (`models.head_input`: the pooled
+               features, before "feature_norm" or "dropout")
+    head     = [feature_norm] -> dropout -> [hidden] -> predictions, the *same* layer objects
 
 The features of the train and validation splits are computed once, the head is
 trained on them, and since the head shares its layers with the classifier, the
@@ -40,7 +41,15 @@ from tfxfer.cache import cache_root, fits_in_memory
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import inference_function
-from tfxfer.models import AUGMENTATION, BACKBONE, DROPOUT, HIDDEN, PREDICTIONS
+from tfxfer.models import (
+    AUGMENTATION,
+    BACKBONE,
+    DROPOUT,
+    FEATURE_NORM,
+    HIDDEN,
+    PREDICTIONS,
+    head_input,
+)
 from tfxfer.training import PhaseRunner, compile_for_phase
 
 logger = logging.getLogger(__name__)
@@ -50,15 +59,16 @@ FORMAT_VERSION = 1
 
 def feature_model(model: keras.Model) -> keras.Model:
     """The classifier from its input up to the head's input (the pooled features)."""
-    return keras.Model(model.inputs, model.get_layer(DROPOUT).input, name="features")
+    return keras.Model(model.inputs, head_input(model), name="features")
 
 
 def head_model(model: keras.Model) -> keras.Model:
     """The classifier's head as a model on feature vectors, sharing its layers."""
-    width = model.get_layer(DROPOUT).input.shape[-1]
+    width = head_input(model).shape[-1]
     features = keras.Input(shape=(width,), name="features")
-    x = model.get_layer(DROPOUT)(features)
     names = [layer.name for layer in model.layers]
+    x = model.get_layer(FEATURE_NORM)(features) if FEATURE_NORM in names else features
+    x = model.get_layer(DROPOUT)(x)
     if HIDDEN in names:
         x = model.get_layer(HIDDEN)(x)
     return keras.Model(features, model.get_layer(PREDICTIONS)(x), name="head")

@@ -46,7 +46,7 @@ from tfxfer.bottleneck import (
 from tfxfer.config import RunConfig
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import inference_function
-from tfxfer.models import BACKBONE, DROPOUT
+from tfxfer.models import BACKBONE, head_input
 from tfxfer.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
 from tfxfer.training import PhaseRunner, compile_for_phase
 
@@ -147,7 +147,7 @@ def split_model(model: keras.Model) -> SplitModel:
     backbone_bottom = keras.Model(backbone.inputs, boundary, name="backbone_bottom")
     backbone_out = _output_in(model, backbone)
     after = keras.Model(backbone_out, model.output, name="after_backbone")
-    pooling = keras.Model(backbone_out, model.get_layer(DROPOUT).input, name="pooling_part")
+    pooling = keras.Model(backbone_out, head_input(model), name="pooling_part")
     before = keras.Model(model.inputs, model.get_layer(PREPROCESS).output, name="before_backbone")
 
     images = keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)

@@ -44,6 +44,7 @@ from tfxfer.distribute import (
     with_options,
 )
 from tfxfer.evaluation import Evaluation, evaluate
+from tfxfer.feature_norm import fit_feature_norm
 from tfxfer.modality import IMAGE, validate_modality
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
@@ -195,11 +196,13 @@ class Experiment:
         Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it,
         phase 2 on cached activations of the frozen bottom when `tfxfer.boundary` does
         (then phase 1's features are pooled from those activations: the bottom runs
-        once). With several replicas, Keras 3.15 fails on batches that do not split evenly
-        across replicas (random layers, BatchNorm on empty replica batches), so the
-        last partial training and validation batch is dropped; the test evaluation
-        runs on every example (see `evaluation.inference_function`). A resumed run
-        loads the weights of its checkpoint here.
+        once). A cut backbone's feature standardisation is fitted to the training
+        split here (`tfxfer.feature_norm`). With several replicas, Keras 3.15 fails on
+        batches that do not split evenly across replicas (random layers, BatchNorm on
+        empty replica batches), so the last partial training and validation batch is
+        dropped; the test evaluation runs on every example (see
+        `evaluation.inference_function`). A resumed run loads the weights of its
+        checkpoint here.
         """
         config, splits = self.config, self._require("splits", "load_data")
         even = self.replicas > 1
@@ -209,6 +212,8 @@ class Experiment:
             if self.start is not None:
                 self.start.load_weights(model)
                 logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
+            else:  # a cut's feature standardisation (a resumed run restored it above)
+                fit_feature_norm(model, config, splits)
             train_ds = with_options(
                 splits.batches("train", config.data, training=True, drop_remainder=even), options)
             val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),

@@ -5,7 +5,13 @@ inside the graph, so a saved or exported model needs no client-side
 preprocessing:
 
     image (uint8) -> resize -> [augmentation] -> preprocess -> backbone
-        -> pooling -> dropout -> [hidden] -> predictions (softmax)
+        -> pooling -> [feature_norm] -> dropout -> [hidden] -> predictions (softmax)
+
+`feature_norm` standardises the pooled features of a backbone cut at an earlier
+layer (`feature_layer`) with the statistics of the training data (set by
+`tfxfer.feature_norm` before training): an intermediate layer's pooled features
+are on another scale than the top's, and a head on them trains poorly at the
+learning rates that suit the top (see the README's advisor section).
 
 Layers that other code looks up have stable names (the constants below).
 """
@@ -16,12 +22,13 @@ import keras
 
 from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
 from tfxfer.config import ImageConfig, ModelConfig
-from tfxfer.layers import BackbonePreprocess
+from tfxfer.layers import BackbonePreprocess, FeatureStandardization
 from tfxfer.modality import IMAGE
 
 IMAGE_INPUT = "image"
 AUGMENTATION = "augmentation"
 POOLING = "pooling"
+FEATURE_NORM = "feature_norm"
 DROPOUT = "dropout"
 HIDDEN = "hidden"
 PREDICTIONS = "predictions"
@@ -32,6 +39,16 @@ def image_size_for(config: ModelConfig) -> int:
     """The square input side an image model built from `config` uses."""
     image = config.section(IMAGE)
     return image.image_size or get_backbone(image.backbone).input_size
+
+
+def head_input(model: keras.Model):
+    """The symbolic pooled features the head starts from (the cached bottleneck).
+
+    The input of `feature_norm` when the model standardises its features, else of
+    `dropout`.
+    """
+    names = [layer.name for layer in model.layers]
+    return model.get_layer(FEATURE_NORM if FEATURE_NORM in names else DROPOUT).input
 
 
 def build_head(features, num_classes: int, config: ModelConfig):
@@ -83,7 +100,8 @@ def build_image_classifier(
     Args:
         config: the model section: the head and `config.image` (backbone, weights,
             image size, pooling, augmentation, and `feature_layer`, a backbone layer
-            to put the head on instead of the top).
+            to put the head on instead of the top, whose pooled features are then
+            standardised by a `feature_norm` layer).
         num_classes: number of classes.
         from_scratch: build the architecture with random weights and let its
             BatchNormalization layers follow the training flag (for the
@@ -115,6 +133,8 @@ def build_image_classifier(
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
     x = backbone(x) if from_scratch else backbone(x, training=False)
     x = _pooling(image.pooling)(x)
+    if image.feature_layer:
+        x = FeatureStandardization(name=FEATURE_NORM)(x)
     outputs = build_head(x, num_classes, config)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 

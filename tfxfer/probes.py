@@ -8,13 +8,14 @@ One forward pass over a stratified sample of the training split gives:
   (0: no better than guessing the commonest class, 1: perfect). Which depth
   separates the classes best tells how specific the top layers are to the
   pretraining data;
-- the same probes on the **same architecture with random weights**, so the gain
-  that the pretrained weights bring can be told apart from what any deep
-  convolutional feature map gives;
-- the **BatchNorm shift**: the mean and variance of each BatchNormalization
-  layer's input on the sample against the moving statistics the layer stored
-  from its pretraining data (a per-channel Gaussian KL divergence, median over
-  channels, mean over layers), as a similarity `exp(-KL)` in [0, 1].
+- (when asked for) the same probes on the **same architecture with random
+  weights**, so the gain that the pretrained weights bring can be told apart from
+  what any deep convolutional feature map gives;
+- (when asked for) the **BatchNorm shift**: the mean and variance of each
+  BatchNormalization layer's input on the sample against the moving statistics
+  the layer stored from its pretraining data (a per-channel Gaussian KL
+  divergence, median over channels, mean over layers), as a similarity
+  `exp(-KL)` in [0, 1].
 
 `tfxfer.advisor` turns these numbers into a strategy.
 """
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 # Ridge penalties tried by the probe, as multiples of the mean kernel diagonal.
 _RIDGES = (0.1, 1.0, 10.0)
+# Pixels per eager probe call (the batch size is this over the image area, see
+# `probe_batch_size`): few large calls, with the activations of one call kept small.
+_PROBE_PIXELS = 2 ** 21
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,13 @@ def normalised(accuracy: float, labels: np.ndarray) -> float:
 
 
 def sample_batches(
-    config: RunConfig, splits: Splits, per_class: int, max_examples: int
+    config: RunConfig, splits: Splits, per_class: int, max_examples: int,
+    batch_size: int | None = None,
 ) -> tuple[tf.data.Dataset, np.ndarray]:
-    """A stratified sample of the training split, decoded and batched, and its labels."""
+    """A stratified sample of the training split, decoded and batched, and its labels.
+
+    Batches hold `batch_size` examples (default: the run's `data.batch_size`).
+    """
     labels = splits.labels["train"]
     per_class_cap = per_class * len(splits.class_names)
     size = min(max_examples, per_class_cap, len(labels))
@@ -146,7 +154,7 @@ def sample_batches(
     ds = splits.raw["train"].enumerate().filter(kept).map(drop_index)
     if splits.decode is not None:
         ds = ds.map(splits.decode, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(config.data.batch_size).prefetch(2), labels[keep]
+    return ds.batch(batch_size or config.data.batch_size).prefetch(2), labels[keep]
 
 
 def _probe_model(
@@ -179,11 +187,19 @@ def _probe_model(
     return probe, list(zip(names, positions)), len(names), bns, layers
 
 
+def probe_batch_size(image_size: int, batch_size: int) -> int:
+    """Images per eager probe call: about 2M pixels, at least `batch_size`."""
+    return max(batch_size, _PROBE_PIXELS // image_size ** 2)
+
+
 def _forward(probe: keras.Model, ds: tf.data.Dataset) -> list[np.ndarray]:
-    spec = probe.inputs[0]
-    run = tf.function(lambda x: probe(x, training=False),
-                      input_signature=[tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)])
-    chunks = [[np.asarray(o) for o in run(images)] for images, _ in ds]
+    """The probe's outputs on every batch of `ds`, run eagerly.
+
+    On a sample of a few hundred images, tracing a graph and optimising it on its
+    first call cost two to three times the forward pass itself (bench/advisor.py's
+    tasks: 0.38 s traced against 0.13 s eager in batches of 256, 340 digits at 32 px).
+    """
+    chunks = [[np.asarray(o) for o in probe(images, training=False)] for images, _ in ds]
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
@@ -215,7 +231,7 @@ def _probes(
 
 def measure(
     config: RunConfig, splits: Splits, per_class: int = 40, max_examples: int = 800,
-    random: bool = True,
+    random: bool = True, bn_shift: bool = True,
 ) -> Measurement:
     """Probes the backbone of `config` on a sample of `splits`.
 
@@ -226,6 +242,8 @@ def measure(
         max_examples: ...and at most this many in all.
         random: also probe the architecture with random weights (a second
             backbone and forward pass; `Measurement.random` is empty otherwise).
+        bn_shift: also measure the BatchNorm shift (`Measurement.bn_similarity` is
+            None otherwise).
 
     Returns:
         The Measurement, with its wall time.
@@ -233,9 +251,10 @@ def measure(
     import time
 
     start = time.perf_counter()
-    ds, labels = sample_batches(config, splits, per_class, max_examples)
-    probe, positions, k, bns, layers = _probe_model(config, config.model.section(IMAGE).weights,
-                                                  with_bn=True)
+    image = config.model.section(IMAGE)
+    batch = probe_batch_size(image.image_size, config.data.batch_size)
+    ds, labels = sample_batches(config, splits, per_class, max_examples, batch)
+    probe, positions, k, bns, layers = _probe_model(config, image.weights, with_bn=bn_shift)
     outs = _forward(probe, ds)
     pretrained = _probes(outs[:k], positions, labels)
     bn = None
