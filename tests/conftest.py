@@ -59,6 +59,18 @@ def tiny_base(tmp_path_factory) -> Path:
     cleanup_built()
 
 
+@pytest.fixture
+def domains(tmp_path) -> dict[str, Path]:
+    """Digit-like source (labelled), flat unlabelled target and labelled target-test folders."""
+    from adaptation_helpers import write_domain
+
+    return {
+        "source": write_domain(tmp_path / "source", 12, False, 0),
+        "target": write_domain(tmp_path / "target", 8, True, 1, flat=True),
+        "target_test": write_domain(tmp_path / "target_test", 4, True, 2),
+    }
+
+
 # Distinct, learnable colours per class (plus noise) so a tiny model can separate them.
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230)]
 

@@ -32,16 +32,6 @@ from tfxfer.experiment import train
 from tfxfer.models import build_image_classifier
 from tfxfer.reports.adaptation import FEATURES_FILE
 
-
-@pytest.fixture
-def domains(tmp_path):
-    return {
-        "source": write_domain(tmp_path / "source", 12, False, 0),
-        "target": write_domain(tmp_path / "target", 8, True, 1, flat=True),
-        "target_test": write_domain(tmp_path / "target_test", 4, True, 2),
-    }
-
-
 # --- gradient reversal and schedules ---------------------------------------------------
 
 def test_reversed_gradient_is_minus_lambda_times_the_numeric_identity_gradient():

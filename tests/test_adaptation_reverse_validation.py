@@ -68,15 +68,6 @@ def test_cli_takes_auto_and_a_candidate_grid():
         parse_train_config(["--data", "source", "--adaptation-lambdas", "0,low"])
 
 
-@pytest.fixture
-def domains(tmp_path):
-    return {
-        "source": write_domain(tmp_path / "source", 12, False, 0),
-        "target": write_domain(tmp_path / "target", 8, True, 1, flat=True),
-        "target_test": write_domain(tmp_path / "target_test", 4, True, 2),
-    }
-
-
 def test_auto_lambda_trains_with_the_reverse_validation_choice(domains, tmp_path):
     result = train(dann_config(domains, tmp_path / "run", adaptation_lambda="auto",
                                adaptation_lambdas=GRID, reverse_validation_fraction=0.5))
