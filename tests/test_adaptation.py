@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import logging
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from tfxfer.adaptation import (
     scan_target_images,
 )
 from tfxfer.adaptation.data import mixed_batches
+from tfxfer.adaptation.model import domain_adversarial_model
 from tfxfer.config import ImageConfig, ModelConfig, load_config
 from tfxfer.experiment import train
 from tfxfer.models import build_image_classifier
@@ -126,6 +128,28 @@ def test_domain_head_learns_the_domains_when_lambda_is_zero(domains):
     assert history["domain_loss"][-1] < 0.5 * history["domain_loss"][0]
     assert history["domain_accuracy"][-1] > 0.9
     assert "val_domain_loss" not in history
+
+
+@pytest.mark.parametrize("features, width", [("pooling", 768), ("hidden", 7)])
+def test_domain_head_reads_the_features_the_config_names(features, width):
+    config = ModelConfig(hidden_units=7, image=ImageConfig(
+        backbone="dann_mnist_cnn", weights=None, augment=False, image_size=SIZE))
+    classifier = build_image_classifier(config, 3, from_scratch=True)
+    train = dataclasses.replace(load_config().train, adaptation_features=features)
+    model = domain_adversarial_model(classifier, train)
+    assert model.domain_head.layers[0].kernel.shape[0] == width
+    features_out, _ = model.extractor(np.zeros((2, SIZE, SIZE, 3), np.uint8))
+    assert features_out.shape == (2, width)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train": {"adaptation_features": "logits"}}, "must be one of ['pooling', 'hidden']"),
+    ({"train": {"adaptation_features": "hidden"}, "model": {"hidden_units": 0}},
+     "model.hidden_units is 0"),
+])
+def test_bad_adaptation_features_are_named(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(overrides=overrides)
 
 
 # --- runs -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import yaml
 from tfxfer import advise_commands
 from tfxfer.adaptation import commands as adaptation_commands
 from tfxfer.config import (
+    ADAPTATION_FEATURES,
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
@@ -139,6 +140,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
     ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
+    ("--adaptation-features", "train", "adaptation_features", {
+        "choices": ADAPTATION_FEATURES,
+        "help": "what the domain classifier reads: the pooled backbone features or the "
+                "head's hidden layer"}),
     ("--adaptation-lambda", "train", "adaptation_lambda", {
         "type": _float_or_auto, "metavar": "LAMBDA|auto",
         "help": "ceiling of the gradient-reversal schedule; auto: reverse validation picks "

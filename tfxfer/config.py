@@ -56,6 +56,9 @@ PHASE2_CACHE = ("auto", "off")
 # What a phase's learning rate does after its warmup (see tfxfer.optimizers.WarmupSchedule).
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
+# Which features DANN's domain classifier reads: the pooled backbone features (the head's
+# input) or the output of the head's hidden layer (`model.hidden_units` > 0).
+ADAPTATION_FEATURES = ("pooling", "hidden")
 
 
 @dataclass
@@ -302,6 +305,10 @@ class TrainConfig:
     # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
     # Width of the domain classifier's hidden layer (0: a linear domain classifier).
     domain_hidden_units: int = 100
+    # What the domain classifier reads (ADAPTATION_FEATURES): "pooling", the pooled backbone
+    # features (the paper's MNIST split, after the convolutions), or "hidden", the label
+    # head's hidden layer, so that a fully connected layer is part of the adapted features.
+    adaptation_features: str = "pooling"
     # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1),
     # or "auto": reverse validation picks it among `adaptation_lambdas` without target
     # labels (tfxfer.adaptation.reverse_validation; reverse_validation.json).
@@ -357,11 +364,26 @@ def _validate_adaptation(config: RunConfig) -> None:
         raise ValueError(
             f"domain_hidden_units must be >= 0. Received: {config.train.domain_hidden_units}"
         )
+    _validate_adaptation_features(config)
     _validate_adaptation_lambda(config)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_adaptation_features(config: RunConfig) -> None:
+    """adaptation_features: one of ADAPTATION_FEATURES; "hidden" needs a hidden layer."""
+    value = config.train.adaptation_features
+    if value not in ADAPTATION_FEATURES:
+        raise ValueError(f"train.adaptation_features must be one of {list(ADAPTATION_FEATURES)}. "
+                         f"Received: {value!r}")
+    if value == "hidden" and not config.model.hidden_units:
+        raise ValueError(
+            "train.adaptation_features 'hidden' reads the head's hidden layer, and "
+            f"model.hidden_units is {config.model.hidden_units!r}: set model.hidden_units "
+            "(e.g. 100) or use 'pooling'."
+        )
 
 
 def _validate_adaptation_lambda(config: RunConfig) -> None:

@@ -55,7 +55,7 @@ import numpy as np
 
 from tfxfer.adaptation.digits import USPS_FRAMES, build_mnist_m, build_usps
 from tfxfer.adaptation.reverse_validation import REVERSE_VALIDATION
-from tfxfer.config import AUTO, load_config
+from tfxfer.config import ADAPTATION_FEATURES, AUTO, load_config
 from tfxfer.experiment import train
 from tfxfer.models import POOLING
 from tfxfer.reports.adaptation import projection_figure
@@ -89,6 +89,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                              "labels")
     parser.add_argument("--adaptation-lambdas", default="0,0.1,0.3,1",
                         help="the candidates of --adaptation-lambda auto")
+    parser.add_argument("--adaptation-features", choices=ADAPTATION_FEATURES, default="pooling",
+                        help="what DANN's domain classifier reads: pooling (the paper's split "
+                             "after the convolutions) or hidden (the head's hidden layer)")
     parser.add_argument("--backbone", help="a registry backbone instead of dann_mnist_cnn")
     parser.add_argument("--weights", help="weights of --backbone (imagenet, none, a file)")
     parser.add_argument("--image-size", type=int)
@@ -142,6 +145,7 @@ def arm_overrides(arm: str, folders: dict[str, Path], args: argparse.Namespace) 
         train_section["strategy"] = "domain_adaptation"
         train_section["adaptation_lambda"] = args.adaptation_lambda
         train_section["adaptation_lambdas"] = [float(v) for v in args.adaptation_lambdas.split(",")]
+        train_section["adaptation_features"] = args.adaptation_features
     train_section.setdefault("epochs", args.epochs)
     model = {}
     if args.backbone:

@@ -18,10 +18,13 @@ import keras
 import tensorflow as tf
 
 from tfxfer.adaptation.layers import GradientReversal
-from tfxfer.models import POOLING
+from tfxfer.config import TrainConfig
+from tfxfer.models import HIDDEN, POOLING
 
 DOMAIN_HEAD = "domain_head"
 REVERSAL = "gradient_reversal"
+# `train.adaptation_features` -> the classifier layer whose output the domain head reads.
+FEATURE_LAYERS = {"pooling": POOLING, "hidden": HIDDEN}
 
 
 def _unscale(loss):
@@ -114,3 +117,9 @@ class DomainAdversarialModel(keras.Model):
     @property
     def metrics(self):
         return [*super().metrics, self.domain_loss_tracker, self.domain_accuracy]
+
+
+def domain_adversarial_model(classifier: keras.Model, train: TrainConfig) -> DomainAdversarialModel:
+    """`classifier` under a domain head as `train` asks (width and features it reads)."""
+    return DomainAdversarialModel(classifier, train.domain_hidden_units,
+                                  features_layer=FEATURE_LAYERS[train.adaptation_features])

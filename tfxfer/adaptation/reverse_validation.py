@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.adaptation.data import AUTOTUNE, mixed_batches, scan_target_images
-from tfxfer.adaptation.model import DomainAdversarialModel
+from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
 from tfxfer.adaptation.training import compile_adversarial
 from tfxfer.config import RunConfig
@@ -165,7 +165,7 @@ class _Search:
         keras.utils.set_random_seed(self.seed)
         train_ds = datasets().repeat()
         classifier = self.build(self.config)
-        model = DomainAdversarialModel(classifier, self.config.train.domain_hidden_units)
+        model = domain_adversarial_model(classifier, self.config.train)
         step, history = 0, None
         for phase, steps in self.phases:
             set_phase_trainable(classifier, phase, self.config.train)

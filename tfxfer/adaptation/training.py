@@ -32,7 +32,7 @@ from tfxfer.adaptation.data import (
     scan_target_images,
     target_batches,
 )
-from tfxfer.adaptation.model import DomainAdversarialModel
+from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
 from tfxfer.config import RunConfig, TrainConfig
 from tfxfer.optimizers import layerwise_multipliers, make_optimizer
@@ -115,7 +115,7 @@ class DomainAdaptation:
         size = config.model.image_input_size
         self.classifier = classifier
         self.config = config
-        self.model = DomainAdversarialModel(classifier, train.domain_hidden_units)
+        self.model = domain_adversarial_model(classifier, train)
         target = scan_target_images(data.target_source, validate=data.validate_files)
         source = splits.batches("train", data, training=True, drop_remainder=drop_remainder)
         self.train_ds = mixed_batches(
