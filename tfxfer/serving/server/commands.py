@@ -8,6 +8,11 @@ import signal
 import threading
 
 from tfxfer.serving.policy import VersionPolicy, add_policy_arguments
+from tfxfer.serving.server.admission import (
+    DEFAULT_MAX_CLIENT_REQUESTS,
+    DEFAULT_MAX_QUEUED_REQUESTS,
+    AdmissionConfig,
+)
 
 
 def _label(text: str) -> tuple[str, str, int]:
@@ -58,13 +63,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds after which a gRPC connection is renewed (GOAWAY; its "
                              "calls get --read-timeout more to finish), which bounds a "
                              "half-sent call; 0: never (default 120)")
-    parser.add_argument("--max-client-requests", type=int, default=64,
+    parser.add_argument("--max-client-requests", type=int, default=DEFAULT_MAX_CLIENT_REQUESTS,
                         help="requests one client (peer IP address) may have in progress "
                              "at once, per API; more get 429 / RESOURCE_EXHAUSTED at once; "
-                             "0: no limit (default 64)")
-    parser.add_argument("--max-queued-requests", type=int, default=1024,
+                             f"0: no limit (default {DEFAULT_MAX_CLIENT_REQUESTS})")
+    parser.add_argument("--max-queued-requests", type=int, default=DEFAULT_MAX_QUEUED_REQUESTS,
                         help="requests of all clients waiting for a worker, per API; more "
-                             "get 503 / UNAVAILABLE; 0: no limit (default 1024)")
+                             "get 503 / UNAVAILABLE; 0: no limit "
+                             f"(default {DEFAULT_MAX_QUEUED_REQUESTS})")
     parser.add_argument("--enable-batching", action="store_true",
                         help="merge concurrent predict requests into one graph call")
     parser.add_argument("--max-batch-size", type=int, default=32,
@@ -77,7 +83,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
-    from tfxfer.serving.server.admission import AdmissionConfig
     from tfxfer.serving.server.app import ServerConfig
     from tfxfer.serving.server.batching import BatchingConfig
 
