@@ -118,14 +118,26 @@ def image_batches(paths: list[str], image_size: int, batch_size: int) -> tf.data
     return ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE).batch(batch_size)
 
 
+def decoded_images(paths: list[str], image_size: int) -> tf.data.Dataset:
+    """Decoded images of `paths`, in order, cached in memory (decoded once)."""
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths))
+    return ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE, deterministic=True).cache()
+
+
+def endless_batches(
+    images: tf.data.Dataset, size: int, batch_size: int, seed: int
+) -> tf.data.Dataset:
+    """`images` (`size` of them) reshuffled every pass, repeated, in full batches."""
+    ds = images.shuffle(size, seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.batch(batch_size, drop_remainder=True)
+
+
 def target_batches(
     target: TargetImages, image_size: int, batch_size: int, seed: int
 ) -> tf.data.Dataset:
     """An endless, reshuffled stream of decoded target image batches (cached in memory)."""
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(target.paths))
-    ds = ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE, deterministic=True).cache()
-    ds = ds.shuffle(len(target.paths), seed=seed, reshuffle_each_iteration=True).repeat()
-    return ds.batch(batch_size, drop_remainder=True)
+    return endless_batches(decoded_images(target.paths, image_size), len(target.paths),
+                           batch_size, seed)
 
 
 def mixed_batches(source: tf.data.Dataset, target: tf.data.Dataset) -> tf.data.Dataset:

@@ -37,12 +37,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.adaptation.data import AUTOTUNE, mixed_batches, scan_target_images
+from tfxfer.adaptation.data import (
+    decoded_images,
+    endless_batches,
+    mixed_batches,
+    scan_target_images,
+)
 from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
 from tfxfer.adaptation.training import compile_adversarial
 from tfxfer.config import RunConfig
-from tfxfer.data.pipeline import decode_image
 from tfxfer.data.splits import Splits
 from tfxfer.reports.adaptation import REVERSE_VALIDATION
 from tfxfer.strategies import Phase, is_pretrained, plan_phases, set_phase_trainable
@@ -114,22 +118,8 @@ def _target_sample(config: RunConfig, limit: int) -> list[str]:
     return [paths[i] for i in sorted(order)]
 
 
-def _decoded(paths: list[str], size: int) -> tf.data.Dataset:
-    """Decoded images of `paths` in order, cached (decoded once for every candidate)."""
-    def decode(path):
-        return decode_image(tf.io.read_file(path), size)
-
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths))
-    return ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
-
-
 def _shuffled(ds: tf.data.Dataset, n: int, seed: int) -> tf.data.Dataset:
     return ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-
-
-def _endless(images: tf.data.Dataset, n: int, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Unlabelled images, reshuffled, repeated, in full batches (the adversary's side)."""
-    return _shuffled(images, n, seed).repeat().batch(batch_size, drop_remainder=True)
 
 
 class _Search:
@@ -150,7 +140,7 @@ class _Search:
         self.phases = _short_phases(config, steps_per_epoch)
         self.steps = sum(steps for _, steps in self.phases)
         self.target_paths = _target_sample(config, self.steps * data.batch_size)
-        self.target = _decoded(self.target_paths, config.model.image_input_size)
+        self.target = decoded_images(self.target_paths, config.model.image_input_size)
         self.source = splits.batches("train", data).unbatch()  # (image, label), cached
         self.val_ds = splits.batches("val", data)
         self.num_classes = len(splits.class_names)
@@ -181,16 +171,16 @@ class _Search:
     def _forward_batches(self) -> tf.data.Dataset:
         labelled = _shuffled(self.source, self.n_source, self.seed).batch(self.batch_size)
         n_target = len(self.target_paths)
-        return mixed_batches(labelled, _endless(self.target, n_target, self.batch_size,
-                                                self.seed))
+        return mixed_batches(labelled, endless_batches(self.target, n_target, self.batch_size,
+                                                       self.seed))
 
     def _reverse_batches(self, labels: np.ndarray) -> tf.data.Dataset:
         pseudo = tf.data.Dataset.zip((self.target, tf.data.Dataset.from_tensor_slices(labels)))
         labelled = _shuffled(pseudo, len(labels), self.seed).batch(self.batch_size)
         # The source images without their labels: the adversary's side.
         hidden = self.source.map(lambda image, _label: image)
-        return mixed_batches(labelled, _endless(hidden, self.n_source, self.batch_size,
-                                                self.seed))
+        return mixed_batches(labelled, endless_batches(hidden, self.n_source, self.batch_size,
+                                                       self.seed))
 
     def _accuracy(self, model: DomainAdversarialModel) -> float:
         return float(model.evaluate(self.val_ds, verbose=0, return_dict=True)["accuracy"])
