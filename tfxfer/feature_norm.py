@@ -4,8 +4,10 @@ A classifier on a backbone cut at an earlier layer standardises its pooled
 features (`tfxfer.models`, `tfxfer.layers.FeatureStandardization`). Before the
 first phase, `fit_feature_norm` sets the layer's mean and variance from the
 pooled features of the training split (inference mode, no augmentation). When
-phase 1 trains on cached features, these are the same cached features, so the
-head reuses them and nothing is computed twice.
+phase 1 trains on cached features without augmented copies, these are the same
+cached features, so the head reuses them. With augmented copies, or when phase 1
+pools its features from phase 2's cached boundary activations, phase 1 computes
+its own and the training split goes through the backbone once more.
 """
 
 from __future__ import annotations
