@@ -17,6 +17,8 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,6 +150,25 @@ def image_run_config(args, train: dict, tmp: str, augment: bool = False):
                   **train},
         "out": str(Path(tmp, "run")),
     })
+
+
+def image_worker(args, train: dict, report, augment: bool = False) -> None:
+    """One worker run of a flowers image bench; prints its JSON result line.
+
+    The "warmup" worker fills the decoded-image cache instead. `report(result, seconds)`
+    makes the result from `tfxfer.experiment.train`'s result and the run's wall time.
+    """
+    from tfxfer.experiment import train as run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = image_run_config(args, train, tmp, augment=augment)
+        if args.worker == "warmup":
+            print(json.dumps(fill_decoded_cache(config)))
+            return
+        start = time.perf_counter()
+        result = run(config)
+        seconds = time.perf_counter() - start
+    print(json.dumps(report(result, seconds)))
 
 
 def describe_decoding(args) -> str:

@@ -21,18 +21,14 @@ their "equal accuracy" means nothing. Goals: cached >= 8x faster with MobileNetV
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import tempfile
-import time
 
 from arms import (
     accuracy_lines,
     add_image_run_args,
     compare,
     describe_decoding,
-    fill_decoded_cache,
-    image_run_config,
+    image_worker,
     load,
     ratio_table,
     worker_argv,
@@ -42,20 +38,11 @@ ARMS = ("recipe", "cached")
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from tfxfer.experiment import train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        config = image_run_config(args, {
-            "strategy": "feature_extraction", "epochs": args.epochs,
-            "bottleneck_cache": "off" if args.worker == "recipe" else "on"}, tmp)
-        if args.worker == "warmup":
-            print(json.dumps(fill_decoded_cache(config)))
-            return
-        start = time.perf_counter()
-        result = train(config)
-        total = time.perf_counter() - start
-    print(json.dumps({"phase1_s": result.history.phases[0].seconds, "run_s": total,
-                      "accuracy": result.evaluation.accuracy}))
+    train = {"strategy": "feature_extraction", "epochs": args.epochs,
+             "bottleneck_cache": "off" if args.worker == "recipe" else "on"}
+    image_worker(args, train, lambda result, seconds: {
+        "phase1_s": result.history.phases[0].seconds, "run_s": seconds,
+        "accuracy": result.evaluation.accuracy})
 
 
 def main() -> None:

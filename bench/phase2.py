@@ -22,18 +22,14 @@ within 1 point.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import tempfile
-import time
 
 from arms import (
     accuracy_lines,
     add_image_run_args,
     compare,
     describe_decoding,
-    fill_decoded_cache,
-    image_run_config,
+    image_worker,
     load,
     ratio_table,
     worker_argv,
@@ -43,26 +39,16 @@ ARMS = ("plain", "cached")
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from tfxfer.experiment import train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        config = image_run_config(args, {
-            "strategy": "fine_tune", "epochs": args.head_epochs,
-            "fine_tune_epochs": args.epochs,
-            "fine_tune_learning_rate": args.fine_tune_learning_rate,
-            "unfreeze_fraction": args.unfreeze_fraction,
-            "augmented_copies": args.augmented_copies, "bottleneck_cache": "on",
-            "phase2_cache": "off" if args.worker == "plain" else "auto"},
-            tmp, augment=args.augmented_copies > 0)
-        if args.worker == "warmup":
-            print(json.dumps(fill_decoded_cache(config)))
-            return
-        start = time.perf_counter()
-        result = train(config)
-        total = time.perf_counter() - start
-    phase2 = result.history.phases[1]
-    print(json.dumps({"phase2_s": phase2.seconds, "run_s": total, "mode": phase2.mode,
-                      "accuracy": result.evaluation.accuracy}))
+    train = {"strategy": "fine_tune", "epochs": args.head_epochs,
+             "fine_tune_epochs": args.epochs,
+             "fine_tune_learning_rate": args.fine_tune_learning_rate,
+             "unfreeze_fraction": args.unfreeze_fraction,
+             "augmented_copies": args.augmented_copies, "bottleneck_cache": "on",
+             "phase2_cache": "off" if args.worker == "plain" else "auto"}
+    image_worker(args, train, lambda result, seconds: {
+        "phase2_s": result.history.phases[1].seconds, "run_s": seconds,
+        "mode": result.history.phases[1].mode, "accuracy": result.evaluation.accuracy},
+        augment=args.augmented_copies > 0)
 
 
 def main() -> None:
