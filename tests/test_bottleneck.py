@@ -76,21 +76,28 @@ def test_augmented_copies_are_cached_and_differ(image_folder, tmp_path):
     assert np.abs(x[:, 0] - x[:, 1]).max() > 0.01 * np.abs(x).max()  # copies differ
 
 
-def test_features_dataset_from_a_memory_map(tmp_path):
+@pytest.mark.parametrize("mapped", [True, False], ids=["memory-mapped", "in-memory"])
+def test_features_dataset_draws_one_copy_per_example_each_epoch(tmp_path, mapped):
     x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32,
                                   shape=(10, 2, 4))
     x[:] = np.arange(80, dtype=np.float32).reshape(10, 2, 4)
     x.flush()
-    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    x = np.load(tmp_path / "x.npy", mmap_mode="r" if mapped else None)
     y = np.arange(10)
-    ds = bottleneck.features_dataset(mapped, y, batch_size=4, training=True, seed=0)
-    seen = []
-    for features, labels in ds:
-        assert features.shape[1:] == (4,)
-        for f, label in zip(features.numpy(), labels.numpy()):
-            assert f[0] in (label * 8, label * 8 + 4)  # one of that example's two copies
-            seen.append(int(label))
-    assert sorted(seen) == list(range(10))
+    ds = bottleneck.features_dataset(x, y, batch_size=4, training=True, seed=0)
+    epochs = []
+    for _ in range(4):
+        seen, orders = {}, []
+        for features, labels in ds:
+            assert features.shape[1:] == (4,)
+            for f, label in zip(features.numpy(), labels.numpy()):
+                assert f[0] in (label * 8, label * 8 + 4)  # one of that example's two copies
+                seen[int(label)] = int(f[0] - label * 8) // 4
+                orders.append(int(label))
+        assert sorted(seen) == list(range(10))
+        epochs.append((orders, [seen[i] for i in range(10)]))
+    assert len({tuple(order) for order, _ in epochs}) > 1  # reshuffled
+    assert len({tuple(copies) for _, copies in epochs}) > 1  # copies drawn anew
 
 
 def test_cache_key_depends_on_the_backbone_settings(image_folder, tmp_path):
