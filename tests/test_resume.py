@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from conftest import make_image_folder, spread_backbone_weights, tiny_config
@@ -23,7 +24,9 @@ from conftest import make_image_folder, spread_backbone_weights, tiny_config
 from tfxfer import rundir
 from tfxfer.cli import main
 from tfxfer.experiment import train
-from tfxfer.resume import CHECKPOINTS, RunFinishedError, latest_checkpoint
+from tfxfer.resume import CHECKPOINTS, EpochBackup, RunFinishedError, latest_checkpoint
+from tfxfer.strategies import Phase
+from tfxfer.training import BestWeights, TrainingHistory
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, FINE_TUNE_EPOCHS = 2, 2
@@ -185,3 +188,33 @@ def test_deterministic_runs_give_identical_metrics(setup, tmp_path):
               (a / rundir.HISTORY).read_text().splitlines()[1:]]
     assert losses[-1] < losses[0] and np.isfinite(losses).all()
     assert json.loads((a / rundir.CONFIG).read_text())["train"]["deterministic"] is True
+
+
+def test_checkpoints_write_each_weight_once_per_phase_and_load_exactly(tmp_path):
+    inputs = keras.Input((6,))
+    frozen = keras.layers.Dense(5, name="frozen")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="top")(frozen(inputs)))
+    x, y = np.random.default_rng(0).normal(size=(32, 6)), np.zeros((32, 2))
+    root, best = tmp_path / CHECKPOINTS, BestWeights(model, monitor="loss")
+    backup = EpochBackup(model, root)
+    for name, first, last, frozen.trainable in (("head", 0, 3, False),
+                                                 ("fine_tune", 3, 5, True)):
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        backup.on_phase_begin(Phase(name, last - first, 0.01, "none"), TrainingHistory(), best)
+        model.fit(x, y, initial_epoch=first, epochs=last, verbose=0, callbacks=[best, backup])
+        point = latest_checkpoint(root)
+        with np.load(point.path / "weights.npz") as stored:
+            changed = sorted(stored.files)
+        # the frozen layer is in the base only; the epoch holds what trained since
+        assert changed == (["w2", "w3"] if name == "head" else ["w0", "w1", "w2", "w3"])
+        clone = keras.models.clone_model(model)
+        point.load_weights(clone)
+        for mine, theirs in zip(clone.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+        restored = BestWeights(clone, monitor="loss")
+        point.load_best(restored)
+        for mine, theirs in zip(restored.best_weights, best.best_weights):
+            np.testing.assert_array_equal(mine, theirs)
+    # the head phase's base is gone with its last checkpoint; the fine_tune base stays
+    assert sorted(p.name for p in root.glob("base-*.npz")) == ["base-0004.npz"]
+    assert [p.name for p in sorted(root.glob("epoch-*"))] == ["epoch-0004", "epoch-0005"]
