@@ -14,6 +14,7 @@ from tfxfer.data import (
     stratified_subset,
     tfds_source,
 )
+from tfxfer.data.pipeline import make_batches, single_pass
 
 
 def test_split_is_deterministic_stratified_and_disjoint():
@@ -151,3 +152,11 @@ def test_tfds_official_test_split_is_used(monkeypatch):
     assert splits.size("test") == 10  # the official split, subsampled
     assert splits.size("train") + splits.size("val") == 24
     assert text.dtype == tf.string
+
+
+def test_single_pass_keeps_every_element_in_order_with_the_autotuner_off():
+    ds = make_batches(tf.data.Dataset.from_tensor_slices((tf.range(10), tf.range(10) % 2)),
+                      batch_size=4, training=False)
+    once = single_pass(ds)
+    assert not once.options().autotune.enabled and ds.options().autotune.enabled is not False
+    assert [x.numpy().tolist() for x, _ in once] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from tfxfer.cache import cache_root, fits_in_memory
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
+from tfxfer.data.pipeline import single_pass
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import inference_function
 from tfxfer.models import (
@@ -284,7 +285,7 @@ def cached_split(
     else:
         logger.info("Computing %s %s of %d examples into %s", split, what,
                     splits.size(split), path)
-        ds = splits.batches(split, config.data, training=False)
+        ds = single_pass(splits.batches(split, config.data, training=False))
         compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
                          copies, config.data.seed)
     return load_features(path)

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxfer.data.pipeline import single_pass
+
 
 @dataclass
 class Evaluation:
@@ -99,7 +101,7 @@ def predict_dataset(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray
     """Runs `model` over batched (inputs, labels) in order; returns (labels, probabilities)."""
     predict = inference_function(model)
     labels, probs = [], []
-    for inputs, y in ds:
+    for inputs, y in single_pass(ds):
         probs.append(np.asarray(predict(inputs)))
         labels.append(y.numpy())
     if not labels:
