@@ -160,3 +160,17 @@ def test_single_pass_keeps_every_element_in_order_with_the_autotuner_off():
     once = single_pass(ds)
     assert not once.options().autotune.enabled and ds.options().autotune.enabled is not False
     assert [x.numpy().tolist() for x, _ in once] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_a_file_cache_in_a_missing_folder_is_created_and_a_blocked_one_named(tmp_path):
+    root = make_image_folder(tmp_path / "images", per_class=3)
+    data = DataConfig(source=str(root), val_fraction=0, test_fraction=0,
+                      cache=str(tmp_path / "not" / "yet" / "decoded"))
+    splits = load_splits(data, image_size=8)
+    assert sum(len(y) for _, y in splits.batches("train", data)) == 9
+    assert list((tmp_path / "not" / "yet").glob("decoded_train*"))  # the cache was written
+    (tmp_path / "file").write_text("a file, not a folder")
+    blocked = DataConfig(source=str(root), val_fraction=0, test_fraction=0,
+                         cache=str(tmp_path / "file" / "decoded"))
+    with pytest.raises(ValueError, match=r"data.cache=.*file/decoded.*train split"):
+        load_splits(blocked, image_size=8).batches("train", blocked)

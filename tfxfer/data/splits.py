@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -220,7 +221,13 @@ class Splits:
             return "none"
         if data.cache in ("memory", "none"):
             return data.cache
-        return f"{data.cache}_{split}"
+        prefix = Path(f"{data.cache}_{split}")
+        try:  # tf.data's file cache fails with a bare NotFoundError in a missing folder
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"data.cache={data.cache!r}: cannot create the folder of the "
+                             f"{split} split's cache files {prefix}: {error}") from error
+        return str(prefix)
 
     def batches(
         self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False
