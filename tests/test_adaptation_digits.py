@@ -11,6 +11,9 @@ The margins were measured over seeds 0-4 with these settings (see the README).
 from __future__ import annotations
 
 import csv
+import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +69,26 @@ def test_dann_beats_source_only_on_mnist_m_and_domain_accuracy_falls(assets, tmp
 def _last(run, column: str) -> float:
     rows = list(csv.DictReader((run.run_dir / rundir.HISTORY).open()))
     return float(rows[-1][column])
+
+
+@pytest.mark.assets
+def test_digits_app_table_with_features_chosen_by_the_bound(assets, tmp_path):
+    """apps/digits/run.py end to end on a few digits: every arm, the bound's choice, the table."""
+    spec = importlib.util.spec_from_file_location(
+        "digits_app", Path(__file__).resolve().parents[1] / "apps" / "digits" / "run.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    out = tmp_path / "digits"
+    assert app.main(["--assets", str(assets), "--out", str(out), "--pairs", "usps",
+                     "--source-digits", "400", "--target-digits", "200", "--test-digits",
+                     "100", "--epochs", "1", "--adaptation-features", "auto"]) == 0
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    scores = row["bound_scores"]
+    assert set(scores) == {"pooling", "hidden"}
+    for score in scores.values():
+        assert score["score"] == pytest.approx(score["source_error"] + score["pad"] / 2)
+    chosen = min(scores, key=lambda c: scores[c]["score"])
+    assert row["dann_features"] == chosen
+    assert (out / "usps" / f"dann_{chosen}" / "model.keras").is_file()
+    table = (out / "table.md").read_text()
+    assert f"| {chosen} (bound score) |" in table and "bound scores of the DANN runs" in table

@@ -24,6 +24,11 @@ MNIST-M made from 20,000 other digits (train: unlabelled for DANN, labelled for
 the upper bound) and 10,000 more (test); USPS split 2,500 / 2,500. Every arm runs
 the same number of training steps (20 epochs of the source).
 
+`--adaptation-features auto` trains the DANN arm twice, its domain head on the pooled
+features and on the head's hidden layer (OUT/<pair>/dann_pooling, dann_hidden), and keeps
+the run with the lower bound score (`tfxfer.adaptation.bound`: source validation error
+plus half the proxy A-distance between MNIST and unlabelled target representations).
+
 DANN's λ ceiling (`train.adaptation_lambda`) is the paper's 1 by default. With
 `--adaptation-lambda auto`, reverse validation (Ganin et al., JMLR 2016) scores each
 candidate of `--adaptation-lambdas` before the DANN arm trains: a short forward DANN
@@ -53,6 +58,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tfxfer.adaptation.bound import bound_score
+from tfxfer.adaptation.data import image_batches, scan_target_images
 from tfxfer.adaptation.digits import USPS_FRAMES, build_mnist_m, build_usps
 from tfxfer.adaptation.reverse_validation import REVERSE_VALIDATION
 from tfxfer.config import ADAPTATION_FEATURES, AUTO, load_config
@@ -64,6 +71,8 @@ from tfxfer.reports.plotting import save_figure
 CONFIG = Path(__file__).with_name("config.yaml")
 ARMS = ("source_only", "dann", "train_on_target")
 PAIRS = {"mnist_m": "MNIST -> MNIST-M", "usps": "MNIST -> USPS"}
+# Examples per domain in the bound score of `--adaptation-features auto`.
+BOUND_EXAMPLES = 1000
 PAPER = {"mnist_m": {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}}
 
 
@@ -89,9 +98,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
                              "labels")
     parser.add_argument("--adaptation-lambdas", default="0,0.1,0.3,1",
                         help="the candidates of --adaptation-lambda auto")
-    parser.add_argument("--adaptation-features", choices=ADAPTATION_FEATURES, default="pooling",
-                        help="what DANN's domain classifier reads: pooling (the paper's split "
-                             "after the convolutions) or hidden (the head's hidden layer)")
+    parser.add_argument("--adaptation-features", choices=(*ADAPTATION_FEATURES, AUTO),
+                        default="pooling",
+                        help="what DANN's domain classifier reads: pooling (default: the "
+                             "paper's split after the convolutions), hidden (the head's hidden "
+                             "layer), or auto: a DANN run with each, the one with the lower "
+                             "bound score (source error + PAD/2, no target label) is kept "
+                             "(right on 2 of 3 measured cases; see the README)")
     parser.add_argument("--backbone", help="a registry backbone instead of dann_mnist_cnn")
     parser.add_argument("--weights", help="weights of --backbone (imagenet, none, a file)")
     parser.add_argument("--image-size", type=int)
@@ -160,8 +173,9 @@ def _count(folder: Path) -> int:
     return sum(1 for _ in folder.rglob("*.png"))
 
 
-def run_arm(pair: str, arm: str, folders: dict[str, Path], args: argparse.Namespace):
-    out = Path(args.out, pair, arm)
+def run_arm(pair: str, arm: str, folders: dict[str, Path], args: argparse.Namespace,
+            name: str | None = None):
+    out = Path(args.out, pair, name or arm)
     config = load_config(CONFIG, {**arm_overrides(arm, folders, args), "out": str(out)})
     start = time.perf_counter()
     result = train(config)
@@ -169,6 +183,36 @@ def run_arm(pair: str, arm: str, folders: dict[str, Path], args: argparse.Namesp
     logging.info("%s %s: target test accuracy %.4f (%.0f s)", pair, arm,
                  result.evaluation.accuracy, seconds)
     return result, seconds
+
+
+def adapted_by_bound(pair: str, folders: dict[str, Path], args: argparse.Namespace):
+    """The DANN arm, its features chosen by the bound's label-free score when "auto".
+
+    Runs DANN once per choice of ADAPTATION_FEATURES (OUT/<pair>/dann_<choice>) and keeps
+    the run whose bound score (source validation error + PAD/2 on the representation the
+    label layer reads, against unlabelled target training images) is lowest. Returns
+    (result, seconds, {choice: score dict}); the scores are empty for a fixed choice.
+    """
+    if args.adaptation_features != AUTO:
+        result, seconds = run_arm(pair, "dann", folders, args)
+        return result, seconds, {}
+    runs, scores, total = {}, {}, 0.0
+    for choice in ADAPTATION_FEATURES:
+        fixed = argparse.Namespace(**{**vars(args), "adaptation_features": choice})
+        runs[choice], seconds = run_arm(pair, "dann", folders, fixed, name=f"dann_{choice}")
+        total += seconds
+        result = runs[choice]
+        size = result.config.model.image_input_size
+        target = scan_target_images(folders["target_train"]).paths
+        sample = [target[i] for i in np.random.default_rng(args.seed).permutation(
+            len(target))[:BOUND_EXAMPLES]]
+        scores[choice] = bound_score(
+            result.model, result.splits.batches("val", result.config.data),
+            image_batches(sample, size, 256), limit=BOUND_EXAMPLES, seed=args.seed).to_dict()
+        logging.info("%s DANN on %s: bound score %.4f (%s)", pair, choice,
+                     scores[choice]["score"], scores[choice])
+    best = min(ADAPTATION_FEATURES, key=lambda c: scores[c]["score"])
+    return runs[best], total, scores
 
 
 def _features(model: keras.Model, folder: Path, size: int, limit: int = 500) -> np.ndarray:
@@ -209,18 +253,27 @@ def dann_lambda(result) -> dict:
 
 
 def table_markdown(rows: list[dict]) -> str:
-    lines = ["| pair | source only | DANN | λ | train on target | DANN - source only |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| pair | source only | DANN | λ | domain head reads | train on target "
+             "| DANN - source only |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         a, chosen = row["accuracy"], row["dann_lambda"]
         how = " (reverse validation)" if "reverse_validation" in chosen else ""
+        reads = row["dann_features"] + (" (bound score)" if row["bound_scores"] else "")
         lines.append(f"| {PAIRS[row['pair']]} | {a['source_only']:.4f} | {a['dann']:.4f} | "
-                     f"{chosen['lambda']:g}{how} | {a['train_on_target']:.4f} | "
+                     f"{chosen['lambda']:g}{how} | {reads} | {a['train_on_target']:.4f} | "
                      f"{a['dann'] - a['source_only']:+.4f} |")
     for pair, paper in PAPER.items():
         lines.append(f"| {PAIRS[pair]} (paper) | {paper['source_only']:.4f} | "
-                     f"{paper['dann']:.4f} | 1 | {paper['train_on_target']:.4f} | "
+                     f"{paper['dann']:.4f} | 1 | pooling | {paper['train_on_target']:.4f} | "
                      f"{paper['dann'] - paper['source_only']:+.4f} |")
+    for row in rows:
+        if row["bound_scores"]:
+            scores = "; ".join(
+                f"{c}: {v['score']:.4f} (source error {v['source_error']:.4f} + PAD "
+                f"{v['pad']:.3f}/2)" for c, v in row["bound_scores"].items())
+            lines.append(f"\n{PAIRS[row['pair']]}: bound scores of the DANN runs (no target "
+                         f"label; lower is kept): {scores}")
     for row in rows:
         if reverse := row["dann_lambda"].get("reverse_validation"):
             scores = ", ".join(f"λ {k}: {v:.4f}" for k, v in reverse["scores"].items())
@@ -237,13 +290,18 @@ def main(argv: list[str]) -> int:
     folders = prepare_data(args)
     rows = []
     for pair in args.pairs.split(","):
-        results, seconds = {}, {}
+        results, seconds, bound = {}, {}, {}
         for arm in ARMS:
-            results[arm], seconds[arm] = run_arm(pair, arm, folders[pair], args)
+            if arm == "dann":
+                results[arm], seconds[arm], bound = adapted_by_bound(pair, folders[pair], args)
+            else:
+                results[arm], seconds[arm] = run_arm(pair, arm, folders[pair], args)
         feature_figure(pair, results, folders[pair], Path(args.out))
         rows.append({"pair": pair, "seconds": seconds,
                      "accuracy": {a: results[a].evaluation.accuracy for a in ARMS},
-                     "dann_lambda": dann_lambda(results["dann"])})
+                     "dann_lambda": dann_lambda(results["dann"]),
+                     "dann_features": results["dann"].config.train.adaptation_features,
+                     "bound_scores": bound})
     total = time.perf_counter() - start
     table = table_markdown(rows)
     Path(args.out, "table.md").write_text(table + f"\n\nwall time: {total:.0f} s\n")
