@@ -7,6 +7,7 @@
     build_mnist_m             MNIST-M from MNIST digits and any folder of colour photos
     build_usps, mnist_frame   USPS folders, its digits put into MNIST's 20-in-28 frame
     reverse_validate          chooses λ's ceiling without target labels (`adaptation_lambda: auto`)
+    bound_score, proxy_a_distance   the label-free terms of DANN's bound, to compare adapted runs
 
 Names are imported on first use, so `tfxfer --help` (which lists the
 `build-mnist-m` command) does not load TensorFlow.
@@ -27,6 +28,8 @@ _EXPORTS = {
     "ReverseValidation": "tfxfer.adaptation.reverse_validation",
     "choose_lambda": "tfxfer.adaptation.reverse_validation",
     "reverse_validate": "tfxfer.adaptation.reverse_validation",
+    "bound_score": "tfxfer.adaptation.bound",
+    "proxy_a_distance": "tfxfer.adaptation.bound",
     "TargetImages": "tfxfer.adaptation.data",
     "scan_target_images": "tfxfer.adaptation.data",
     "build_mnist_m": "tfxfer.adaptation.digits",
