@@ -298,36 +298,10 @@ def features_dataset(
     """Batches of cached (features, labels); works for in-memory and memory-mapped arrays.
 
     With augmented copies (`x` of rank `feature_rank + 2`) every example contributes
-    one randomly drawn copy per epoch, as live augmentation would. In-memory arrays
-    become tensors that tf.data slices itself; memory-mapped ones are read batch by
-    batch in Python (numpy_function), which costs ~1.5 ms a batch: about half of a
-    small head's 10 epochs on a few hundred examples.
+    one randomly drawn copy per epoch, as live augmentation would.
     """
-    copies = x.ndim == feature_rank + 2
-    if isinstance(x, np.memmap):
-        ds = _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies)
-    else:
-        ds = _tensor_batches(x, y, batch_size, training, seed, drop_remainder, copies)
-    shape = list(x.shape[x.ndim - feature_rank:])
-    ds = ds.map(lambda f, label: (tf.ensure_shape(f, [None, *shape]),
-                                  tf.ensure_shape(label, [None])))
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _tensor_batches(x, y, batch_size, training, seed, drop_remainder, copies):
-    ds = tf.data.Dataset.from_tensor_slices((x.astype(np.float32, copy=False),
-                                             y.astype(np.int64, copy=False)))
-    if copies:  # one copy per example, drawn anew every epoch
-        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, draws)).map(
-            lambda pair, r: (tf.gather(pair[0], r % x.shape[1]), pair[1]))
-    if training:
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder)
-
-
-def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies):
     rng = np.random.default_rng(seed)
+    copies = x.ndim == feature_rank + 2
 
     def rows(index):
         index = np.sort(index)  # sequential reads from a memory map
@@ -339,9 +313,13 @@ def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies):
     ds = tf.data.Dataset.range(len(y))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).map(
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda i: tf.numpy_function(rows, [i], (tf.float32, tf.int64), stateful=True)
     )
+    shape = list(x.shape[x.ndim - feature_rank:])
+    ds = ds.map(lambda f, label: (tf.ensure_shape(f, [None, *shape]),
+                                  tf.ensure_shape(label, [None])))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # Another way to get a split's (features, labels) given its copies; None: not available.
