@@ -16,7 +16,10 @@ image backbones and text encoders.
 Features are stored under the cache directory, keyed by everything that
 determines them (backbone, weights, input size, pooling, the data itself and
 the augmentation copies), so a second run on the same data reuses them. They
-are read into memory when they fit, and memory-mapped from disk otherwise.
+are memory-mapped from disk: the pages just written stay in the page cache, so a
+batch is read from memory when it fits and from disk otherwise, and no split is
+copied whole (reading the flowers app's 180 MB of boundary activations into memory
+took ~0.15 s per load, four loads per run).
 With augmentation on, `augmented_copies` copies of every training example are
 cached and each epoch draws one copy per example; with no copies, phase 1 falls
 back to the full model.
@@ -37,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.cache import cache_root, fits_in_memory
+from tfxfer.cache import cache_root
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
 from tfxfer.data.pipeline import single_pass
 from tfxfer.data.splits import Splits
@@ -252,10 +255,8 @@ def compute_features(
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels from `path`: in memory when they fit, memory-mapped otherwise."""
-    nbytes = (path / "x.npy").stat().st_size
-    mode = None if fits_in_memory(nbytes) else "r"
-    return np.load(path / "x.npy", mmap_mode=mode), np.load(path / "y.npy")
+    """Features (memory-mapped, read-only) and labels from `path`."""
+    return np.load(path / "x.npy", mmap_mode="r"), np.load(path / "y.npy")
 
 
 def cached_split(
@@ -275,7 +276,7 @@ def cached_split(
             features, that layer's name (`extract` must then compute them).
 
     Returns:
-        (features, labels); features are memory-mapped when they do not fit in memory.
+        (features, labels); the features memory-mapped.
     """
     key = cache_key(config, splits, split, copies, model, boundary)
     path = cache_root(config.data.cache_dir) / "features" / key

@@ -11,9 +11,9 @@ carries everything the top needs:
 Both parts share their layers with the classifier. The bottom's output T is
 computed once per example (N augmented copies when augmentation is on, as in
 phase 1) and stored with the bottleneck cache machinery (`tfxfer.bottleneck`:
-same keys plus the boundary's name, same memory budget, memory-mapped when it
-does not fit); the top trains on it, and since it shares its layers, the trained
-layers are already grafted into the classifier when the phase ends.
+same keys plus the boundary's name, memory-mapped); the top trains on it, and
+since it shares its layers, the trained layers are already grafted into the
+classifier when the phase ends.
 
 For MobileNet-style sequential backbones T is the input of the first unfrozen
 layer. When skip connections cross that point (MobileNetV2, ResNet), the boundary
