@@ -16,9 +16,9 @@ GREEN = "#1a9850"
 RED = "#d73027"
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A figure of `width` x `height` inches with constrained layout."""
-    return Figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    """A figure of `width` x `height` inches, with constrained layout unless told otherwise."""
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def save_figure(figure: Figure, path: Path) -> Path:
