@@ -59,7 +59,7 @@ import keras
 import numpy as np
 
 from tfxfer.adaptation.bound import bound_score
-from tfxfer.adaptation.data import image_batches, scan_target_images
+from tfxfer.adaptation.data import image_batches, scan_target_images, seeded_sample
 from tfxfer.adaptation.digits import USPS_FRAMES, build_mnist_m, build_usps
 from tfxfer.adaptation.reverse_validation import REVERSE_VALIDATION
 from tfxfer.config import ADAPTATION_FEATURES, AUTO, load_config
@@ -196,6 +196,8 @@ def adapted_by_bound(pair: str, folders: dict[str, Path], args: argparse.Namespa
     if args.adaptation_features != AUTO:
         result, seconds = run_arm(pair, "dann", folders, args)
         return result, seconds, {}
+    target = scan_target_images(folders["target_train"]).paths
+    sample = seeded_sample(target, BOUND_EXAMPLES, args.seed)
     runs, scores, total = {}, {}, 0.0
     for choice in ADAPTATION_FEATURES:
         fixed = argparse.Namespace(**{**vars(args), "adaptation_features": choice})
@@ -203,9 +205,6 @@ def adapted_by_bound(pair: str, folders: dict[str, Path], args: argparse.Namespa
         total += seconds
         result = runs[choice]
         size = result.config.model.image_input_size
-        target = scan_target_images(folders["target_train"]).paths
-        sample = [target[i] for i in np.random.default_rng(args.seed).permutation(
-            len(target))[:BOUND_EXAMPLES]]
         scores[choice] = bound_score(
             result.model, result.splits.batches("val", result.config.data),
             image_batches(sample, size, 256), limit=BOUND_EXAMPLES, seed=args.seed).to_dict()

@@ -105,6 +105,14 @@ def _drop_bad_files(target: TargetImages) -> None:
         )
 
 
+def seeded_sample(paths: list[str], limit: int, seed: int) -> list[str]:
+    """At most `limit` of `paths`, drawn with `seed`, in their original order (all if fewer)."""
+    if len(paths) <= limit:
+        return list(paths)
+    order = np.random.default_rng(seed).permutation(len(paths))[:limit]
+    return [paths[i] for i in sorted(order)]
+
+
 def _decoder(image_size: int):
     def decode(path):
         return decode_image(tf.io.read_file(path), image_size)

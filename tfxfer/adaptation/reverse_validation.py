@@ -42,6 +42,7 @@ from tfxfer.adaptation.data import (
     endless_batches,
     mixed_batches,
     scan_target_images,
+    seeded_sample,
 )
 from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
@@ -112,10 +113,7 @@ def _target_sample(config: RunConfig, limit: int) -> list[str]:
     """At most `limit` target image paths, a seeded sample (all of them if fewer)."""
     data = config.data
     paths = scan_target_images(data.target_source, validate=data.validate_files).paths
-    if len(paths) <= limit:
-        return paths
-    order = np.random.default_rng(data.seed).permutation(len(paths))[:limit]
-    return [paths[i] for i in sorted(order)]
+    return seeded_sample(paths, limit, data.seed)
 
 
 def _shuffled(ds: tf.data.Dataset, n: int, seed: int) -> tf.data.Dataset:
