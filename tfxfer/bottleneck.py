@@ -53,6 +53,7 @@ from tfxfer.models import (
     HIDDEN,
     PREDICTIONS,
     head_input,
+    optional_layer,
 )
 from tfxfer.training import PhaseRunner, compile_for_phase
 
@@ -70,16 +71,16 @@ def head_model(model: keras.Model) -> keras.Model:
     """The classifier's head as a model on feature vectors, sharing its layers."""
     width = head_input(model).shape[-1]
     features = keras.Input(shape=(width,), name="features")
-    names = [layer.name for layer in model.layers]
-    x = model.get_layer(FEATURE_NORM)(features) if FEATURE_NORM in names else features
+    norm, hidden = optional_layer(model, FEATURE_NORM), optional_layer(model, HIDDEN)
+    x = features if norm is None else norm(features)
     x = model.get_layer(DROPOUT)(x)
-    if HIDDEN in names:
-        x = model.get_layer(HIDDEN)(x)
+    if hidden is not None:
+        x = hidden(x)
     return keras.Model(features, model.get_layer(PREDICTIONS)(x), name="head")
 
 
 def has_augmentation(model: keras.Model) -> bool:
-    return AUGMENTATION in [layer.name for layer in model.layers]
+    return optional_layer(model, AUGMENTATION) is not None
 
 
 def should_cache(model: keras.Model, config: RunConfig) -> bool:

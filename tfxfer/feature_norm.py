@@ -21,15 +21,14 @@ from tfxfer.bottleneck import FeatureExtractor, cached_split
 from tfxfer.config import RunConfig
 from tfxfer.data.splits import Splits
 from tfxfer.layers import FeatureStandardization
-from tfxfer.models import FEATURE_NORM
+from tfxfer.models import FEATURE_NORM, optional_layer
 
 logger = logging.getLogger(__name__)
 
 
 def feature_norm_layer(model: keras.Model) -> FeatureStandardization | None:
     """The model's `feature_norm` layer, or None when it has none."""
-    names = [layer.name for layer in model.layers]
-    return model.get_layer(FEATURE_NORM) if FEATURE_NORM in names else None
+    return optional_layer(model, FEATURE_NORM)
 
 
 def _uses_cache(config: RunConfig) -> bool:

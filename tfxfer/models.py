@@ -41,14 +41,19 @@ def image_size_for(config: ModelConfig) -> int:
     return image.image_size or get_backbone(image.backbone).input_size
 
 
+def optional_layer(model: keras.Model, name: str) -> keras.layers.Layer | None:
+    """`model`'s top-level layer called `name`, or None when it has none."""
+    return next((layer for layer in model.layers if layer.name == name), None)
+
+
 def head_input(model: keras.Model):
     """The symbolic pooled features the head starts from (the cached bottleneck).
 
     The input of `feature_norm` when the model standardises its features, else of
     `dropout`.
     """
-    names = [layer.name for layer in model.layers]
-    return model.get_layer(FEATURE_NORM if FEATURE_NORM in names else DROPOUT).input
+    norm = optional_layer(model, FEATURE_NORM)
+    return (model.get_layer(DROPOUT) if norm is None else norm).input
 
 
 def build_head(features, num_classes: int, config: ModelConfig):
