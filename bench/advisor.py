@@ -218,10 +218,9 @@ def table(results: list[dict]) -> str:
             if medians:
                 auto = np.median([r["accuracy"] for r in autos.values()])
                 gap = f"{100 * (auto - max(medians)):+.1f} pts"
-            within = [seed for seed, r in autos.items()
-                      if all(seed in by_arm[a] for a in ARMS[:-1]) and r["accuracy"] >= max(
-                          by_arm[a][seed]["accuracy"] for a in ARMS[:-1]) - _WITHIN]
             complete = [seed for seed in autos if all(seed in by_arm[a] for a in ARMS[:-1])]
+            within = [seed for seed in complete if autos[seed]["accuracy"] >= max(
+                by_arm[a][seed]["accuracy"] for a in ARMS[:-1]) - _WITHIN]
             if len(complete) > 1:
                 gap += f"; within 2 pts on {len(within)}/{len(complete)} seeds"
             cost = _cost(list(autos.values()))
