@@ -44,7 +44,7 @@ from tfxfer.cache import cache_root
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
 from tfxfer.data.pipeline import single_pass
 from tfxfer.data.splits import Splits
-from tfxfer.evaluation import inference_function
+from tfxfer.frozen import frozen_function
 from tfxfer.models import (
     AUGMENTATION,
     BACKBONE,
@@ -191,7 +191,8 @@ def cache_key(
 
 
 class FeatureExtractor:
-    """The classifier's feature part as compiled functions, traced once per mode.
+    """The classifier's feature part as compiled functions, traced once per mode, with the
+    frozen weights as constants (`tfxfer.frozen`): the part must not train meanwhile.
 
     Args:
         model: a tfxfer classifier.
@@ -210,7 +211,7 @@ class FeatureExtractor:
 
     def __call__(self, inputs, training: bool = False) -> np.ndarray:
         if training not in self._functions:
-            self._functions[training] = inference_function(self.model, training=training)
+            self._functions[training] = frozen_function(self.model, training=training)
         return np.asarray(self._functions[training](inputs), np.float32)
 
 

@@ -1,0 +1,81 @@
+"""frozen_function: a frozen part's weights as constants, random layers still drawing."""
+
+import keras
+import numpy as np
+
+from tfxfer.evaluation import inference_function
+from tfxfer.frozen import frozen_function
+from tfxfer.layers import RandomAffine
+
+
+def _conv_bn(inputs, frozen=True):
+    conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")
+    bn = keras.layers.BatchNormalization(name="bn")
+    x = keras.layers.ReLU(6.0)(bn(conv(inputs)))
+    bn.moving_mean.assign(np.linspace(-1, 1, 4).astype("float32"))
+    bn.moving_variance.assign(np.linspace(0.5, 2, 4).astype("float32"))
+    bn.trainable = not frozen
+    return keras.layers.GlobalAveragePooling2D()(x)
+
+
+def _images(n=6, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 10, 10, 3)).astype("float32")
+
+
+def _baked_in(model, extract, images) -> bool:
+    """Whether `extract` ignores a later change of the model's convolution kernel."""
+    before = np.asarray(extract(images))
+    kernel = model.get_layer("conv").kernel
+    kernel.assign(kernel.numpy() * 2)
+    return np.allclose(np.asarray(extract(images)), before)
+
+
+def test_constant_weights_give_the_same_outputs():
+    inputs = keras.Input((10, 10, 3))
+    model = keras.Model(inputs, _conv_bn(inputs))
+    images = _images()
+    extract = frozen_function(model)
+    np.testing.assert_allclose(np.asarray(extract(images)),
+                               np.asarray(inference_function(model)(images)), atol=1e-5)
+    assert _baked_in(model, extract, images)
+
+
+def test_random_layers_draw_afresh_and_the_rest_is_constant():
+    inputs = keras.Input((10, 10, 3))
+    flip = RandomAffine("horizontal", name="augmentation")  # flips only: outcomes known
+    model = keras.Model(inputs, _conv_bn(flip(inputs)))
+    images = _images(n=32)
+    plain = inference_function(model)
+    as_is, mirrored = np.asarray(plain(images)), np.asarray(plain(images[:, :, ::-1]))
+    extract = frozen_function(model, training=True)
+    draws = [np.asarray(extract(images)) for _ in range(2)]
+    for out in draws:
+        assert all(np.allclose(o, a, atol=1e-4) or np.allclose(o, m, atol=1e-4)
+                   for o, a, m in zip(out, as_is, mirrored))
+    assert not np.allclose(draws[0], draws[1])
+    kernel = model.get_layer("conv").kernel
+    kernel.assign(kernel.numpy() * 2)
+    after = np.asarray(extract(images))
+    assert all(np.allclose(o, a, atol=1e-4) or np.allclose(o, m, atol=1e-4)
+               for o, a, m in zip(after, as_is, mirrored))
+
+
+def test_parts_that_cannot_be_constant_keep_their_variables():
+    images = _images()
+    inputs = keras.Input((10, 10, 3))
+    skip = RandomAffine("horizontal")(inputs)  # the layers above also read below the cut
+    skipping = keras.Model(inputs, _conv_bn(keras.layers.Add()([skip, inputs])))
+    assert not _baked_in(skipping, frozen_function(skipping, training=True), images)
+
+    training_bn = keras.Model(inputs, _conv_bn(inputs, frozen=False))  # updates its stats
+    extract = frozen_function(training_bn, training=True)
+    assert np.asarray(extract(images)).shape == (6, 4)
+    assert not _baked_in(training_bn, extract, images)
+
+
+def test_string_inputs_keep_the_variables():
+    inputs = keras.Input((), dtype="string")
+    lookup = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot")
+    model = keras.Model(inputs, lookup(inputs))
+    out = np.asarray(frozen_function(model)(np.array(["a", "b", "c"])))
+    np.testing.assert_array_equal(out.argmax(1), [1, 2, 0])
