@@ -22,7 +22,7 @@ import keras
 
 from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
 from tfxfer.config import ImageConfig, ModelConfig
-from tfxfer.layers import BackbonePreprocess, FeatureStandardization
+from tfxfer.layers import BackbonePreprocess, FeatureStandardization, RandomAffine
 from tfxfer.modality import IMAGE
 
 IMAGE_INPUT = "image"
@@ -80,15 +80,9 @@ def build_head(features, num_classes: int, config: ModelConfig):
     )(x)
 
 
-def _augmentation(config: ImageConfig) -> keras.Sequential:
-    layers = []
-    if config.flip and config.flip != "none":
-        layers.append(keras.layers.RandomFlip(config.flip))
-    if config.rotation:
-        layers.append(keras.layers.RandomRotation(config.rotation))
-    if config.zoom:
-        layers.append(keras.layers.RandomZoom(config.zoom))
-    return keras.Sequential(layers, name=AUGMENTATION)
+def _augmentation(config: ImageConfig) -> RandomAffine:
+    flip = config.flip or "none"
+    return RandomAffine(flip, config.rotation or 0.0, config.zoom or 0.0, name=AUGMENTATION)
 
 
 def _pooling(kind: str) -> keras.layers.Layer:
