@@ -32,6 +32,7 @@ from tfxfer.config import (
     RunConfig,
     load_config,
 )
+from tfxfer.gc_policy import skip_final_collection
 from tfxfer.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
@@ -240,6 +241,7 @@ def parse_train_config(
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     enable_onednn_default()  # before the script imports TensorFlow
+    skip_final_collection()
     return load_config(args.config or config_file, train_overrides(args))
 
 
@@ -378,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     enable_onednn_default()  # before any command imports TensorFlow
+    skip_final_collection()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -45,6 +45,7 @@ from tfxfer.distribute import (
 )
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.feature_norm import fit_feature_norm
+from tfxfer.gc_policy import long_lived_frozen
 from tfxfer.modality import IMAGE, validate_modality
 from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.reports import tensorboard_callbacks, write_report
@@ -239,7 +240,7 @@ class Experiment:
     def fit(self, phase: Phase) -> PhaseRecord:
         """Trains one phase (an element of `phases`)."""
         trainer = self._require("trainer", "build_model")
-        with self.strategy.scope():
+        with self.strategy.scope(), long_lived_frozen():
             return trainer.fit(phase)
 
     def evaluate(self) -> Evaluation | None:

@@ -1,0 +1,48 @@
+"""Garbage collection in a training process: the long-lived heap kept out of the scans.
+
+A run imports TensorFlow and Keras and builds a model and its traced functions: some
+450,000 Python objects that live until the end. CPython's collector scans them all
+at every full collection, and once more at interpreter exit. Measured on the flowers
+app (MobileNet alpha=0.25, 2 CPU cores): collections took 0.9 s during the run, and
+exit took 0.9-1.1 s inside the final collection (0.1 s with the heap frozen).
+
+- `long_lived_frozen()` freezes (`gc.freeze`) what exists when a phase starts and
+  unfreezes it when the phase ends, so garbage made meanwhile is still collected and
+  a process that runs many experiments (the advisor, the tests) frees each one's.
+- `skip_final_collection()`, for entry points whose process ends with the run, freezes
+  the heap at exit: the operating system reclaims the memory anyway, and Python does
+  not promise finalizers at exit for objects in reference cycles.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+from collections.abc import Iterator
+
+_exit_registered = False
+
+
+@contextlib.contextmanager
+def long_lived_frozen() -> Iterator[None]:
+    """Keeps the objects alive on entry out of the collector's scans until exit.
+
+    Does nothing when something is frozen already (the caller owns that state).
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def skip_final_collection() -> None:
+    """Freezes the heap at interpreter exit, skipping the final full collection."""
+    global _exit_registered
+    if not _exit_registered:
+        atexit.register(gc.freeze)
+        _exit_registered = True
