@@ -8,7 +8,7 @@ from tfxfer.config import ImageConfig, ModelConfig, TrainConfig, load_config
 from tfxfer.models import build_image_classifier
 from tfxfer.optimizers import LayerwiseAdam, layerwise_multipliers
 from tfxfer.strategies import Phase, set_phase_trainable
-from tfxfer.training import fit_phases
+from tfxfer.training import WeightSnapshots, fit_phases
 
 CONFIG = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=32,
                                  backbone_kwargs={"alpha": 0.25}, augment=False))
@@ -120,3 +120,25 @@ def test_early_stopping_needs_validation_data():
     with pytest.raises(ValueError, match="need validation data"):
         fit_phases(build_image_classifier(CONFIG, 2), _data(), None,
                    TrainConfig(early_stopping_patience=2))
+
+
+def test_weight_snapshots_read_the_fitted_part_and_equal_full_reads():
+    inputs = keras.Input((3,))
+    body, head_layer = keras.layers.Dense(4, name="body"), keras.layers.Dense(2, name="top")
+    classifier = keras.Model(inputs, head_layer(body(inputs)))
+    features = keras.Input((4,))
+    head = keras.Model(features, head_layer(features))
+    snapshots = WeightSnapshots(classifier)
+
+    body.kernel.assign(np.ones((3, 4)))  # outside a fit every snapshot reads everything
+    np.testing.assert_array_equal(snapshots.take()[0], np.ones((3, 4)))
+    body.kernel.assign(np.zeros((3, 4)))
+    np.testing.assert_array_equal(snapshots.take()[0], np.zeros((3, 4)))
+
+    snapshots.begin(head)
+    first = snapshots.take()
+    head_layer.kernel.assign(np.full((4, 2), 7.0))
+    later = snapshots.take()
+    for got, want in zip(later, classifier.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(first[2], later[2])

@@ -47,7 +47,7 @@ import numpy as np
 from tfxfer import rundir
 from tfxfer.config import RunConfig, config_from_dict
 from tfxfer.strategies import Phase
-from tfxfer.training import BestWeights, PhaseRecord, TrainingHistory
+from tfxfer.training import BestWeights, PhaseRecord, TrainingHistory, WeightSnapshots
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class EpochBackup(keras.callbacks.Callback):
         self.history = TrainingHistory()
         self.rows: list[dict] = []
         self.base: tuple[str, list[np.ndarray]] | None = None  # (file name, its arrays)
+        self.snapshots = WeightSnapshots(classifier)
 
     def on_phase_begin(self, phase: Phase, history: TrainingHistory,
                        best: BestWeights | None) -> None:
@@ -147,6 +148,7 @@ class EpochBackup(keras.callbacks.Callback):
         self.base = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self.snapshots.begin(self.model)
         point = self.restore_from
         if point is None or point.phase != self.phase.name:
             return
@@ -176,7 +178,7 @@ class EpochBackup(keras.callbacks.Callback):
         tmp = self.root / f".epoch-{epoch:04d}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        weights = self.classifier.get_weights()
+        weights = self.snapshots.take()
         base_name, base = self._base(epoch, weights)
         _save_changes(tmp / "weights.npz", weights, base)
         _save_arrays(tmp / "optimizer.npz",

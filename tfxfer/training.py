@@ -51,6 +51,38 @@ class TrainingHistory:
         return [row[name] for row in self.rows if name in row]
 
 
+class WeightSnapshots:
+    """The classifier's weights during one fit, reading only what the fit can change.
+
+    A fit changes only the variables of the model it fits (the head alone when a phase
+    runs on cached features). The first snapshot of a fit reads every weight of the
+    classifier; later ones start from it and read only the fitted model's: 4 arrays
+    instead of MobileNetV2's 260 (12 ms per snapshot).
+    """
+
+    def __init__(self, classifier: keras.Model) -> None:
+        self.classifier = classifier
+        self._first: list[np.ndarray] | None = None
+        self._live: list[tuple[int, keras.Variable]] | None = None  # None: outside a fit
+
+    def begin(self, fitted: keras.Model) -> None:
+        """Starts a fit of `fitted` (the classifier or a model sharing its layers)."""
+        ids = {id(v) for v in fitted.weights}
+        self._first = None
+        self._live = [(i, v) for i, v in enumerate(self.classifier.weights) if id(v) in ids]
+
+    def take(self) -> list[np.ndarray]:
+        if self._live is None:
+            return self.classifier.get_weights()
+        if self._first is None:
+            self._first = self.classifier.get_weights()
+            return list(self._first)
+        weights = list(self._first)
+        for index, variable in self._live:
+            weights[index] = variable.numpy()
+        return weights
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of `model` at the epoch with the lowest `monitor`, across fits.
 
@@ -65,12 +97,16 @@ class BestWeights(keras.callbacks.Callback):
         self.best = np.inf
         self.best_epoch: int | None = None
         self.best_weights: list[np.ndarray] | None = None
+        self.snapshots = WeightSnapshots(model)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.snapshots.begin(self.model)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is not None and value < self.best:
             self.best, self.best_epoch = float(value), epoch + 1
-            self.best_weights = self.classifier.get_weights()
+            self.best_weights = self.snapshots.take()
 
     def restore(self) -> None:
         if self.best_weights is not None:
