@@ -313,15 +313,19 @@ def features_dataset(
             batch = batch[np.arange(len(index)), rng.integers(0, batch.shape[1], len(index))]
         return np.asarray(batch, np.float32), y[index]
 
+    shape = list(x.shape[x.ndim - feature_rank:])
+
+    def load(index):
+        features, labels = tf.numpy_function(rows, [index], (tf.float32, tf.int64),
+                                             stateful=True)
+        features.set_shape([None, *shape])
+        labels.set_shape([None])
+        return features, labels
+
     ds = tf.data.Dataset.range(len(y))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda i: tf.numpy_function(rows, [i], (tf.float32, tf.int64), stateful=True)
-    )
-    shape = list(x.shape[x.ndim - feature_rank:])
-    ds = ds.map(lambda f, label: (tf.ensure_shape(f, [None, *shape]),
-                                  tf.ensure_shape(label, [None])))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(load)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
