@@ -50,7 +50,8 @@ def _app(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, str(APP / "train.py"), "--data", args.data, *backbone,
-             "--out", f"{tmp}/run", "--cache-dir", f"{tmp}/cache", "--verbose", "0"],
+             "--out", f"{tmp}/run", "--cache-dir", f"{tmp}/cache", "--verbose", "0",
+             "--seed", str(args.seed)],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         metrics = json.loads(Path(tmp, "run", "metrics.json").read_text())
@@ -66,7 +67,7 @@ def recipe(args: argparse.Namespace) -> dict:
     from tfxfer.config import load_config
     from tfxfer.data import load_splits
 
-    config = load_config(APP / "config.yaml", {"data": {"source": args.data}})
+    config = load_config(APP / "config.yaml", {"data": {"source": args.data, "seed": args.seed}})
     data, model_cfg, train_cfg = config.data, config.model, config.train
     image_cfg = model_cfg.image
     size = image_cfg.image_size
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.25)
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms")
     parser.add_argument("--repeats", type=int, default=3, help="runs per arm")
+    parser.add_argument("--seed", type=int, default=42, help="split and training seed")
     parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -142,7 +144,8 @@ def main() -> None:
     if args.backbone != "mobilenet" and "recipe" in arms:
         parser.error("the recipe arm is written for --backbone mobilenet (real weights); "
                      f"received --backbone {args.backbone} with --arms {args.arms}")
-    argv = ["--data", args.data, "--backbone", args.backbone, "--alpha", str(args.alpha)]
+    argv = ["--data", args.data, "--backbone", args.backbone, "--alpha", str(args.alpha),
+            "--seed", str(args.seed)]
     results = compare(__file__, arms, argv, args.repeats, data=args.data,
                       env={"app-onednn-off": {"TF_ENABLE_ONEDNN_OPTS": "0"}})
     weights = f"alpha={args.alpha} ImageNet" if args.backbone == "mobilenet" else "random weights"
