@@ -143,7 +143,7 @@ def test_domain_head_reads_the_features_the_config_names(features, width):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"train": {"adaptation_features": "logits"}}, "must be one of ['pooling', 'hidden']"),
+    ({"train": {"adaptation_features": "logits"}}, "must be one of ['pooling', 'hidden', 'auto']"),
     ({"train": {"adaptation_features": "hidden"}, "model": {"hidden_units": 0}},
      "model.hidden_units is 0"),
 ])

@@ -72,16 +72,53 @@ def _last(run, column: str) -> float:
 
 
 @pytest.mark.assets
-def test_digits_app_table_with_features_chosen_by_the_bound(assets, tmp_path):
-    """apps/digits/run.py end to end on a few digits: every arm, the bound's choice, the table."""
+def _digits_app():
     spec = importlib.util.spec_from_file_location(
         "digits_app", Path(__file__).resolve().parents[1] / "apps" / "digits" / "run.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
+    return app
+
+
+@pytest.mark.assets
+def test_digits_app_chooses_usps_settings_by_reverse_validation(assets, tmp_path):
+    """By default the USPS pair's DANN features and λ come from reverse validation."""
+    out = tmp_path / "digits"
+    assert _digits_app().main([
+        "--assets", str(assets), "--out", str(out), "--pairs", "usps", "--source-digits",
+        "400", "--target-digits", "200", "--test-digits", "100", "--epochs", "1",
+        "--adaptation-lambdas", "0,1"]) == 0
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    scores = row["dann_lambda"]["reverse_validation"]["scores"]
+    assert set(scores) == {"pooling λ 0", "pooling λ 1", "hidden λ 0", "hidden λ 1"}
+    best = max(scores.values())
+    winners = {tuple(k.split(" λ ")) for k, v in scores.items() if v == best}
+    assert (row["dann_features"], f"{row['dann_lambda']['lambda']:g}") in winners
+    saved = json.loads((out / "usps" / "dann" / "config.json").read_text())["train"]
+    assert (saved["adaptation_features"], saved["adaptation_lambda"]) == (
+        row["dann_features"], row["dann_lambda"]["lambda"])
+    assert f"| {row['dann_features']} (reverse validation) |" in (out / "table.md").read_text()
+
+
+def test_digits_app_settings_per_pair_unless_given():
+    app = _digits_app()
+    args = app.parse([])
+    assert app.dann_setting("mnist_m", "adaptation_lambda", args) == 1.0
+    assert app.dann_setting("usps", "adaptation_features", args) == "auto"
+    args = app.parse(["--adaptation-lambda", "0.3", "--adaptation-features", "hidden"])
+    assert app.dann_setting("usps", "adaptation_lambda", args) == 0.3
+    assert app.dann_setting("mnist_m", "adaptation_features", args) == "hidden"
+
+
+@pytest.mark.assets
+def test_digits_app_table_with_features_chosen_by_the_bound(assets, tmp_path):
+    """apps/digits/run.py end to end on a few digits: every arm, the bound's choice, the table."""
+    app = _digits_app()
     out = tmp_path / "digits"
     assert app.main(["--assets", str(assets), "--out", str(out), "--pairs", "usps",
                      "--source-digits", "400", "--target-digits", "200", "--test-digits",
-                     "100", "--epochs", "1", "--adaptation-features", "auto"]) == 0
+                     "100", "--epochs", "1", "--adaptation-features", "bound",
+                     "--adaptation-lambda", "1"]) == 0
     row = json.loads((out / "table.json").read_text())["rows"][0]
     scores = row["bound_scores"]
     assert set(scores) == {"pooling", "hidden"}

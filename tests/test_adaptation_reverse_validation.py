@@ -12,6 +12,8 @@ from tfxfer import rundir
 from tfxfer.adaptation.reverse_validation import (
     REVERSE_VALIDATION,
     CandidateScore,
+    candidates,
+    choose,
     choose_lambda,
 )
 from tfxfer.cli import parse_train_config
@@ -21,8 +23,8 @@ from tfxfer.experiment import Experiment, train
 GRID = [0.0, 1.0]
 
 
-def _score(lambda_max: float, accuracy: float) -> CandidateScore:
-    return CandidateScore(lambda_max, accuracy, 0.9, 0.6, 0.6, [1, 1, 1])
+def _score(lambda_max: float, accuracy: float, features: str = "pooling") -> CandidateScore:
+    return CandidateScore(lambda_max, accuracy, 0.9, 0.6, 0.6, [1, 1, 1], features)
 
 
 @pytest.mark.parametrize("scores, choice", [
@@ -34,7 +36,35 @@ def test_choice_is_the_candidate_whose_reverse_classifier_scores_best(scores, ch
     assert choose_lambda([_score(*s) for s in scores]) == choice
 
 
+def test_features_are_chosen_with_lambda_and_ties_go_to_the_earlier_choice():
+    best = choose([_score(0.3, 0.78), _score(0.1, 0.79, "hidden"), _score(1.0, 0.66, "hidden")])
+    assert (best.features, best.lambda_max) == ("hidden", 0.1)
+    tie = choose([_score(0.1, 0.8, "hidden"), _score(0.1, 0.8, "pooling")])
+    assert tie.features == "pooling"
+
+
+@pytest.mark.parametrize("train, hidden_units, pairs", [
+    ({"adaptation_lambda": "auto", "adaptation_lambdas": [0.0, 1.0]}, 16,
+     [("pooling", 0.0), ("pooling", 1.0)]),
+    ({"adaptation_features": "auto", "adaptation_lambda": 0.3}, 16,
+     [("pooling", 0.3), ("hidden", 0.3)]),
+    ({"adaptation_features": "auto", "adaptation_lambda": "auto", "adaptation_lambdas": [0.1, 1.0]},
+     16, [("pooling", 0.1), ("pooling", 1.0), ("hidden", 0.1), ("hidden", 1.0)]),
+    ({"adaptation_features": "auto", "adaptation_lambda": 1.0}, 0, [("pooling", 1.0)]),
+])
+def test_candidates_cover_what_is_auto(train, hidden_units, pairs):
+    config = load_config(overrides={
+        "model": {"hidden_units": hidden_units},
+        "train": {"strategy": "domain_adaptation", **train},
+        "data": {"target_source": "target"}})
+    assert candidates(config) == pairs
+
+
 @pytest.mark.parametrize("train, data, message", [
+    ({"adaptation_features": "middle"}, {}, "['pooling', 'hidden', 'auto']. Received: 'middle'"),
+    ({"adaptation_features": "auto"}, {"val_fraction": 0.0}, "val_fraction=0.0"),
+    ({"adaptation_features": "auto", "strategy": "from_scratch"}, {"target_source": None},
+     "needs strategy 'domain_adaptation'"),
     ({"adaptation_lambda": "best"}, {}, "must be a number >= 0 or 'auto'. Received: 'best'"),
     ({"adaptation_lambda": -0.5}, {}, "must be a number >= 0 or 'auto'. Received: -0.5"),
     ({"adaptation_lambdas": []}, {}, "non-empty list of numbers >= 0"),
@@ -85,6 +115,19 @@ def test_auto_lambda_trains_with_the_reverse_validation_choice(domains, tmp_path
                for row in csv.DictReader((result.run_dir / rundir.HISTORY).open())]
     assert 0.0 <= max(lambdas) <= scores["choice"] + 1e-6
     assert "Reverse validation of λ" in (result.run_dir / "report.html").read_text()
+
+
+def test_auto_features_train_with_the_reverse_validation_choice(domains, tmp_path):
+    result = train(dann_config(domains, tmp_path / "run", adaptation_features="auto",
+                               adaptation_lambda=1.0, reverse_validation_fraction=0.5))
+    scores = json.loads((result.run_dir / REVERSE_VALIDATION).read_text())
+    assert [(c["features"], c["lambda_max"]) for c in scores["candidates"]] == [
+        ("pooling", 1.0), ("hidden", 1.0)]
+    best = max(scores["candidates"], key=lambda c: c["reverse_accuracy"])
+    assert scores["features"] == best["features"]
+    saved = json.loads((result.run_dir / rundir.CONFIG).read_text())
+    assert saved["train"]["adaptation_features"] == scores["features"]
+    assert "domain head reads" in (result.run_dir / "report.html").read_text()
 
 
 def test_target_labels_are_never_read(tmp_path):

@@ -3,8 +3,9 @@
     train.strategy: auto        -> tfxfer.advisor (advice.json)
     model.image.feature_layer: auto   -> the best-probing depth (tfxfer.probes)
     train.learning_rate: auto   -> tfxfer.lr_finder on phase 1 (lr_find.json, lr_find.png)
-    train.adaptation_lambda: auto   -> reverse validation, no target labels
-                                   (tfxfer.adaptation.reverse_validation; reverse_validation.json)
+    train.adaptation_lambda / adaptation_features: auto   -> reverse validation, no target
+                                   labels (tfxfer.adaptation.reverse_validation;
+                                   reverse_validation.json)
 
 `tfxfer train` calls `resolve_auto` once the data is loaded; `tfxfer advise` and
 `tfxfer lr-find` call the same functions without training.
@@ -119,13 +120,15 @@ def resolve_auto(
         write_lr_find(run_dir, result, f"phase 1 ({config.train.strategy})")
         config = _with_learning_rate(config, result.suggestion)
         logger.info("Learning rate auto -> %.3g", result.suggestion)
-    if config.train.strategy == "domain_adaptation" and config.train.adaptation_lambda == AUTO:
+    train = config.train
+    if train.strategy == "domain_adaptation" and AUTO in (train.adaptation_lambda,
+                                                          train.adaptation_features):
         result = reverse_validate(config, splits, build)
         write_reverse_validation(run_dir, result)
-        config = dataclasses.replace(
-            config, train=dataclasses.replace(config.train, adaptation_lambda=result.choice))
-        logger.info("Adaptation lambda auto -> %g (reverse validation, %.0f s)",
-                    result.choice, result.seconds)
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            train, adaptation_lambda=result.choice, adaptation_features=result.features))
+        logger.info("Adaptation auto -> λ %g, features %s (reverse validation, %.0f s)",
+                    result.choice, result.features, result.seconds)
     if config is not given:
         keras.utils.set_random_seed(config.data.seed)
     return config

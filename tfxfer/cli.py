@@ -142,9 +142,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--verbose", "train", "verbose", {"type": int}),
     ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
     ("--adaptation-features", "train", "adaptation_features", {
-        "choices": ADAPTATION_FEATURES,
-        "help": "what the domain classifier reads: the pooled backbone features or the "
-                "head's hidden layer"}),
+        "choices": (*ADAPTATION_FEATURES, AUTO),
+        "help": "what the domain classifier reads: the pooled backbone features, the "
+                "head's hidden layer, or auto: reverse validation picks it (with "
+                "--adaptation-lambda when that is auto too)"}),
     ("--adaptation-lambda", "train", "adaptation_lambda", {
         "type": _float_or_auto, "metavar": "LAMBDA|auto",
         "help": "ceiling of the gradient-reversal schedule; auto: reverse validation picks "

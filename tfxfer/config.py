@@ -307,7 +307,8 @@ class TrainConfig:
     domain_hidden_units: int = 100
     # What the domain classifier reads (ADAPTATION_FEATURES): "pooling", the pooled backbone
     # features (the paper's MNIST split, after the convolutions), or "hidden", the label
-    # head's hidden layer, so that a fully connected layer is part of the adapted features.
+    # head's hidden layer, so that a fully connected layer is part of the adapted features,
+    # or "auto": reverse validation picks it (with adaptation_lambda, when that is "auto").
     adaptation_features: str = "pooling"
     # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1),
     # or "auto": reverse validation picks it among `adaptation_lambdas` without target
@@ -373,11 +374,20 @@ def _is_number(value: Any) -> bool:
 
 
 def _validate_adaptation_features(config: RunConfig) -> None:
-    """adaptation_features: one of ADAPTATION_FEATURES; "hidden" needs a hidden layer."""
+    """adaptation_features: one of ADAPTATION_FEATURES or "auto" (reverse validation, which
+    scores on the source validation split); "hidden" needs a hidden layer."""
     value = config.train.adaptation_features
-    if value not in ADAPTATION_FEATURES:
-        raise ValueError(f"train.adaptation_features must be one of {list(ADAPTATION_FEATURES)}. "
-                         f"Received: {value!r}")
+    if value not in (*ADAPTATION_FEATURES, AUTO):
+        raise ValueError(f"train.adaptation_features must be one of "
+                         f"{[*ADAPTATION_FEATURES, AUTO]}. Received: {value!r}")
+    if value == AUTO and (config.train.strategy != "domain_adaptation"
+                          or config.data.val_fraction <= 0):
+        raise ValueError(
+            "train.adaptation_features 'auto' (reverse validation) needs strategy "
+            "'domain_adaptation' and a labelled source validation split (data.val_fraction > "
+            f"0). Received: strategy={config.train.strategy!r}, "
+            f"val_fraction={config.data.val_fraction}"
+        )
     if value == "hidden" and not config.model.hidden_units:
         raise ValueError(
             "train.adaptation_features 'hidden' reads the head's hidden layer, and "

@@ -10,8 +10,9 @@ two domain pairs, every accuracy on the target's test split:
 
     MNIST -> MNIST-M  MNIST-M made here from digits the source does not use,
                       blended with crops of ../shared/assets/flower_photos
-    MNIST -> USPS     ../shared/assets/digits/usps.npz (16x16), put into MNIST's frame
-                      (box 20x20, centre of mass at the centre of 28x28; --usps-frame)
+    MNIST -> USPS     ../shared/assets/digits/usps.npz (16x16), resized to 28x28
+                      (--usps-frame mnist: put into MNIST's frame instead, box 20x20,
+                      centre of mass at the centre of 28x28)
 
 Run (about 15 minutes on 2 CPU cores with the defaults; see the README):
 
@@ -24,20 +25,20 @@ MNIST-M made from 20,000 other digits (train: unlabelled for DANN, labelled for
 the upper bound) and 10,000 more (test); USPS split 2,500 / 2,500. Every arm runs
 the same number of training steps (20 epochs of the source).
 
-`--adaptation-features auto` trains the DANN arm twice, its domain head on the pooled
-features and on the head's hidden layer (OUT/<pair>/dann_pooling, dann_hidden), and keeps
-the run with the lower bound score (`tfxfer.adaptation.bound`: source validation error
-plus half the proxy A-distance between MNIST and unlabelled target representations).
-
-DANN's λ ceiling (`train.adaptation_lambda`) is the paper's 1 by default. With
-`--adaptation-lambda auto`, reverse validation (Ganin et al., JMLR 2016) scores each
-candidate of `--adaptation-lambdas` before the DANN arm trains: a short forward DANN
+DANN's settings per pair (PAIR_SETTINGS): MNIST-M uses the paper's (λ ceiling 1, the
+domain head on the pooled features). For USPS the paper gives none, so they are chosen
+as the paper chooses hyper-parameters, by reverse validation (Ganin et al., JMLR 2016):
+every pair of a features choice (pooled features, the head's hidden layer) and a λ of
+`--adaptation-lambdas` is scored before the DANN arm trains, by a short forward DANN
 (MNIST -> target) and a short reverse DANN (pseudo-labelled target -> MNIST, MNIST
-labels hidden), 15% of the arm's steps each, scored by the reverse classifier's
-accuracy on the MNIST validation split; OUT/<pair>/dann/reverse_validation.json holds
-the scores. The table shows the λ each DANN arm used. (Measured, see the README:
-reverse validation picks λ = 1 for USPS and 0.3 for MNIST-M, which lowers MNIST-M,
-so the default stays 1.)
+labels hidden), 15% of the arm's steps each, scored by the reverse classifier's accuracy
+on the MNIST validation split; OUT/<pair>/dann/reverse_validation.json holds the scores.
+`--adaptation-features` and `--adaptation-lambda` set both pairs alike (a value or auto);
+`--adaptation-features bound` trains the DANN arm once per features choice
+(OUT/<pair>/dann_pooling, dann_hidden) and keeps the run with the lower bound score
+(`tfxfer.adaptation.bound`: source validation error plus half the proxy A-distance
+between MNIST and unlabelled target representations). The table shows what each DANN
+arm used and how it was chosen.
 
 The table is printed and written to OUT/table.md and OUT/table.json; every arm is
 an ordinary run directory under OUT/<pair>/<arm> (report.html, model.keras, ...),
@@ -71,8 +72,13 @@ from tfxfer.reports.plotting import save_figure
 CONFIG = Path(__file__).with_name("config.yaml")
 ARMS = ("source_only", "dann", "train_on_target")
 PAIRS = {"mnist_m": "MNIST -> MNIST-M", "usps": "MNIST -> USPS"}
-# Examples per domain in the bound score of `--adaptation-features auto`.
+# Examples per domain in the bound score of `--adaptation-features bound`.
 BOUND_EXAMPLES = 1000
+BOUND = "bound"
+# DANN's settings where --adaptation-features / --adaptation-lambda are not given: the
+# paper's for MNIST-M; chosen by reverse validation for USPS (no published setting).
+PAIR_SETTINGS = {"mnist_m": {"adaptation_features": "pooling", "adaptation_lambda": 1.0},
+                 "usps": {"adaptation_features": AUTO, "adaptation_lambda": AUTO}}
 PAPER = {"mnist_m": {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}}
 
 
@@ -88,23 +94,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20,
                         help="epochs of the source arms; train-on-target runs as many steps")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--usps-frame", choices=USPS_FRAMES, default="mnist",
-                        help="mnist: USPS digits scaled into a 20x20 box and centred by "
-                             "centre of mass in 28x28, as MNIST was made; resize: the 16x16 "
-                             "digits stretched to the input size")
-    parser.add_argument("--adaptation-lambda", type=_lambda_or_auto, default=1.0,
-                        help="DANN's λ ceiling (default 1, the paper's), or auto: reverse "
-                             "validation picks it among --adaptation-lambdas without target "
-                             "labels")
+    parser.add_argument("--usps-frame", choices=USPS_FRAMES, default="resize",
+                        help="resize (default): the 16x16 digits stretched to the input "
+                             "size; mnist: USPS digits scaled into a 20x20 box and centred "
+                             "by centre of mass in 28x28, as MNIST was made")
+    parser.add_argument("--adaptation-lambda", type=_lambda_or_auto,
+                        help="DANN's λ ceiling for every pair, or auto: reverse validation "
+                             "picks it among --adaptation-lambdas without target labels "
+                             "(default: 1, the paper's, for MNIST-M; auto for USPS)")
     parser.add_argument("--adaptation-lambdas", default="0,0.1,0.3,1",
                         help="the candidates of --adaptation-lambda auto")
-    parser.add_argument("--adaptation-features", choices=(*ADAPTATION_FEATURES, AUTO),
-                        default="pooling",
-                        help="what DANN's domain classifier reads: pooling (default: the "
-                             "paper's split after the convolutions), hidden (the head's hidden "
-                             "layer), or auto: a DANN run with each, the one with the lower "
-                             "bound score (source error + PAD/2, no target label) is kept "
-                             "(right on 2 of 3 measured cases; see the README)")
+    parser.add_argument("--adaptation-features", choices=(*ADAPTATION_FEATURES, AUTO, BOUND),
+                        help="what DANN's domain classifier reads, for every pair: pooling "
+                             "(the paper's split after the convolutions), hidden (the head's "
+                             "hidden layer), auto (reverse validation, with the λ when that "
+                             "is auto) or bound (a DANN run with each, the one with the lower "
+                             "bound score kept); default: pooling for MNIST-M, auto for USPS")
     parser.add_argument("--backbone", help="a registry backbone instead of dann_mnist_cnn")
     parser.add_argument("--weights", help="weights of --backbone (imagenet, none, a file)")
     parser.add_argument("--image-size", type=int)
@@ -141,7 +146,14 @@ def prepare_data(args: argparse.Namespace) -> dict[str, dict[str, Path]]:
     return {"mnist_m": mnist_m, "usps": usps}
 
 
-def arm_overrides(arm: str, folders: dict[str, Path], args: argparse.Namespace) -> dict:
+def dann_setting(pair: str, name: str, args: argparse.Namespace):
+    """`args.<name>` when given, else the pair's PAIR_SETTINGS."""
+    value = getattr(args, name)
+    return PAIR_SETTINGS[pair][name] if value is None else value
+
+
+def arm_overrides(pair: str, arm: str, folders: dict[str, Path],
+                  args: argparse.Namespace) -> dict:
     """The config of one arm: source only, DANN or train on target."""
     data = {"test_source": str(folders["target_test"]), "seed": args.seed}
     train_section = {"strategy": "from_scratch"}
@@ -156,9 +168,9 @@ def arm_overrides(arm: str, folders: dict[str, Path], args: argparse.Namespace) 
         data["target_source"] = str(folders["target_train"])
         data["target_test_source"] = str(folders["target_test"])
         train_section["strategy"] = "domain_adaptation"
-        train_section["adaptation_lambda"] = args.adaptation_lambda
+        train_section["adaptation_lambda"] = dann_setting(pair, "adaptation_lambda", args)
         train_section["adaptation_lambdas"] = [float(v) for v in args.adaptation_lambdas.split(",")]
-        train_section["adaptation_features"] = args.adaptation_features
+        train_section["adaptation_features"] = dann_setting(pair, "adaptation_features", args)
     train_section.setdefault("epochs", args.epochs)
     model = {}
     if args.backbone:
@@ -176,7 +188,7 @@ def _count(folder: Path) -> int:
 def run_arm(pair: str, arm: str, folders: dict[str, Path], args: argparse.Namespace,
             name: str | None = None):
     out = Path(args.out, pair, name or arm)
-    config = load_config(CONFIG, {**arm_overrides(arm, folders, args), "out": str(out)})
+    config = load_config(CONFIG, {**arm_overrides(pair, arm, folders, args), "out": str(out)})
     start = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - start
@@ -186,14 +198,14 @@ def run_arm(pair: str, arm: str, folders: dict[str, Path], args: argparse.Namesp
 
 
 def adapted_by_bound(pair: str, folders: dict[str, Path], args: argparse.Namespace):
-    """The DANN arm, its features chosen by the bound's label-free score when "auto".
+    """The DANN arm, its features chosen by the bound's label-free score when "bound".
 
     Runs DANN once per choice of ADAPTATION_FEATURES (OUT/<pair>/dann_<choice>) and keeps
     the run whose bound score (source validation error + PAD/2 on the representation the
     label layer reads, against unlabelled target training images) is lowest. Returns
     (result, seconds, {choice: score dict}); the scores are empty for a fixed choice.
     """
-    if args.adaptation_features != AUTO:
+    if args.adaptation_features != BOUND:
         result, seconds = run_arm(pair, "dann", folders, args)
         return result, seconds, {}
     target = scan_target_images(folders["target_train"]).paths
@@ -245,8 +257,9 @@ def dann_lambda(result) -> dict:
     if path.is_file():
         scores = json.loads(path.read_text())
         chosen["reverse_validation"] = {
-            "scores": {f"{c['lambda_max']:g}": c["reverse_accuracy"]
-                       for c in scores["candidates"]},
+            "scores": {f"{c.get('features', 'pooling')} λ {c['lambda_max']:g}":
+                       c["reverse_accuracy"] for c in scores["candidates"]},
+            "features_searched": len({c.get("features") for c in scores["candidates"]}) > 1,
             "steps": scores["steps"], "seconds": scores["seconds"]}
     return chosen
 
@@ -257,8 +270,11 @@ def table_markdown(rows: list[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         a, chosen = row["accuracy"], row["dann_lambda"]
-        how = " (reverse validation)" if "reverse_validation" in chosen else ""
+        reverse = chosen.get("reverse_validation", {})
+        how = " (reverse validation)" if reverse else ""
         reads = row["dann_features"] + (" (bound score)" if row["bound_scores"] else "")
+        if reverse.get("features_searched"):
+            reads += " (reverse validation)"
         lines.append(f"| {PAIRS[row['pair']]} | {a['source_only']:.4f} | {a['dann']:.4f} | "
                      f"{chosen['lambda']:g}{how} | {reads} | {a['train_on_target']:.4f} | "
                      f"{a['dann'] - a['source_only']:+.4f} |")
@@ -275,7 +291,7 @@ def table_markdown(rows: list[dict]) -> str:
                          f"label; lower is kept): {scores}")
     for row in rows:
         if reverse := row["dann_lambda"].get("reverse_validation"):
-            scores = ", ".join(f"λ {k}: {v:.4f}" for k, v in reverse["scores"].items())
+            scores = ", ".join(f"{k}: {v:.4f}" for k, v in reverse["scores"].items())
             lines.append(f"\n{PAIRS[row['pair']]}: reverse-validation scores (reverse "
                          f"classifier on source validation; {reverse['steps']} steps per run, "
                          f"{reverse['seconds']:.0f} s): {scores}")

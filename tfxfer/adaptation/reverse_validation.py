@@ -1,4 +1,5 @@
-"""Reverse validation: DANN's λ ceiling chosen without a single target label.
+"""Reverse validation: DANN's λ ceiling (and what its domain head reads) chosen without a
+single target label.
 
 Ganin et al., "Domain-Adversarial Training of Neural Networks" (JMLR 2016), choose
 hyper-parameters by reverse validation (Zhong et al., ECML PKDD 2010): a good
@@ -9,8 +10,11 @@ adaptation of S -> T should also adapt back. For each candidate λ ceiling:
     reverse   DANN: pseudo-labelled T + source train S, labels hidden -> classifier η_r
     score     accuracy of η_r on the labelled source validation split
 
-The candidate whose reverse classifier scores best wins (ties: the smaller λ, the
-milder adversarial pressure). Target labels are never read: target images come
+With `train.adaptation_features: auto` the candidates are every pair of a features
+choice (ADAPTATION_FEATURES: the pooled backbone features, the head's hidden layer) and a
+λ, so the same score also decides where the domain head reads. The candidate whose
+reverse classifier scores best wins (ties: the smaller λ, the milder adversarial
+pressure, then the earlier features choice). Target labels are never read: target images come
 from `scan_target_images`, which ignores class subfolders, and the source
 images of the reverse run pass through a pipeline that drops their labels.
 
@@ -18,7 +22,7 @@ Cost: every run trains `train.reverse_validation_fraction` of the real run's ste
 (its phases in proportion, the schedules compressed to that length) on at most as
 many target images as it can see, so the whole search costs about
 2 × candidates × fraction of the real run. Every run starts from the same seed,
-so candidates differ by λ alone (common random numbers). It runs before the
+so candidates differ by λ and features alone (common random numbers). It runs before the
 real run, outside any `tf.distribute` strategy (as the LR finder does).
 """
 
@@ -47,7 +51,7 @@ from tfxfer.adaptation.data import (
 from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
 from tfxfer.adaptation.training import compile_adversarial
-from tfxfer.config import RunConfig
+from tfxfer.config import ADAPTATION_FEATURES, AUTO, RunConfig
 from tfxfer.data.splits import Splits
 from tfxfer.reports.adaptation import REVERSE_VALIDATION
 from tfxfer.strategies import Phase, is_pretrained, plan_phases, set_phase_trainable
@@ -59,15 +63,16 @@ ModelBuilder = Callable[[RunConfig], keras.Model]
 
 @dataclass
 class CandidateScore:
-    """One candidate λ ceiling and what its two runs measured (no target label used).
+    """One candidate (λ ceiling, features) and what its two runs measured (no target label).
 
     Attributes:
-        lambda_max: the candidate.
+        lambda_max: the candidate's λ ceiling.
         reverse_accuracy: the score: the reverse classifier's source validation accuracy.
         forward_val_accuracy: the forward classifier's source validation accuracy.
         forward_domain_accuracy: the forward run's domain accuracy in its last epoch.
         reverse_domain_accuracy: the same for the reverse run.
         pseudo_label_counts: pseudo-labelled target images per class.
+        features: what the candidate's domain head reads (`train.adaptation_features`).
     """
 
     lambda_max: float
@@ -76,11 +81,16 @@ class CandidateScore:
     forward_domain_accuracy: float
     reverse_domain_accuracy: float
     pseudo_label_counts: list[int]
+    features: str = "pooling"
 
 
 @dataclass
 class ReverseValidation:
-    """The candidates' scores and the choice; written to reverse_validation.json."""
+    """The candidates' scores and the choice; written to reverse_validation.json.
+
+    `choice` is the chosen λ ceiling, `features` the chosen features (the run's own
+    when they were not searched).
+    """
 
     candidates: list[CandidateScore]
     choice: float
@@ -89,17 +99,39 @@ class ReverseValidation:
     target_examples: int
     source_val_examples: int
     seconds: float
+    features: str = "pooling"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def choose_lambda(scores: list[CandidateScore]) -> float:
-    """The λ whose reverse classifier scores best; ties go to the smaller λ."""
+def choose(scores: list[CandidateScore]) -> CandidateScore:
+    """The candidate whose reverse classifier scores best; ties go to the smaller λ,
+    then to the earlier features choice of ADAPTATION_FEATURES."""
     if not scores:
         raise ValueError("Reverse validation needs at least one candidate score.")
     best = max(s.reverse_accuracy for s in scores)
-    return min(s.lambda_max for s in scores if s.reverse_accuracy == best)
+    return min((s for s in scores if s.reverse_accuracy == best),
+               key=lambda s: (s.lambda_max, ADAPTATION_FEATURES.index(s.features)))
+
+
+def choose_lambda(scores: list[CandidateScore]) -> float:
+    """The λ of the best candidate (see `choose`)."""
+    return choose(scores).lambda_max
+
+
+def candidates(config: RunConfig) -> list[tuple[str, float]]:
+    """The (features, λ) pairs to score: every λ of `train.adaptation_lambdas` when λ is
+    "auto" (else the run's λ), for every features choice when they are "auto" (the
+    hidden layer only when the head has one) else the run's."""
+    train = config.train
+    lambdas = (train.adaptation_lambdas if train.adaptation_lambda == AUTO
+               else [train.adaptation_lambda])
+    features = [train.adaptation_features]
+    if train.adaptation_features == AUTO:
+        features = [f for f in ADAPTATION_FEATURES
+                    if f != "hidden" or config.model.hidden_units]
+    return [(f, float(value)) for f in features for value in lambdas]
 
 
 def _short_phases(config: RunConfig, steps_per_epoch: int) -> list[tuple[Phase, int]]:
@@ -144,16 +176,18 @@ class _Search:
         self.num_classes = len(splits.class_names)
 
     def _train(
-        self, datasets: Callable[[], tf.data.Dataset], lambda_max: float
+        self, datasets: Callable[[], tf.data.Dataset], lambda_max: float, features: str
     ) -> tuple[DomainAdversarialModel, float]:
-        """A fresh classifier trained adversarially over the short phases.
+        """A fresh classifier trained adversarially over the short phases, its domain
+        head reading `features`.
 
         `datasets()` makes the run's ((labelled, unlabelled), labels) batches.
         """
         keras.utils.set_random_seed(self.seed)
         train_ds = datasets().repeat()
         classifier = self.build(self.config)
-        model = domain_adversarial_model(classifier, self.config.train)
+        model = domain_adversarial_model(
+            classifier, dataclasses.replace(self.config.train, adaptation_features=features))
         step, history = 0, None
         for phase, steps in self.phases:
             set_phase_trainable(classifier, phase, self.config.train)
@@ -187,22 +221,24 @@ class _Search:
         probabilities = classifier.predict(self.target.batch(self.batch_size), verbose=0)
         return np.argmax(probabilities, axis=-1).astype(np.int64)
 
-    def score(self, lambda_max: float) -> CandidateScore:
-        forward, forward_domain = self._train(self._forward_batches, lambda_max)
+    def score(self, lambda_max: float, features: str) -> CandidateScore:
+        forward, forward_domain = self._train(self._forward_batches, lambda_max, features)
         labels = self._pseudo_labels(forward.classifier)
-        reverse, reverse_domain = self._train(lambda: self._reverse_batches(labels), lambda_max)
+        reverse, reverse_domain = self._train(lambda: self._reverse_batches(labels),
+                                              lambda_max, features)
         return CandidateScore(
             lambda_max=float(lambda_max), reverse_accuracy=self._accuracy(reverse),
             forward_val_accuracy=self._accuracy(forward),
             forward_domain_accuracy=forward_domain, reverse_domain_accuracy=reverse_domain,
             pseudo_label_counts=np.bincount(labels, minlength=self.num_classes).tolist(),
+            features=features,
         )
 
 
 def reverse_validate(
     config: RunConfig, splits: Splits, build: ModelBuilder
 ) -> ReverseValidation:
-    """Scores every λ of `config.train.adaptation_lambdas` by reverse validation.
+    """Scores every candidate (`candidates(config)`) by reverse validation.
 
     Args:
         config: a resolved domain-adaptation run config (image size set; data.target_source
@@ -211,7 +247,7 @@ def reverse_validate(
         build: makes a fresh classifier for a config (`experiment.build_classifier`).
 
     Returns:
-        The scores and the chosen λ (see `choose_lambda`).
+        The scores and the chosen λ and features (see `choose`).
 
     Raises:
         ValueError: the source has no validation split, or the data are not images.
@@ -224,19 +260,23 @@ def reverse_validate(
                          f"and {splits.source} has none: set data.val_fraction > 0.")
     start = time.perf_counter()
     search = _Search(config, splits, build)
-    logger.info("Reverse validation of adaptation_lambda over %s: %d+%d steps per candidate "
-                "(the run: %d), %d target images", config.train.adaptation_lambdas,
-                search.steps, search.steps, search.run_steps, len(search.target_paths))
+    pairs = candidates(config)
+    logger.info("Reverse validation over (features, λ) %s: %d+%d steps per candidate "
+                "(the run: %d), %d target images", pairs, search.steps, search.steps,
+                search.run_steps, len(search.target_paths))
     scores = []
-    for lambda_max in config.train.adaptation_lambdas:
-        scores.append(search.score(lambda_max))
-        logger.info("Reverse validation λ=%g: reverse accuracy %.4f (forward source val %.4f, "
-                    "domain accuracy %.3f)", lambda_max, scores[-1].reverse_accuracy,
-                    scores[-1].forward_val_accuracy, scores[-1].forward_domain_accuracy)
+    for features, lambda_max in pairs:
+        scores.append(search.score(lambda_max, features))
+        logger.info("Reverse validation %s λ=%g: reverse accuracy %.4f (forward source val "
+                    "%.4f, domain accuracy %.3f)", features, lambda_max,
+                    scores[-1].reverse_accuracy, scores[-1].forward_val_accuracy,
+                    scores[-1].forward_domain_accuracy)
+    best = choose(scores)
     return ReverseValidation(
-        candidates=scores, choice=choose_lambda(scores), steps=search.steps,
+        candidates=scores, choice=best.lambda_max, steps=search.steps,
         run_steps=search.run_steps, target_examples=len(search.target_paths),
         source_val_examples=splits.size("val"), seconds=time.perf_counter() - start,
+        features=best.features,
     )
 
 

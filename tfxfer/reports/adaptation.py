@@ -109,14 +109,16 @@ def reverse_validation_section(run_dir: str | Path) -> str:
     if not path.is_file():
         return ""
     result = json.loads(path.read_text())
-    rows = [(c["lambda_max"], c["reverse_accuracy"], c["forward_val_accuracy"],
-             c["forward_domain_accuracy"], c["reverse_domain_accuracy"],
-             " ".join(str(n) for n in c["pseudo_label_counts"]))
+    features = result.get("features", "pooling")  # files written before features were searched
+    rows = [(c.get("features", features), c["lambda_max"], c["reverse_accuracy"],
+             c["forward_val_accuracy"], c["forward_domain_accuracy"],
+             c["reverse_domain_accuracy"], " ".join(str(n) for n in c["pseudo_label_counts"]))
             for c in result["candidates"]]
-    table = _table(("λ ceiling", "reverse accuracy (the score)", "forward source val accuracy",
-                    "forward domain accuracy", "reverse domain accuracy",
-                    "pseudo-labels per class"), rows)
-    return (f"<h2>Reverse validation of λ</h2><p>Chosen: <b>λ = {result['choice']:g}</b>. "
+    table = _table(("domain head reads", "λ ceiling", "reverse accuracy (the score)",
+                    "forward source val accuracy", "forward domain accuracy",
+                    "reverse domain accuracy", "pseudo-labels per class"), rows)
+    return (f"<h2>Reverse validation of λ</h2><p>Chosen: <b>λ = {result['choice']:g}</b>, "
+            f"the domain head reading <b>{features}</b>. "
             f"Each candidate trained a forward DANN (labelled source + unlabelled target) and "
             f"a reverse DANN (pseudo-labelled target + source with labels hidden), "
             f"{result['steps']} steps each (the run: {result['run_steps']}), on "
