@@ -71,7 +71,6 @@ def _last(run, column: str) -> float:
     return float(rows[-1][column])
 
 
-@pytest.mark.assets
 def _digits_app():
     spec = importlib.util.spec_from_file_location(
         "digits_app", Path(__file__).resolve().parents[1] / "apps" / "digits" / "run.py")
