@@ -92,9 +92,14 @@ def inference_function(model: keras.Model, training: bool = False):
     of a tf.distribute strategy, which Keras 3.15 gets wrong for uneven or empty
     per-replica batches; mirrored variables are read from their primary copy.
     """
+    return tf.function(lambda x: model(x, training=training),
+                       input_signature=batch_signature(model))
+
+
+def batch_signature(model: keras.Model) -> list[tf.TensorSpec]:
+    """The input signature of a function of one batch of `model`'s (single) input."""
     spec = model.inputs[0]
-    signature = [tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)]
-    return tf.function(lambda x: model(x, training=training), input_signature=signature)
+    return [tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)]
 
 
 def predict_dataset(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.evaluation import inference_function
+from tfxfer.evaluation import batch_signature, inference_function
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,8 @@ def _constant(model: keras.Model, training: bool) -> BatchFunction | None:
         return None
     trainable = [v.numpy() for v in model.trainable_variables]
     non_trainable = [v.numpy() for v in model.non_trainable_variables]
-    spec = model.inputs[0]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *spec.shape[1:]], spec.dtype)])
+    @tf.function(input_signature=batch_signature(model))
     def constant(inputs):
         outputs, _ = model.stateless_call([tf.constant(v) for v in trainable],
                                           [tf.constant(v) for v in non_trainable],
@@ -95,12 +94,12 @@ def frozen_function(model: keras.Model, training: bool = False) -> BatchFunction
         return plain
     cut = _output_in_graph(model, ops[last])
     try:  # Keras refuses when the layers above also read something from below the cut
-        if cut is None:
-            raise ValueError(f"{ops[last].name!r} has several outputs")
-        above = keras.Model(cut, model.outputs, name="constant_part")
+        above = None if cut is None else keras.Model(cut, model.outputs, name="constant_part")
     except ValueError:
+        above = None
+    if above is None:
         logger.debug("%s keeps its weights as variables: the layers above %r read more "
-                     "than its output", model.name, ops[last].name)
+                     "than its single output", model.name, ops[last].name)
         return plain
     rest = _constant(above, training)
     if rest is None:
