@@ -380,19 +380,29 @@ def _validate_adaptation_features(config: RunConfig) -> None:
     if value not in (*ADAPTATION_FEATURES, AUTO):
         raise ValueError(f"train.adaptation_features must be one of "
                          f"{[*ADAPTATION_FEATURES, AUTO]}. Received: {value!r}")
-    if value == AUTO and (config.train.strategy != "domain_adaptation"
-                          or config.data.val_fraction <= 0):
-        raise ValueError(
-            "train.adaptation_features 'auto' (reverse validation) needs strategy "
-            "'domain_adaptation' and a labelled source validation split (data.val_fraction > "
-            f"0). Received: strategy={config.train.strategy!r}, "
-            f"val_fraction={config.data.val_fraction}"
-        )
+    if value == AUTO:
+        _require_reverse_validation(config, "adaptation_features")
     if value == "hidden" and not config.model.hidden_units:
         raise ValueError(
             "train.adaptation_features 'hidden' reads the head's hidden layer, and "
             f"model.hidden_units is {config.model.hidden_units!r}: set model.hidden_units "
             "(e.g. 100) or use 'pooling'."
+        )
+
+
+def _require_reverse_validation(config: RunConfig, setting: str) -> None:
+    """train.<setting> 'auto' is resolved by reverse validation: a domain-adaptation run
+    with a labelled source validation split to score the candidates on."""
+    if config.train.strategy != "domain_adaptation":
+        raise ValueError(
+            f"train.{setting} 'auto' (reverse validation) needs strategy "
+            f"'domain_adaptation'. Received: strategy={config.train.strategy!r}"
+        )
+    if config.data.val_fraction <= 0:
+        raise ValueError(
+            f"train.{setting} 'auto' scores candidates on the labelled source "
+            "validation split: set data.val_fraction > 0. Received: "
+            f"val_fraction={config.data.val_fraction}"
         )
 
 
@@ -405,17 +415,7 @@ def _validate_adaptation_lambda(config: RunConfig) -> None:
             raise ValueError(
                 f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
             )
-        if train.strategy != "domain_adaptation":
-            raise ValueError(
-                "train.adaptation_lambda 'auto' (reverse validation) needs strategy "
-                f"'domain_adaptation'. Received: strategy={train.strategy!r}"
-            )
-        if config.data.val_fraction <= 0:
-            raise ValueError(
-                "train.adaptation_lambda 'auto' scores candidates on the labelled source "
-                "validation split: set data.val_fraction > 0. Received: "
-                f"val_fraction={config.data.val_fraction}"
-            )
+        _require_reverse_validation(config, "adaptation_lambda")
     elif not _is_number(value) or not math.isfinite(value) or value < 0:
         raise ValueError(
             f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
