@@ -257,9 +257,9 @@ def dann_lambda(result) -> dict:
     if path.is_file():
         scores = json.loads(path.read_text())
         chosen["reverse_validation"] = {
-            "scores": {f"{c.get('features', 'pooling')} λ {c['lambda_max']:g}":
-                       c["reverse_accuracy"] for c in scores["candidates"]},
-            "features_searched": len({c.get("features") for c in scores["candidates"]}) > 1,
+            "scores": {f"{c['features']} λ {c['lambda_max']:g}": c["reverse_accuracy"]
+                       for c in scores["candidates"]},
+            "features_searched": len({c["features"] for c in scores["candidates"]}) > 1,
             "steps": scores["steps"], "seconds": scores["seconds"]}
     return chosen
 

@@ -17,7 +17,7 @@ The representation is the input of the classifier's last layer (the head's hidde
 layer, or the pooled features without one), whatever layer the domain head read
 during training, so that runs adapted on different layers are compared on the
 same footing. The score ranks candidate adaptations of one pair, e.g. which layer
-the domain classifier reads (`apps/digits/run.py --adaptation-features auto`);
+the domain classifier reads (`apps/digits/run.py --adaptation-features bound`);
 as a bound it is loose, and it is not used to decide whether to adapt at all.
 """
 
