@@ -77,14 +77,18 @@ def test_augmented_copies_are_cached_and_differ(image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("mapped", [True, False], ids=["memory-mapped", "in-memory"])
-def test_features_dataset_draws_one_copy_per_example_each_epoch(tmp_path, mapped):
+@pytest.mark.parametrize("in_memory_bytes", [0, bottleneck.IN_MEMORY_BYTES],
+                         ids=["read-per-batch", "one-tensor"])
+def test_features_dataset_draws_one_copy_per_example_each_epoch(tmp_path, mapped,
+                                                                 in_memory_bytes):
     x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32,
                                   shape=(10, 2, 4))
     x[:] = np.arange(80, dtype=np.float32).reshape(10, 2, 4)
     x.flush()
     x = np.load(tmp_path / "x.npy", mmap_mode="r" if mapped else None)
     y = np.arange(10)
-    ds = bottleneck.features_dataset(x, y, batch_size=4, training=True, seed=0)
+    ds = bottleneck.features_dataset(x, y, batch_size=4, training=True, seed=0,
+                                     in_memory_bytes=in_memory_bytes)
     epochs = []
     for _ in range(4):
         seen, orders = {}, []
@@ -98,6 +102,26 @@ def test_features_dataset_draws_one_copy_per_example_each_epoch(tmp_path, mapped
         epochs.append((orders, [seen[i] for i in range(10)]))
     assert len({tuple(order) for order, _ in epochs}) > 1  # reshuffled
     assert len({tuple(copies) for _, copies in epochs}) > 1  # copies drawn anew
+
+
+@pytest.mark.parametrize("in_memory_bytes", [0, bottleneck.IN_MEMORY_BYTES],
+                         ids=["read-per-batch", "one-tensor"])
+def test_features_dataset_keeps_order_shapes_and_drops_the_remainder(in_memory_bytes):
+    x = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)  # activations of rank 2
+    y = np.arange(10)
+    ds = bottleneck.features_dataset(x, y, batch_size=4, training=False, seed=0,
+                                     feature_rank=2, in_memory_bytes=in_memory_bytes)
+    assert ds.element_spec[0].shape.as_list() == [None, 2, 3]
+    batches = list(ds)
+    assert [len(labels) for _, labels in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([f for f, _ in batches]), x)
+    even = bottleneck.features_dataset(x, y, batch_size=4, training=True, seed=0,
+                                       feature_rank=2, drop_remainder=True,
+                                       in_memory_bytes=in_memory_bytes)
+    labels = np.concatenate([labels for _, labels in even])
+    assert len(labels) == 8 and len(set(labels.tolist())) == 8
+    for features, batch_labels in even:
+        np.testing.assert_array_equal(features.numpy(), x[batch_labels.numpy()])
 
 
 def test_cache_key_depends_on_the_backbone_settings(image_folder, tmp_path):

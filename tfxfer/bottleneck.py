@@ -17,9 +17,11 @@ Features are stored under the cache directory, keyed by everything that
 determines them (backbone, weights, input size, pooling, the data itself and
 the augmentation copies), so a second run on the same data reuses them. They
 are memory-mapped from disk: the pages just written stay in the page cache, so a
-batch is read from memory when it fits and from disk otherwise, and no split is
+batch is read from memory when it fits and from disk otherwise, and no large split is
 copied whole (reading the flowers app's 180 MB of boundary activations into memory
-took ~0.15 s per load, four loads per run).
+took ~0.15 s per load, four loads per run). Small splits (up to `IN_MEMORY_BYTES`)
+are read into a tensor once: fetching each batch through Python costs more than a
+head's training step (see `features_dataset`).
 With augmentation on, `augmented_copies` copies of every training example are
 cached and each epoch draws one copy per example; with no copies, phase 1 falls
 back to the full model.
@@ -60,6 +62,9 @@ from tfxfer.training import PhaseRunner, compile_for_phase
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+# Cached splits up to this size are read into memory whole (`features_dataset`).
+IN_MEMORY_BYTES = 64 << 20
 
 
 def feature_model(model: keras.Model) -> keras.Model:
@@ -296,15 +301,46 @@ def cached_split(
 
 def features_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, seed: int,
-    drop_remainder: bool = False, feature_rank: int = 1,
+    drop_remainder: bool = False, feature_rank: int = 1, in_memory_bytes: int = IN_MEMORY_BYTES,
 ) -> tf.data.Dataset:
     """Batches of cached (features, labels); works for in-memory and memory-mapped arrays.
 
     With augmented copies (`x` of rank `feature_rank + 2`) every example contributes
-    one randomly drawn copy per epoch, as live augmentation would.
+    one randomly drawn copy per epoch, as live augmentation would. Arrays up to
+    `in_memory_bytes` become one tensor; larger ones are read batch by batch through
+    Python. Measured on the head of MobileNet alpha=0.25 (360 examples, 10 epochs,
+    2 cores): 0.28 s per 9 epochs read batch by batch, 0.13 s from a tensor.
     """
-    rng = np.random.default_rng(seed)
     copies = x.ndim == feature_rank + 2
+    if x.nbytes <= in_memory_bytes:
+        ds = _tensor_batches(x, y, batch_size, training, seed, drop_remainder, copies)
+    else:
+        ds = _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies,
+                             list(x.shape[x.ndim - feature_rank:]))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _tensor_batches(x, y, batch_size, training, seed, drop_remainder, copies):
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y)))
+    if training:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if not copies:
+        return ds
+    n = x.shape[1]
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+        batch_size, drop_remainder=drop_remainder)
+
+    def one_copy(batch, draw):
+        features, labels = batch
+        draw = draw[:tf.shape(labels)[0]] % n  # the last batch may be smaller
+        return tf.gather(features, draw, axis=1, batch_dims=1), labels
+
+    return tf.data.Dataset.zip(ds, draws).map(one_copy)
+
+
+def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies, shape):
+    rng = np.random.default_rng(seed)
 
     def rows(index):
         index = np.sort(index)  # sequential reads from a memory map
@@ -312,8 +348,6 @@ def features_dataset(
         if copies:
             batch = batch[np.arange(len(index)), rng.integers(0, batch.shape[1], len(index))]
         return np.asarray(batch, np.float32), y[index]
-
-    shape = list(x.shape[x.ndim - feature_rank:])
 
     def load(index):
         features, labels = tf.numpy_function(rows, [index], (tf.float32, tf.int64),
@@ -325,8 +359,7 @@ def features_dataset(
     ds = tf.data.Dataset.range(len(y))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(load)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).map(load)
 
 
 # Another way to get a split's (features, labels) given its copies; None: not available.
