@@ -124,6 +124,16 @@ def test_features_dataset_keeps_order_shapes_and_drops_the_remainder(in_memory_b
         np.testing.assert_array_equal(features.numpy(), x[batch_labels.numpy()])
 
 
+def test_data_digest_of_file_lists_equals_the_digest_of_the_pipeline(image_folder, tmp_path):
+    config = _config(image_folder, tmp_path / "run", tmp_path / "cache")
+    splits = load_splits(config.data, 32)
+    through_pipeline = dataclasses.replace(splits, files={})
+    for split in ("train", "val"):
+        assert bottleneck._data_digest(splits, split) == bottleneck._data_digest(
+            through_pipeline, split)
+    assert bottleneck._data_digest(splits, "train") != bottleneck._data_digest(splits, "val")
+
+
 def test_cache_key_depends_on_the_backbone_settings(image_folder, tmp_path):
     config = _config(image_folder, tmp_path / "run", tmp_path / "cache")
     splits = load_splits(config.data, 32)

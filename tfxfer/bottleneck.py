@@ -115,8 +115,13 @@ def _file_identity(path: str) -> str:
 def _data_digest(splits: Splits, split: str) -> str:
     """Digest of one split's inputs and labels (file identities for path sources)."""
     digest = hashlib.sha256()
-    for raw, label in splits.raw[split].as_numpy_iterator():
-        value = _file_identity(raw.decode()) if splits.from_paths else raw
+    if splits.from_paths and split in splits.files:  # the same pairs, without tf.data
+        pairs = zip(splits.files[split], splits.labels[split])
+    else:
+        pairs = ((raw.decode() if splits.from_paths else raw, label)
+                 for raw, label in splits.raw[split].as_numpy_iterator())
+    for value, label in pairs:
+        value = _file_identity(value) if splits.from_paths else value
         digest.update(value.encode() if isinstance(value, str) else bytes(value))
         digest.update(int(label).to_bytes(8, "little", signed=True))
     return digest.hexdigest()
