@@ -131,6 +131,19 @@ def test_folder_splits_and_pipeline(image_folder):
     assert sum(len(b) for b in epochs[0]) == 12
 
 
+def test_a_split_without_a_full_batch_has_no_batches_when_the_remainder_drops(image_folder,
+                                                                             caplog):
+    data = DataConfig(source=str(image_folder), batch_size=4, val_fraction=0.2,
+                      test_fraction=0.2, seed=3)
+    splits = load_splits(data, image_size=32)  # val holds 3 examples
+    assert splits.has_batches("val", data) and splits.batches("val", data) is not None
+    with caplog.at_level(logging.WARNING):
+        assert not splits.has_batches("val", data, drop_remainder=True)
+    assert "val split (3 examples) holds no full batch of 4" in caplog.text
+    assert splits.batches("val", data, drop_remainder=True) is None
+    assert not splits.has_batches("missing", data)
+
+
 def test_tfds_image_dataset_through_tfds_load():
     data = DataConfig(source="tfds:tf_flowers", batch_size=5, seed=0)
     with tfds.testing.mock_data(num_examples=40):

@@ -395,7 +395,7 @@ def head_phase_runner(
         train = features_dataset(*features("train", copies), batch, training=True, seed=seed,
                                  drop_remainder=even)
         val = None
-        if splits.batches("val", config.data, drop_remainder=even) is not None:
+        if splits.has_batches("val", config.data, drop_remainder=even):
             val = features_dataset(*features("val", 0), batch, training=False, seed=seed,
                                    drop_remainder=even)
         head = head_model(model)

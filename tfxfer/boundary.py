@@ -243,7 +243,7 @@ def _cached_datasets(
         batch, training=True, seed=seed, drop_remainder=even, feature_rank=rank,
     )
     val = None
-    if splits.batches("val", config.data, drop_remainder=even) is not None:
+    if splits.has_batches("val", config.data, drop_remainder=even):
         val = features_dataset(
             *cached_split(model, config, splits, "val", 0, extract, split.layer),
             batch, training=False, seed=seed, drop_remainder=even, feature_rank=rank,

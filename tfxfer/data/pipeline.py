@@ -29,8 +29,13 @@ def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def image_decoder(image_size: int, from_paths: bool) -> Callable:
-    """A map function from (path or bytes, label) to (uint8 image, label)."""
+    """A map function from (path or bytes, label) to (uint8 image, label).
 
+    Not converted by AutoGraph (it has no Python control flow): converting it cost 40 ms
+    of the first pipeline built in a process.
+    """
+
+    @tf.autograph.experimental.do_not_convert
     def decode(raw, label):
         encoded = tf.io.read_file(raw) if from_paths else raw
         return decode_image(encoded, image_size), label

@@ -229,19 +229,22 @@ class Splits:
                              f"{split} split's cache files {prefix}: {error}") from error
         return str(prefix)
 
-    def batches(
-        self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False
-    ) -> tf.data.Dataset | None:
-        """The batched pipeline of one split.
-
-        None when the split is empty, or holds no full batch while `drop_remainder`
-        is set.
-        """
+    def has_batches(self, split: str, data: DataConfig, drop_remainder: bool = False) -> bool:
+        """Whether `batches` gives a pipeline: False when the split is empty, or holds no
+        full batch while `drop_remainder` is set (logged). Builds nothing."""
         if self.size(split) == 0:
-            return None
+            return False
         if drop_remainder and self.size(split) < data.batch_size:
             logger.warning("The %s split (%d examples) holds no full batch of %d; not used.",
                            split, self.size(split), data.batch_size)
+            return False
+        return True
+
+    def batches(
+        self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False
+    ) -> tf.data.Dataset | None:
+        """The batched pipeline of one split, or None when `has_batches` is False."""
+        if not self.has_batches(split, data, drop_remainder):
             return None
         cache = self.cache_mode(split, data)
         return make_batches(
