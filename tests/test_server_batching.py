@@ -9,7 +9,7 @@ import pytest
 from server_models import http_request
 
 from tfxfer.serving.server import ModelServer, ServerConfig
-from tfxfer.serving.server.batching import BatchingConfig
+from tfxfer.serving.server.batching_config import BatchingConfig
 
 CLIENTS = 6
 

@@ -11,6 +11,7 @@
     admission.py     FairScheduler: per-client and queue bounds, clients served in turn
     errors.py        TensorFlow status codes -> HTTP statuses; declared-shape budget
     batching.py      Batcher: concurrent predict calls merged into one graph call
+    batching_config.py  BatchingConfig: its settings (TensorFlow-free, for the command line)
     metrics.py       request counts and latencies for /monitoring/prometheus/metrics
     commands.py      the `tfxfer serve` command line
 
@@ -23,7 +24,7 @@ _PUBLIC = {
     "ModelServer": "tfxfer.serving.server.app",
     "ServerConfig": "tfxfer.serving.server.app",
     "AdmissionConfig": "tfxfer.serving.server.admission",
-    "BatchingConfig": "tfxfer.serving.server.batching",
+    "BatchingConfig": "tfxfer.serving.server.batching_config",
     "Code": "tfxfer.serving.server.errors",
     "ServingError": "tfxfer.serving.server.errors",
     "ModelManager": "tfxfer.serving.server.manager",

@@ -15,33 +15,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from tfxfer.serving.server.batching_config import BatchingConfig
 from tfxfer.serving.server.errors import ServingError
 from tfxfer.serving.server.predict import run_signature
 from tfxfer.serving.server.servable import Servable
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    """TF Serving's batching parameters that apply here.
-
-    Attributes:
-        max_batch_size: most rows in one graph call; a larger request runs alone.
-        batch_timeout_micros: how long the first call of a batch waits for others.
-    """
-
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 2000
-
-    def __post_init__(self):
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1. Received: {self.max_batch_size}")
-        if self.batch_timeout_micros < 0:
-            raise ValueError(f"batch_timeout_micros must be >= 0. Received: "
-                             f"{self.batch_timeout_micros}")
 
 
 class _Call:

@@ -13,6 +13,7 @@ from tfxfer.serving.server.admission import (
     DEFAULT_MAX_QUEUED_REQUESTS,
     AdmissionConfig,
 )
+from tfxfer.serving.server.batching_config import BatchingConfig
 
 
 def _label(text: str) -> tuple[str, str, int]:
@@ -73,10 +74,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_MAX_QUEUED_REQUESTS})")
     parser.add_argument("--enable-batching", action="store_true",
                         help="merge concurrent predict requests into one graph call")
-    parser.add_argument("--max-batch-size", type=int, default=32,
-                        help="most rows in one batched call (default 32)")
-    parser.add_argument("--batch-timeout-micros", type=int, default=2000,
-                        help="how long a batch waits for more requests (default 2000)")
+    parser.add_argument("--max-batch-size", type=int, default=BatchingConfig.max_batch_size,
+                        help="most rows in one batched call "
+                             f"(default {BatchingConfig.max_batch_size})")
+    parser.add_argument("--batch-timeout-micros", type=int,
+                        default=BatchingConfig.batch_timeout_micros,
+                        help="how long a batch waits for more requests "
+                             f"(default {BatchingConfig.batch_timeout_micros})")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not replay assets.extra/tf_serving_warmup_requests")
 
@@ -84,7 +88,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The ServerConfig the command line asks for."""
     from tfxfer.serving.server.app import ServerConfig
-    from tfxfer.serving.server.batching import BatchingConfig
 
     labels: dict[str, dict[str, int]] = {}
     for model, label, version in args.version_label:
