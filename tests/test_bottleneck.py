@@ -106,6 +106,23 @@ def test_features_dataset_draws_one_copy_per_example_each_epoch(tmp_path, mapped
 
 @pytest.mark.parametrize("in_memory_bytes", [0, bottleneck.IN_MEMORY_BYTES],
                          ids=["read-per-batch", "one-tensor"])
+def test_features_dataset_draws_whole_copies_of_activation_maps(in_memory_bytes):
+    copies = np.arange(2, dtype=np.float32)[None, :] + 10 * np.arange(6)[:, None]  # (6, 2)
+    x = np.broadcast_to(copies[:, :, None, None, None], (6, 2, 3, 3, 4)).copy()
+    ds = bottleneck.features_dataset(x, np.arange(6), batch_size=4, training=True, seed=1,
+                                     feature_rank=3, in_memory_bytes=in_memory_bytes)
+    drawn = set()
+    for _ in range(3):
+        for features, labels in ds:
+            assert features.shape[1:] == (3, 3, 4)
+            for f, label in zip(features.numpy(), labels.numpy()):
+                assert np.all(f == f.flat[0]) and f.flat[0] in (10 * label, 10 * label + 1)
+                drawn.add(float(f.flat[0]) % 10)
+    assert drawn == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("in_memory_bytes", [0, bottleneck.IN_MEMORY_BYTES],
+                         ids=["read-per-batch", "one-tensor"])
 def test_features_dataset_keeps_order_shapes_and_drops_the_remainder(in_memory_bytes):
     x = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)  # activations of rank 2
     y = np.arange(10)
