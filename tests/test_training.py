@@ -142,3 +142,22 @@ def test_weight_snapshots_read_the_fitted_part_and_equal_full_reads():
     for got, want in zip(later, classifier.get_weights()):
         np.testing.assert_array_equal(got, want)
     assert not np.array_equal(first[2], later[2])
+
+
+@pytest.mark.parametrize("train_ds", [True, False], ids=["built-before-fit", "no-dataset"])
+def test_compile_for_phase_lets_fit_trace_the_train_step_once(train_ds):
+    from tfxfer.training import compile_for_phase
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.ones((8, 4), np.float32), np.arange(8) % 3)).batch(4)
+    compile_for_phase(model, Phase("head", 1, 1e-3, "none"), TrainConfig(),
+                      ds if train_ds else None)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: traces.append(1) or step(data)
+    model.fit(ds, epochs=1, verbose=0)
+    # Keras creates the compiled metrics' variables inside the first trace unless they
+    # exist, and TensorFlow then traces the step again.
+    assert len(traces) == (1 if train_ds else 2)
