@@ -33,3 +33,22 @@ def test_entry_points_freeze_the_heap_at_exit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "frozen at exit True"
+
+
+def _full_collections_while_importing(call: str) -> tuple[int, bool]:
+    code = ("import gc\n"
+            "full = []\n"
+            "gc.callbacks.append(lambda phase, info: phase == 'stop' and "
+            "info['generation'] == 2 and full.append(1))\n"
+            f"{call}\n"
+            "print(len(full), gc.isenabled())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0]), out[1] == "True"
+
+
+def test_tensorflow_is_imported_without_full_collections_and_the_collector_comes_back():
+    assert _full_collections_while_importing(
+        "from tfxfer.gc_policy import import_tensorflow; import_tensorflow()") == (0, True)
+    collections, _ = _full_collections_while_importing("import keras, tensorflow")
+    assert collections > 0  # what the pause saves: full scans that free nothing

@@ -32,7 +32,7 @@ from tfxfer.config import (
     RunConfig,
     load_config,
 )
-from tfxfer.gc_policy import skip_final_collection
+from tfxfer.gc_policy import import_tensorflow, skip_final_collection
 from tfxfer.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
@@ -243,6 +243,7 @@ def parse_train_config(
     setup_logging(args.log_level)
     enable_onednn_default()  # before the script imports TensorFlow
     skip_final_collection()
+    import_tensorflow()
     return load_config(args.config or config_file, train_overrides(args))
 
 
@@ -363,6 +364,11 @@ COMMANDS: list[Command] = [
 ]
 
 
+# Commands that may run without TensorFlow (a REST client, writing a config file); the
+# others import it at start, with the collector paused (`gc_policy.import_tensorflow`).
+WITHOUT_TENSORFLOW = frozenset({"predict", "serving-config"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfxfer", description="Transfer learning with Keras 3 and TensorFlow."
@@ -382,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     enable_onednn_default()  # before any command imports TensorFlow
     skip_final_collection()
+    if args.command not in WITHOUT_TENSORFLOW:
+        import_tensorflow()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -12,6 +12,9 @@ exit took 0.9-1.1 s inside the final collection (0.1 s with the heap frozen).
 - `skip_final_collection()`, for entry points whose process ends with the run, freezes
   the heap at exit: the operating system reclaims the memory anyway, and Python does
   not promise finalizers at exit for objects in reference cycles.
+- `import_tensorflow()`, for entry points that will use TensorFlow, imports it and
+  Keras with the collector paused: the import makes ~570,000 objects that live until
+  the end, and six full collections during it freed nothing (import 2.3-2.4 s -> 1.8 s).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import sys
 from collections.abc import Iterator
 
 _exit_registered = False
@@ -46,3 +50,20 @@ def skip_final_collection() -> None:
     if not _exit_registered:
         atexit.register(gc.freeze)
         _exit_registered = True
+
+
+def import_tensorflow() -> None:
+    """Imports TensorFlow and Keras (if not imported yet) with the collector paused.
+
+    Call it after `tfxfer.onednn.enable_onednn_default`, which must run first.
+    """
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        if enabled:
+            gc.enable()
