@@ -225,8 +225,9 @@ def parse_train_config(
     """Reads `tfxfer train` flags from a command line into a validated RunConfig.
 
     For scripts such as the apps: they take every flag `tfxfer train` takes, over
-    their own config file. Logging and oneDNN are set up as `tfxfer` sets them up
-    (call it before anything imports TensorFlow).
+    their own config file. Logging, oneDNN and the import of TensorFlow (with the
+    collector paused) are set up as `tfxfer` sets them up (call it before anything
+    imports TensorFlow).
 
     Args:
         argv: the arguments (default: sys.argv[1:]).
