@@ -241,11 +241,19 @@ def parse_train_config(
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     add_train_arguments(parser)
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    enable_onednn_default()  # before the script imports TensorFlow
-    skip_final_collection()
-    import_tensorflow()
+    start_process(args.log_level)
     return load_config(args.config or config_file, train_overrides(args))
+
+
+def start_process(log_level: str, tensorflow: bool = True) -> None:
+    """What an entry point does before its work: logging, oneDNN's default (before
+    TensorFlow is imported), no final collection at exit and, when the work needs it,
+    TensorFlow imported with the collector paused (`tfxfer.gc_policy`)."""
+    setup_logging(log_level)
+    enable_onednn_default()
+    skip_final_collection()
+    if tensorflow:
+        import_tensorflow()
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -386,11 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    enable_onednn_default()  # before any command imports TensorFlow
-    skip_final_collection()
-    if args.command not in WITHOUT_TENSORFLOW:
-        import_tensorflow()
+    start_process(args.log_level, tensorflow=args.command not in WITHOUT_TENSORFLOW)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
