@@ -28,9 +28,9 @@ import tensorflow as tf
 
 from tfxfer.config import TextConfig, load_config
 from tfxfer.data.text import read_csv
-from tfxfer.strategies import plan_phases, set_phase_trainable
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training import compile_for_phase
+from tfxfer.training.strategies import plan_phases, set_phase_trainable
+from tfxfer.training.trainer import compile_for_phase
 
 APP_CONFIG = Path(__file__).resolve().parents[1] / "apps" / "imdb" / "config.yaml"
 ENCODERS = ("glove_6b_50d", "glove_6b_50d_full")

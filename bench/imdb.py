@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tfxfer.cache import CACHE_ENV
 from tfxfer.config import load_config
 from tfxfer.experiment import train
+from tfxfer.utils.cache import CACHE_ENV
 
 APP_CONFIG = Path(__file__).parents[1] / "apps" / "imdb" / "config.yaml"
 

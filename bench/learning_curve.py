@@ -43,11 +43,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from tfxfer.bottleneck import cached_split, head_model
 from tfxfer.config import load_config
 from tfxfer.data.splits import stratified_subset
 from tfxfer.data.text import load_dataframe_splits, read_csv
 from tfxfer.experiment import train
+from tfxfer.training.bottleneck import cached_split, head_model
 
 APPS = Path(__file__).resolve().parents[1] / "apps" / "imdb"
 GLOVE_CONFIG = APPS / "config.yaml"

@@ -93,7 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def export_untrained(kind: str, base: Path, name: str) -> bytes:
     """Exports an untrained classifier to BASE/NAME/1; returns a JPEG to send."""
     from tfxfer.config import ImageConfig, ModelConfig
-    from tfxfer.models import build_image_classifier
+    from tfxfer.image.model import build_image_classifier
     from tfxfer.serving.export import export_model
     from tfxfer.serving.export.samples import synthetic_images
 

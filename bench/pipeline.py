@@ -22,9 +22,9 @@ import numpy as np
 from tfxfer.config import DataConfig, ImageConfig, ModelConfig, TrainConfig
 from tfxfer.data import load_splits
 from tfxfer.evaluation import inference_function
-from tfxfer.models import build_image_classifier
-from tfxfer.strategies import Phase, set_phase_trainable
-from tfxfer.training import compile_for_phase
+from tfxfer.image.model import build_image_classifier
+from tfxfer.training.strategies import Phase, set_phase_trainable
+from tfxfer.training.trainer import compile_for_phase
 
 
 def _rate(ds) -> float:

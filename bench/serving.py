@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import ImageConfig, ModelConfig
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 from tfxfer.serving.export import export_model
 
 

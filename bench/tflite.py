@@ -32,12 +32,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import ImageConfig, ModelConfig
+from tfxfer.image.model import build_image_classifier, image_size_for
 from tfxfer.lite.convert import convert_image_model
 from tfxfer.lite.export import decoded_test_split
 from tfxfer.lite.representative import collect_images, training_examples
 from tfxfer.lite.runtime import LiteClassifier
 from tfxfer.lite.verify import compare
-from tfxfer.models import build_image_classifier, image_size_for
 from tfxfer.serving.export import export_model
 from tfxfer.serving.export.checks import directory_bytes
 

@@ -31,7 +31,7 @@ from tfxfer.adaptation.data import mixed_batches
 from tfxfer.adaptation.model import domain_adversarial_model
 from tfxfer.config import ImageConfig, ModelConfig, load_config
 from tfxfer.experiment import train
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 from tfxfer.reports.adaptation import FEATURES_FILE
 
 # --- gradient reversal and schedules ---------------------------------------------------
@@ -179,7 +179,7 @@ def test_dann_run_logs_the_adaptation_columns_and_saves_the_classifier(domains, 
 def test_pretrained_registry_backbone_runs_two_adversarial_phases_and_exports(domains,
                                                                                tmp_path):
     """A weights file counts as pretrained: the head phase, then fine-tuning, both DANN."""
-    from tfxfer.backbones import build_backbone
+    from tfxfer.image.backbones import build_backbone
     from tfxfer.serving import client
     from tfxfer.serving.export import export_run
 

@@ -12,15 +12,16 @@ import pytest
 import tensorflow as tf
 from conftest import make_image_folder, spread_backbone_weights, tiny_config
 
-from tfxfer import bottleneck, cli, rundir
-from tfxfer.advisor import AdvisorSettings, advise, apply_advice, decide
-from tfxfer.backbones import build_backbone, cut_backbone, stage_ends
+from tfxfer import cli, rundir
+from tfxfer.auto.advisor import AdvisorSettings, advise, apply_advice, decide
+from tfxfer.auto.probes import ridge_loo_accuracy
 from tfxfer.data import load_splits
 from tfxfer.experiment import resolve_config, train
-from tfxfer.layers import BackbonePreprocess, FeatureStandardization
-from tfxfer.models import FEATURE_NORM, build_image_classifier
-from tfxfer.probes import ridge_loo_accuracy
+from tfxfer.image.backbones import build_backbone, cut_backbone, stage_ends
+from tfxfer.image.layers import BackbonePreprocess, FeatureStandardization
+from tfxfer.image.model import FEATURE_NORM, build_image_classifier
 from tfxfer.serving.export import export_model
+from tfxfer.training import bottleneck
 
 CUT = "conv_pw_5_relu"
 
@@ -156,7 +157,7 @@ def test_too_small_data_falls_back_to_feature_extraction(tmp_path, caplog):
     config = dataclasses.replace(
         config, data=dataclasses.replace(config.data, val_fraction=0.0, test_fraction=0.0))
     splits = load_splits(config.data, 32)
-    with caplog.at_level(logging.WARNING, logger="tfxfer.advisor"):
+    with caplog.at_level(logging.WARNING, logger="tfxfer.auto.advisor"):
         advice = advise(config, splits)
     assert advice.strategy == "feature_extraction" and advice.size == "too_small"
     assert "too few to measure" in caplog.text and "feature extraction" in caplog.text

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from text_helpers import build_tiny_encoder
 
-from tfxfer.backbones import get_backbone
 from tfxfer.config import load_config
 from tfxfer.experiment import build_classifier
+from tfxfer.image.backbones import get_backbone
 from tfxfer.modality import IMAGE, TEXT, modality_of
 from tfxfer.text.encoders import get_encoder
 

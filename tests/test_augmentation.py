@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer.layers import RandomAffine
+from tfxfer.image.layers import RandomAffine
 
 
 def _images(n=16, size=12, seed=0):

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer.backbones import BackboneSpec, build_backbone, get_backbone, list_backbones
-from tfxfer.layers import BackbonePreprocess
+from tfxfer.image.backbones import BackboneSpec, build_backbone, get_backbone, list_backbones
+from tfxfer.image.layers import BackbonePreprocess
 
 SPECS = list_backbones()
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import spread_backbone_weights, tiny_config, write_image
 
-from tfxfer import bottleneck
 from tfxfer.config import load_config
 from tfxfer.data import load_splits
 from tfxfer.experiment import resolve_config, train
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
+from tfxfer.training import bottleneck
 
 
 def _config(folder, out, cache_dir, **train_overrides):
@@ -42,13 +42,13 @@ def test_head_on_cached_features_equals_the_full_model(image_folder, tmp_path):
 def test_second_run_reuses_the_cache_and_new_data_does_not(image_folder, tmp_path, caplog):
     cache = tmp_path / "cache"
     train(_config(image_folder, tmp_path / "a", cache))
-    with caplog.at_level(logging.INFO, logger="tfxfer.bottleneck"):
+    with caplog.at_level(logging.INFO, logger="tfxfer.training.bottleneck"):
         train(_config(image_folder, tmp_path / "b", cache))
     assert "Reusing cached train features" in caplog.text
     assert len(list((cache / "features").iterdir())) == 2  # train and val
     write_image(image_folder / "red" / "extra.jpg", (200, 30, 30), seed=99)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="tfxfer.bottleneck"):
+    with caplog.at_level(logging.INFO, logger="tfxfer.training.bottleneck"):
         train(_config(image_folder, tmp_path / "c", cache))
     assert "Computing train features" in caplog.text
 
@@ -56,7 +56,7 @@ def test_second_run_reuses_the_cache_and_new_data_does_not(image_folder, tmp_pat
 def test_augmentation_without_copies_falls_back_to_the_full_model(image_folder, tmp_path,
                                                                   caplog):
     config = tiny_config(image_folder, tmp_path / "run", strategy="feature_extraction")
-    with caplog.at_level(logging.INFO, logger="tfxfer.bottleneck"):
+    with caplog.at_level(logging.INFO, logger="tfxfer.training.bottleneck"):
         train(config)  # bottleneck_cache="auto", augmentation on, no copies
     assert "Bottleneck cache off: augmentation is on" in caplog.text
     strict = tiny_config(image_folder, tmp_path / "run2", strategy="feature_extraction",

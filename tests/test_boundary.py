@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from conftest import spread_backbone_weights, tiny_config
 
-from tfxfer import bottleneck, boundary, rundir
+from tfxfer import rundir
 from tfxfer.data import load_splits
 from tfxfer.experiment import resolve_config, train
-from tfxfer.models import build_image_classifier
-from tfxfer.strategies import plan_phases, set_phase_trainable
-from tfxfer.training import fit_phases
+from tfxfer.image.model import build_image_classifier
+from tfxfer.training import bottleneck, boundary
+from tfxfer.training.strategies import plan_phases, set_phase_trainable
+from tfxfer.training.trainer import fit_phases
 
 
 def _setup(image_folder, tmp_path, backbone="mobilenet", alpha=0.25, augment=False, **train_kw):
@@ -120,7 +121,7 @@ def test_phase2_falls_back_to_the_full_model_and_says_why(image_folder, tmp_path
     train_ds = splits.batches("train", config.data, training=True)
     val_ds = splits.batches("val", config.data)
     runner = boundary.boundary_phase_runner(model, config, splits, train_ds, val_ds)
-    with caplog.at_level(logging.INFO, logger="tfxfer.boundary"):
+    with caplog.at_level(logging.INFO, logger="tfxfer.training.boundary"):
         history = fit_phases(model, train_ds, val_ds, config.train,
                              runners={"fine_tune": runner})
     assert "Phase 2 cache off: " in caplog.text and reason in caplog.text

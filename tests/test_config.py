@@ -83,7 +83,7 @@ def test_the_cli_lists_the_strategies_of_the_config():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     strategy = next(a for a in train._actions if a.dest == "strategy")
-    assert tuple(strategy.choices) == (*STRATEGIES, AUTO)  # auto: tfxfer.advisor
+    assert tuple(strategy.choices) == (*STRATEGIES, AUTO)  # auto: tfxfer.auto.advisor
 
 
 WRONG_TYPES = [

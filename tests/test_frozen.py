@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from tfxfer.evaluation import inference_function
-from tfxfer.frozen import frozen_function
-from tfxfer.layers import RandomAffine
+from tfxfer.image.layers import RandomAffine
+from tfxfer.training.frozen import frozen_function
 
 
 def _conv_bn(inputs, frozen=True):

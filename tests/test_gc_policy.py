@@ -4,7 +4,7 @@ import gc
 import subprocess
 import sys
 
-from tfxfer.gc_policy import long_lived_frozen
+from tfxfer.runtime.gc_policy import long_lived_frozen
 
 
 def test_a_phase_freezes_the_heap_and_gives_it_back():
@@ -28,7 +28,7 @@ def test_someone_elses_freeze_is_left_alone():
 def test_entry_points_freeze_the_heap_at_exit():
     code = ("import atexit, gc\n"
             "atexit.register(lambda: print('frozen at exit', gc.get_freeze_count() > 0))\n"
-            "from tfxfer.gc_policy import skip_final_collection\n"
+            "from tfxfer.runtime.gc_policy import skip_final_collection\n"
             "skip_final_collection(); skip_final_collection()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
@@ -49,6 +49,6 @@ def _full_collections_while_importing(call: str) -> tuple[int, bool]:
 
 def test_tensorflow_is_imported_without_full_collections_and_the_collector_comes_back():
     assert _full_collections_while_importing(
-        "from tfxfer.gc_policy import import_tensorflow; import_tensorflow()") == (0, True)
+        "from tfxfer.runtime.gc_policy import import_tensorflow; import_tensorflow()") == (0, True)
     collections, _ = _full_collections_while_importing("import keras, tensorflow")
     assert collections > 0  # what the pause saves: full scans that free nothing

@@ -25,13 +25,13 @@ from text_helpers import build_tiny_encoder
 from tfxfer import cli, rundir
 from tfxfer.config import ImageConfig, ModelConfig, TextConfig
 from tfxfer.data.pipeline import decode_image
+from tfxfer.image.model import build_image_classifier
 from tfxfer.lite.convert import LiteConversionError, convert_image_model
 from tfxfer.lite.export import MODEL_FILE, REPORT_FILE, export_tflite
 from tfxfer.lite.quantization import get_quantization
 from tfxfer.lite.representative import RepresentativeSet, collect_images
 from tfxfer.lite.runtime import LiteClassifier
 from tfxfer.lite.verify import LiteVerificationError, compare
-from tfxfer.models import build_image_classifier
 from tfxfer.serving.export.layout import TEMP_PREFIX
 from tfxfer.text.model import CLEANUP, build_text_classifier
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer.lr_finder import lr_sweep, plot_lr_find, steepest_descent, suggest_learning_rate
+from tfxfer.auto.lr_finder import lr_sweep, plot_lr_find, steepest_descent, suggest_learning_rate
 
 _STEPS = 60
 

@@ -5,7 +5,7 @@ import numpy as np
 from conftest import spread_backbone_weights
 
 from tfxfer.config import ImageConfig, ModelConfig
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 
 IMAGE = ImageConfig(backbone="mobilenet", weights=None, image_size=32,
                     backbone_kwargs={"alpha": 0.25})
@@ -61,7 +61,7 @@ def test_frozen_phases_run_the_backbone_in_inference_mode():
     # Keras 3.15 functional models pass the outer `training` flag down even to a
     # layer called with training=False, so inference mode must come from freezing.
     from tfxfer.config import TrainConfig
-    from tfxfer.strategies import plan_phases, set_phase_trainable
+    from tfxfer.training.strategies import plan_phases, set_phase_trainable
 
     plain = ModelConfig(image=replace(IMAGE, augment=False), dropout=0.0)
     images = _images(size=32)

@@ -21,8 +21,8 @@ import pytest
 from conftest import make_image_folder, spread_backbone_weights, tiny_config
 
 from tfxfer import rundir
-from tfxfer.distribute import cluster_size, is_chief, read_tf_config, wants_multi_worker
-from tfxfer.launch import free_ports, launch, tf_config
+from tfxfer.runtime.distribute import cluster_size, is_chief, read_tf_config, wants_multi_worker
+from tfxfer.runtime.launch import free_ports, launch, tf_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
@@ -87,7 +87,7 @@ def test_restarts_need_a_train_command_with_an_out_dir():
 
 
 def test_restarted_jobs_resume_the_run_once_it_exists(tmp_path):
-    from tfxfer.launch import _resume_command
+    from tfxfer.runtime.launch import _resume_command
 
     command = ["train", "--data", "d", "--out", str(tmp_path)]
     assert _resume_command(command) == command  # killed before the run was set up
@@ -112,7 +112,7 @@ class _Strategy:
 
 
 def test_only_worker_0_writes_the_run_dir_others_a_temp_dir_cleaned_up(tmp_path, worker_env):
-    from tfxfer.distribute import output_dir, remove_output_dir
+    from tfxfer.runtime.distribute import output_dir, remove_output_dir
 
     run_dir = tmp_path / "run"
     assert output_dir(run_dir, _Strategy(0)) == run_dir
@@ -131,7 +131,7 @@ def test_only_worker_0_writes_the_run_dir_others_a_temp_dir_cleaned_up(tmp_path,
 def _weights_file(root: Path, config) -> Path:
     import keras
 
-    from tfxfer.models import build_image_classifier
+    from tfxfer.image.model import build_image_classifier
 
     model = spread_backbone_weights(build_image_classifier(config.model, 3))
     path = root / "backbone.weights.h5"

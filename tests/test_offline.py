@@ -12,10 +12,10 @@ import keras
 import pytest
 import requests
 
-from tfxfer.backbones import build_backbone
 from tfxfer.config import DataConfig
 from tfxfer.data import tfds_source
-from tfxfer.offline import DownloadError, fetching, is_network_error
+from tfxfer.image.backbones import build_backbone
+from tfxfer.runtime.offline import DownloadError, fetching, is_network_error
 from tfxfer.text.encoders import resolve_encoder
 
 

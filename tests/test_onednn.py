@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tfxfer import onednn
+from tfxfer.runtime import onednn
 
 
 @pytest.fixture
@@ -56,7 +56,8 @@ def test_too_late_once_tensorflow_is_imported(fresh_process, monkeypatch, tmp_pa
 def test_the_cli_sets_it_before_a_command_imports_tensorflow():
     code = (
         "import os, sys\n"
-        "from tfxfer import cli, onednn\n"
+        "from tfxfer import cli\n"
+        "from tfxfer.runtime import onednn\n"
         "cli.main(['--log-level', 'ERROR', 'list-backbones'])\n"
         "assert 'tensorflow' in sys.modules\n"
         "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), onednn.onednn_record()['decided_by'])\n"

@@ -1,12 +1,12 @@
-"""One registry convention for backbones and text encoders (tfxfer.registry)."""
+"""One registry convention for backbones and text encoders (tfxfer.utils.registry)."""
 
 from dataclasses import dataclass, replace
 
 import pytest
 
-from tfxfer import backbones
-from tfxfer.registry import Registry
+from tfxfer.image import backbones
 from tfxfer.text import encoders
+from tfxfer.utils.registry import Registry
 
 # (registry, register function, get function, list function)
 REGISTRIES = {

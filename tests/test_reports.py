@@ -25,7 +25,7 @@ from tfxfer.reports.grid import GridCell, plot_prediction_grid, select_examples
 from tfxfer.reports.inputs import InputsUnavailable, load_test_images
 from tfxfer.reports.plotting import GREEN, RED
 from tfxfer.reports.rundata import load_run_data
-from tfxfer.training import PhaseRecord, TrainingHistory
+from tfxfer.training.trainer import PhaseRecord, TrainingHistory
 
 CLASSES = ["cat", "dog", "fox"]
 PLOTS = (report.LEARNING_CURVES, report.CONFUSION_PLOT, report.PREDICTION_GRID)

@@ -24,9 +24,9 @@ from conftest import make_image_folder, spread_backbone_weights, tiny_config
 from tfxfer import rundir
 from tfxfer.cli import main
 from tfxfer.experiment import train
-from tfxfer.resume import CHECKPOINTS, EpochBackup, RunFinishedError, latest_checkpoint
-from tfxfer.strategies import Phase
-from tfxfer.training import BestWeights, TrainingHistory
+from tfxfer.training.resume import CHECKPOINTS, EpochBackup, RunFinishedError, latest_checkpoint
+from tfxfer.training.strategies import Phase
+from tfxfer.training.trainer import BestWeights, TrainingHistory
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, FINE_TUNE_EPOCHS = 2, 2
@@ -35,7 +35,8 @@ STEPS_PER_EPOCH = 3  # 10 training images, batch 4, last partial batch kept
 KILLER = textwrap.dedent("""
     import json, os, signal, sys
     import keras
-    from tfxfer import experiment, training
+    from tfxfer import experiment
+    from tfxfer.training import trainer as training
     from tfxfer.config import config_from_dict
 
     class Kill(keras.callbacks.Callback):
@@ -63,7 +64,7 @@ def setup(tmp_path_factory):
     """Image folder, a spread-weights backbone file and an uninterrupted run."""
     import keras
 
-    from tfxfer.models import build_image_classifier
+    from tfxfer.image.model import build_image_classifier
 
     root = tmp_path_factory.mktemp("resume")
     images = make_image_folder(root / "images")

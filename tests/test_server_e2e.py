@@ -13,7 +13,7 @@ from conftest import spread_backbone_weights
 from text_helpers import build_tiny_encoder
 
 from tfxfer.config import ModelConfig
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 from tfxfer.serving.client import PredictError, predict_grpc, predict_local, predict_rest
 from tfxfer.serving.contract import (
     CLASS_ID,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tfxfer.config import ModelConfig
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 from tfxfer.serving import client
 from tfxfer.serving.export import export_model
 from tfxfer.serving.export.verify import reference_probabilities

@@ -25,7 +25,7 @@ from tfxfer import cli, rundir
 from tfxfer.config import load_config
 from tfxfer.data.pipeline import decode_image
 from tfxfer.experiment import train
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 from tfxfer.serving import client, contract
 from tfxfer.serving.contract import (
     DEFAULT_SIGNATURE,

@@ -24,7 +24,7 @@ import tensorflow as tf
 from saved_model_oracles import checkpoint_tensor_bytes, checkpoint_tensors, keras_variable_bytes
 
 from tfxfer.config import ModelConfig
-from tfxfer.models import build_image_classifier
+from tfxfer.image.model import build_image_classifier
 from tfxfer.serving.export import export_model
 from tfxfer.serving.export.checks import directory_bytes
 

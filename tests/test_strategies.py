@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from tfxfer.config import ImageConfig, ModelConfig, TrainConfig
-from tfxfer.models import build_image_classifier
-from tfxfer.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
+from tfxfer.image.model import build_image_classifier
+from tfxfer.training.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
 
 CONFIG = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=32,
                                  backbone_kwargs={"alpha": 0.25}, augment=False))

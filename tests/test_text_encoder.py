@@ -16,13 +16,13 @@ import tensorflow_hub as hub
 from text_helpers import DIM, OOV_BUCKETS, WORDS, build_tiny_encoder, tiny_vectors
 
 from tfxfer.config import ModelConfig, TextConfig, TrainConfig
-from tfxfer.strategies import Phase, set_phase_trainable, trainable_backbone_layers
 from tfxfer.text import encoders
 from tfxfer.text.glove import read_vectors_file
 from tfxfer.text.hub_layer import HubTextEmbedding
 from tfxfer.text.model import RANDOM_INIT_LIMIT, build_text_classifier
 from tfxfer.text.savedmodel_builder import build_text_embedding, tokenize
-from tfxfer.training import fit_phases
+from tfxfer.training.strategies import Phase, set_phase_trainable, trainable_backbone_layers
+from tfxfer.training.trainer import fit_phases
 
 TEXTS = tf.constant(["Good film!", "a dull, awful plot<br />", "", "zzz unknown words"])
 LABELS = np.array([1, 0, 1, 0])

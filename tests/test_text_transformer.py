@@ -18,14 +18,14 @@ from transformer_helpers import MAX_SEQUENCE_LENGTH, NUM_LAYERS, build_tiny_bert
 
 from tfxfer import cli, rundir
 from tfxfer.config import ModelConfig, TextConfig, TrainConfig
-from tfxfer.optimizers import layerwise_multipliers, make_optimizer
 from tfxfer.serving.client import predict_local
 from tfxfer.serving.op_libraries import custom_ops, import_op_libraries
 from tfxfer.serving.server.servable import load_servable
-from tfxfer.strategies import Phase, set_phase_trainable
 from tfxfer.text import encoders
 from tfxfer.text.model import build_text_classifier
 from tfxfer.text.transformer import TransformerEncoderError, TransformerTextEncoder
+from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer
+from tfxfer.training.strategies import Phase, set_phase_trainable
 
 TEXTS = ["Good film!", "a dull, awful plot<br /><br />", "", "zzz unknown words " * 10]
 EMBEDDING_UNITS = ["token_embedding", "position_embedding", "segment_embedding",

@@ -5,10 +5,10 @@ import tensorflow as tf
 from conftest import spread_backbone_weights
 
 from tfxfer.config import ImageConfig, ModelConfig, TrainConfig, load_config
-from tfxfer.models import build_image_classifier
-from tfxfer.optimizers import LayerwiseAdam, layerwise_multipliers
-from tfxfer.strategies import Phase, set_phase_trainable
-from tfxfer.training import WeightSnapshots, fit_phases
+from tfxfer.image.model import build_image_classifier
+from tfxfer.training.optimizers import LayerwiseAdam, layerwise_multipliers
+from tfxfer.training.strategies import Phase, set_phase_trainable
+from tfxfer.training.trainer import WeightSnapshots, fit_phases
 
 CONFIG = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=32,
                                  backbone_kwargs={"alpha": 0.25}, augment=False))
@@ -146,7 +146,7 @@ def test_weight_snapshots_read_the_fitted_part_and_equal_full_reads():
 
 @pytest.mark.parametrize("train_ds", [True, False], ids=["built-before-fit", "no-dataset"])
 def test_compile_for_phase_lets_fit_trace_the_train_step_once(train_ds):
-    from tfxfer.training import compile_for_phase
+    from tfxfer.training.trainer import compile_for_phase
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))

@@ -12,10 +12,10 @@ from transformer_helpers import build_tiny_bert
 
 from tfxfer import cli
 from tfxfer.config import ModelConfig, TextConfig, TrainConfig, load_config
-from tfxfer.optimizers import LayerwiseAdamW, WarmupSchedule, phase_schedule
-from tfxfer.strategies import Phase
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training import compile_for_phase, fit_phases
+from tfxfer.training.optimizers import LayerwiseAdamW, WarmupSchedule, phase_schedule
+from tfxfer.training.strategies import Phase
+from tfxfer.training.trainer import compile_for_phase, fit_phases
 
 TEXTS = ["good film", "a dull, awful plot", "great acting", "bad", "fine", "boring story"] * 2
 TOP_KERNEL = "transformer_layer_2/feedforward_output_dense/kernel"

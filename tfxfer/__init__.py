@@ -9,16 +9,16 @@ Example:
     result = tfxfer.train(config)
 """
 
-from tfxfer.lazy import lazy_getattr
+from tfxfer.utils.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BackboneSpec": "tfxfer.backbones",
-    "build_backbone": "tfxfer.backbones",
-    "get_backbone": "tfxfer.backbones",
-    "list_backbones": "tfxfer.backbones",
-    "register_backbone": "tfxfer.backbones",
+    "BackboneSpec": "tfxfer.image.backbones",
+    "build_backbone": "tfxfer.image.backbones",
+    "get_backbone": "tfxfer.image.backbones",
+    "list_backbones": "tfxfer.image.backbones",
+    "register_backbone": "tfxfer.image.backbones",
     "DataConfig": "tfxfer.config",
     "ImageConfig": "tfxfer.config",
     "ModelConfig": "tfxfer.config",
@@ -35,17 +35,17 @@ _EXPORTS = {
     "build_classifier": "tfxfer.experiment",
     "evaluate_run": "tfxfer.experiment",
     "train": "tfxfer.experiment",
-    "build_image_classifier": "tfxfer.models",
+    "build_image_classifier": "tfxfer.image.model",
     "export_run_tflite": "tfxfer.lite.export",
     "export_tflite": "tfxfer.lite.export",
     "load_run": "tfxfer.rundir",
     "export_model": "tfxfer.serving.export",
     "export_run": "tfxfer.serving.export",
     "parse_train_config": "tfxfer.cli",
-    "plan_phases": "tfxfer.strategies",
-    "set_phase_trainable": "tfxfer.strategies",
-    "PhaseTrainer": "tfxfer.training",
-    "fit_phases": "tfxfer.training",
+    "plan_phases": "tfxfer.training.strategies",
+    "set_phase_trainable": "tfxfer.training.strategies",
+    "PhaseTrainer": "tfxfer.training.trainer",
+    "fit_phases": "tfxfer.training.trainer",
     "get_encoder": "tfxfer.text.encoders",
     "list_encoders": "tfxfer.text.encoders",
     "register_encoder": "tfxfer.text.encoders",

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from tfxfer import advise_commands
 from tfxfer.adaptation import commands as adaptation_commands
+from tfxfer.auto import commands as advise_commands
 from tfxfer.config import (
     ADAPTATION_FEATURES,
     AUTO,
@@ -32,8 +32,8 @@ from tfxfer.config import (
     RunConfig,
     load_config,
 )
-from tfxfer.gc_policy import import_tensorflow, skip_final_collection
-from tfxfer.onednn import enable_onednn_default
+from tfxfer.runtime.gc_policy import import_tensorflow, skip_final_collection
+from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
@@ -248,7 +248,7 @@ def parse_train_config(
 def start_process(log_level: str, tensorflow: bool = True) -> None:
     """What an entry point does before its work: logging, oneDNN's default (before
     TensorFlow is imported), no final collection at exit and, when the work needs it,
-    TensorFlow imported with the collector paused (`tfxfer.gc_policy`)."""
+    TensorFlow imported with the collector paused (`tfxfer.runtime.gc_policy`)."""
     setup_logging(log_level)
     enable_onednn_default()
     skip_final_collection()
@@ -266,7 +266,7 @@ def setup_logging(level: str = "INFO") -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
-    from tfxfer.resume import RunFinishedError
+    from tfxfer.training.resume import RunFinishedError
 
     try:
         result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
@@ -307,14 +307,14 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from tfxfer.launch import launch
+    from tfxfer.runtime.launch import launch
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     return launch(command, args.workers, restarts=args.restarts, timeout=args.timeout)
 
 
 def run_list_backbones(args: argparse.Namespace) -> int:
-    from tfxfer.backbones import list_backbones
+    from tfxfer.image.backbones import list_backbones
 
     print(f"{'name':<20} {'size':>5} {'width':>6}  description")
     for spec in list_backbones():
@@ -363,7 +363,7 @@ COMMANDS: list[Command] = [
      serving_commands.add_serving_config_arguments, serving_commands.run_serving_config),
     ("serve", "serve every model under a base directory with TF Serving's REST and gRPC APIs",
      server_commands.add_serve_arguments, server_commands.run_serve),
-    # --- the strategy advisor and the LR finder (tfxfer.advise_commands) ---
+    # --- the strategy advisor and the LR finder (tfxfer.auto.commands) ---
     ("advise", "measure data size x similarity and print the strategy (no training)",
      _with_train_flags(advise_commands.add_advise_arguments),
      _with_train_overrides(advise_commands.run_advise)),

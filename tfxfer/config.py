@@ -46,14 +46,16 @@ STRATEGIES = (
     "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
 )
 # `train.strategy`, `train.learning_rate`, `train.adaptation_lambda` and
-# `model.image.feature_layer` may be "auto" (resolved by `tfxfer.auto` once the data are read).
+# `model.image.feature_layer` may be "auto" (resolved by `tfxfer.auto.resolve` once the data
+# are read).
 AUTO = "auto"
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 POOLINGS = ("avg", "max")
 TEXT_POOLINGS = ("mean", "cls")
 BOTTLENECK_CACHE = ("auto", "on", "off")
 PHASE2_CACHE = ("auto", "off")
-# What a phase's learning rate does after its warmup (see tfxfer.optimizers.WarmupSchedule).
+# What a phase's learning rate does after its warmup
+# (see tfxfer.training.optimizers.WarmupSchedule).
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 # Which features DANN's domain classifier reads: the pooled backbone features (the head's
@@ -116,7 +118,7 @@ class ImageConfig:
     # Square input side in pixels; None takes the backbone's default.
     image_size: int | None = None
     # Put the head on this backbone layer instead of the top (the backbone is cut
-    # there, pooled as usual); "auto" lets `tfxfer.advisor` pick the depth whose
+    # there, pooled as usual); "auto" lets `tfxfer.auto.advisor` pick the depth whose
     # features separate the classes best. None: the top. (`tfxfer advise` lists cuts.)
     feature_layer: str | None = None
     # Global pooling over the backbone's feature map: "avg" or "max".
@@ -249,14 +251,14 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     # One of STRATEGIES: feature_extraction | fine_tune | fine_tune_all | from_scratch,
-    # or "auto": `tfxfer.advisor` measures data size and similarity and picks one.
+    # or "auto": `tfxfer.auto.advisor` measures data size and similarity and picks one.
     strategy: str = "fine_tune"
     # Phase 1 epochs (head on the frozen backbone).
     epochs: int = 5
     # Phase 2 epochs (top of the backbone unfrozen); counted on from `epochs`.
     fine_tune_epochs: int = 5
     optimizer: str = "adam"
-    # Phase 1 learning rate, or "auto": `tfxfer.lr_finder` sweeps it (lr_find.json).
+    # Phase 1 learning rate, or "auto": `tfxfer.auto.lr_finder` sweeps it (lr_find.json).
     learning_rate: float | str = 1e-3
     # Phase 2 learning rate; None means learning_rate / 10. Must be at least 10x lower.
     fine_tune_learning_rate: float | None = None
@@ -287,7 +289,7 @@ class TrainConfig:
     augmented_copies: int = 0
     # Train phase 2 (top of the backbone unfrozen) on activations of the frozen bottom
     # computed once and cached: "auto" (when the conditions hold, else the full model
-    # with a log line saying why) or "off". See tfxfer/boundary.py.
+    # with a log line saying why) or "off". See tfxfer/training/boundary.py.
     phase2_cache: str = "auto"
     # "auto" (MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
     # MirroredStrategy when several GPUs are visible), "mirrored", "multi_worker" or "none".
@@ -485,7 +487,7 @@ def _validate_train(train: TrainConfig) -> None:
             "epochs and fine_tune_epochs must be >= 0. "
             f"Received: epochs={train.epochs}, fine_tune_epochs={train.fine_tune_epochs}"
         )
-    # --- "auto" strategy and learning rate (tfxfer.advisor, tfxfer.lr_finder) ---
+    # --- "auto" strategy and learning rate (tfxfer.auto.advisor, tfxfer.auto.lr_finder) ---
     if isinstance(train.learning_rate, str) and train.learning_rate != AUTO:
         raise ValueError(f"learning_rate must be a number or 'auto'. "
                          f"Received: {train.learning_rate!r}")

@@ -28,14 +28,16 @@ import keras
 import tensorflow as tf
 
 from tfxfer import rundir
-from tfxfer.auto import resolve_auto
-from tfxfer.bottleneck import head_phase_runner, should_cache
-from tfxfer.boundary import boundary_phase_runner, features_via_boundary
+from tfxfer.auto.resolve import resolve_auto
 from tfxfer.config import RunConfig
 from tfxfer.data.sources import load_splits
 from tfxfer.data.splits import Splits
-from tfxfer.devices import distribution_strategy, set_precision
-from tfxfer.distribute import (
+from tfxfer.evaluation import Evaluation, evaluate
+from tfxfer.image.model import build_image_classifier, image_size_for
+from tfxfer.modality import IMAGE, validate_modality
+from tfxfer.reports import tensorboard_callbacks, write_report
+from tfxfer.runtime.devices import distribution_strategy, set_precision
+from tfxfer.runtime.distribute import (
     barrier,
     input_options,
     is_chief,
@@ -43,16 +45,14 @@ from tfxfer.distribute import (
     remove_output_dir,
     with_options,
 )
-from tfxfer.evaluation import Evaluation, evaluate
-from tfxfer.feature_norm import fit_feature_norm
-from tfxfer.gc_policy import long_lived_frozen
-from tfxfer.modality import IMAGE, validate_modality
-from tfxfer.models import build_image_classifier, image_size_for
-from tfxfer.reports import tensorboard_callbacks, write_report
-from tfxfer.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
-from tfxfer.strategies import Phase, is_pretrained, plan_phases
+from tfxfer.runtime.gc_policy import long_lived_frozen
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training import PhaseRecord, PhaseTrainer, TrainingHistory, remaining_phases
+from tfxfer.training.bottleneck import head_phase_runner, should_cache
+from tfxfer.training.boundary import boundary_phase_runner, features_via_boundary
+from tfxfer.training.feature_norm import fit_feature_norm
+from tfxfer.training.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
+from tfxfer.training.strategies import Phase, is_pretrained, plan_phases
+from tfxfer.training.trainer import PhaseRecord, PhaseTrainer, TrainingHistory, remaining_phases
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +121,12 @@ class Experiment:
         config: the run configuration; it is validated and resolved (image size,
             run directory), and the run directory is created (never overwritten).
         resume: a run directory to continue from its last completed epoch (see
-            `tfxfer.resume`); `config` is then the run's saved config unless it
+            `tfxfer.training.resume`); `config` is then the run's saved config unless it
             differs from the default, when it must match the saved one.
 
     Every epoch is backed up to RUN_DIR/checkpoints. In a multi-worker job only
     the chief writes the run directory; the others write to a temporary
-    directory that `save` removes (see `tfxfer.distribute`).
+    directory that `save` removes (see `tfxfer.runtime.distribute`).
 
     Example:
         run = Experiment(load_config("apps/flowers/config.yaml"))
@@ -172,7 +172,7 @@ class Experiment:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
 
         The data's modality decides which model section the run keeps; "auto"
-        settings are resolved here (`tfxfer.auto`), so config.json holds the choice.
+        settings are resolved here (`tfxfer.auto.resolve`), so config.json holds the choice.
         """
         model = self.config.model
         self.splits = splits or load_splits(self.config.data, model.image_input_size)
@@ -182,7 +182,7 @@ class Experiment:
             logger.warning("The data are %s: these settings are not used: %s",
                            modality, ", ".join(unused))
         self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
-        # --- "auto" strategy, feature layer, learning rate (tfxfer.auto) ---
+        # --- "auto" strategy, feature layer, learning rate (tfxfer.auto.resolve) ---
         build = functools.partial(build_classifier, modality=modality,
                                   num_classes=len(self.splits.class_names))
         self.config = resolve_config(resolve_auto(self.config, self.splits, self.run_dir, build))
@@ -194,11 +194,11 @@ class Experiment:
     def build_model(self) -> keras.Model:
         """Builds the classifier and prepares its phases (under the distribution strategy).
 
-        Phase 1 trains on cached backbone features when `tfxfer.bottleneck` allows it,
-        phase 2 on cached activations of the frozen bottom when `tfxfer.boundary` does
+        Phase 1 trains on cached backbone features when `tfxfer.training.bottleneck` allows it,
+        phase 2 on cached activations of the frozen bottom when `tfxfer.training.boundary` does
         (then phase 1's features are pooled from those activations: the bottom runs
         once). A cut backbone's feature standardisation is fitted to the training
-        split here (`tfxfer.feature_norm`). With several replicas, Keras 3.15 fails on
+        split here (`tfxfer.training.feature_norm`). With several replicas, Keras 3.15 fails on
         batches that do not split evenly across replicas (random layers, BatchNorm on
         empty replica batches), so the last partial training and validation batch is
         dropped; the test evaluation runs on every example (see

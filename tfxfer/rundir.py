@@ -32,16 +32,16 @@ from pathlib import Path
 
 import keras
 
-import tfxfer.layers  # noqa: F401  (registers custom layers for loading)
-import tfxfer.optimizers  # noqa: F401  (registers custom optimizers for loading)
+import tfxfer.image.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)
 import tfxfer.text.transformer  # noqa: F401  (model.py imports it only to build one)
+import tfxfer.training.optimizers  # noqa: F401  (registers custom optimizers for loading)
 from tfxfer.config import RunConfig, config_from_dict
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation
 from tfxfer.modality import TEXT
-from tfxfer.onednn import onednn_record
-from tfxfer.training import TrainingHistory
+from tfxfer.runtime.onednn import onednn_record
+from tfxfer.training.trainer import TrainingHistory
 
 logger = logging.getLogger(__name__)
 

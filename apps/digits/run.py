@@ -65,7 +65,7 @@ from tfxfer.adaptation.digits import USPS_FRAMES, build_mnist_m, build_usps
 from tfxfer.adaptation.reverse_validation import REVERSE_VALIDATION
 from tfxfer.config import ADAPTATION_FEATURES, AUTO, load_config
 from tfxfer.experiment import train
-from tfxfer.models import POOLING
+from tfxfer.image.model import POOLING
 from tfxfer.reports.adaptation import projection_figure
 from tfxfer.reports.plotting import save_figure
 

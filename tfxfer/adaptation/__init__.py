@@ -15,7 +15,7 @@ Names are imported on first use, so `tfxfer --help` (which lists the
 
 from __future__ import annotations
 
-from tfxfer.lazy import lazy_getattr
+from tfxfer.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "AdaptationSchedule": "tfxfer.adaptation.schedules",

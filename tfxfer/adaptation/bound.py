@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.models import PREDICTIONS
+from tfxfer.image.model import PREDICTIONS
 
 # A linear domain classifier: full-batch gradient descent on the logistic loss.
 _STEPS, _STEP_SIZE, _L2 = 500, 0.5, 1e-3

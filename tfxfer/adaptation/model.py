@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tfxfer.adaptation.layers import GradientReversal
 from tfxfer.config import TrainConfig
-from tfxfer.models import HIDDEN, POOLING
+from tfxfer.image.model import HIDDEN, POOLING
 
 DOMAIN_HEAD = "domain_head"
 REVERSAL = "gradient_reversal"

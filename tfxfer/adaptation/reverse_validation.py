@@ -54,7 +54,7 @@ from tfxfer.adaptation.training import compile_adversarial
 from tfxfer.config import ADAPTATION_FEATURES, AUTO, RunConfig
 from tfxfer.data.splits import Splits
 from tfxfer.reports.adaptation import REVERSE_VALIDATION
-from tfxfer.strategies import Phase, is_pretrained, plan_phases, set_phase_trainable
+from tfxfer.training.strategies import Phase, is_pretrained, plan_phases, set_phase_trainable
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Domain-adversarial phases for `tfxfer.training.fit_phases`.
+"""Domain-adversarial phases for `tfxfer.training.trainer.fit_phases`.
 
 `DomainAdaptation` replaces `model.fit` in every phase of the plan (see
 `strategies.plan_phases`: one phase from scratch, or the usual head and
@@ -35,9 +35,9 @@ from tfxfer.adaptation.data import (
 from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
 from tfxfer.config import RunConfig, TrainConfig
-from tfxfer.optimizers import layerwise_multipliers, make_optimizer
 from tfxfer.reports.adaptation import FEATURES_FILE
-from tfxfer.strategies import Phase
+from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer
+from tfxfer.training.strategies import Phase
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def lambda_ceiling(train: TrainConfig) -> float:
     if isinstance(train.adaptation_lambda, str):
         raise ValueError(
             "train.adaptation_lambda is still 'auto': resolve it first with reverse "
-            "validation (tfxfer.auto.resolve_auto, which `tfxfer train` calls)."
+            "validation (tfxfer.auto.resolve.resolve_auto, which `tfxfer train` calls)."
         )
     return float(train.adaptation_lambda)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.cache import fits_in_memory
 from tfxfer.config import DataConfig
 from tfxfer.data.images import SkippedFile
 from tfxfer.data.pipeline import make_batches
+from tfxfer.utils.cache import fits_in_memory
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from tfxfer.config import DataConfig
 from tfxfer.data.pipeline import image_decoder
 from tfxfer.data.splits import Splits, carve_indices, subsample_splits
 from tfxfer.modality import IMAGE, modality_of_source
-from tfxfer.offline import check_reachable, fetching
+from tfxfer.runtime.offline import check_reachable, fetching
 
 logger = logging.getLogger(__name__)
 

@@ -200,7 +200,7 @@ def export_run_tflite(
     (int8), verification on its test split. `out` defaults to RUN_DIR/tflite-MODE.
     """
     from tfxfer.data.sources import load_splits
-    from tfxfer.models import image_size_for
+    from tfxfer.image.model import image_size_for
     from tfxfer.rundir import load_run
 
     spec = get_quantization(quantization)

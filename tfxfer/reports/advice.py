@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfxfer.advisor import ADVICE
-from tfxfer.lr_finder import LR_FIND_JSON, LR_FIND_PLOT
+from tfxfer.auto.advisor import ADVICE
+from tfxfer.auto.lr_finder import LR_FIND_JSON, LR_FIND_PLOT
 from tfxfer.reports.html import _e, _table
 
 

@@ -108,7 +108,7 @@ def write_report(run_dir: str | Path, splits: Splits | None = None) -> Path:
             _add_grid(run, parts, splits)
     if reverse := reverse_validation_section(run.run_dir):
         parts.sections.append(reverse)
-    # --- strategy advice and LR finder (tfxfer.advisor, tfxfer.lr_finder) ---
+    # --- strategy advice and LR finder (tfxfer.auto.advisor, tfxfer.auto.lr_finder) ---
     if advice := advice_section(run.run_dir):
         parts.sections.append(advice)
     if (run.run_dir / LR_FIND_PLOT).is_file():

@@ -14,7 +14,7 @@ keras-hub transformers.
 Names are imported lazily, so the CLI can list its commands without TensorFlow.
 """
 
-from tfxfer.lazy import lazy_getattr
+from tfxfer.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "EncoderSpec": "tfxfer.text.encoders",

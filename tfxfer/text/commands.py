@@ -36,9 +36,9 @@ def add_build_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_build_encoder(args: argparse.Namespace) -> int:
-    from tfxfer.registry import registry_key
     from tfxfer.text.glove import glove_package_vectors, read_vectors_file
     from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
+    from tfxfer.utils.registry import registry_key
 
     if args.max_words is not None and args.max_words < 1:
         raise ValueError(f"--max-words must be >= 1. Received: {args.max_words}")

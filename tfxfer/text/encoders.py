@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from tfxfer.cache import cache_root
-from tfxfer.offline import fetching
-from tfxfer.registry import Registry
+from tfxfer.runtime.offline import fetching
 from tfxfer.text.glove import glove_package_vectors, read_vectors_file
 from tfxfer.text.savedmodel_builder import DEFAULT_OOV_BUCKETS, build_text_embedding
+from tfxfer.utils.cache import cache_root
+from tfxfer.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EncoderSpec:
     """A named text encoder.
 
     Attributes:
-        name: registry name, lower-case snake_case (`--encoder NAME`, see `tfxfer.registry`).
+        name: registry name, lower-case snake_case (`--encoder NAME`, see `tfxfer.utils.registry`).
         dim: width of the vectors it produces.
         description: one line for `tfxfer list-encoders`.
         handle: TF-Hub handle of a downloadable encoder (None for offline ones).
@@ -87,7 +87,7 @@ ENCODERS: Registry[EncoderSpec] = Registry(
 
 
 def register_encoder(spec: EncoderSpec) -> EncoderSpec:
-    """Adds a text encoder (naming and matching follow `tfxfer.registry`)."""
+    """Adds a text encoder (naming and matching follow `tfxfer.utils.registry`)."""
     return ENCODERS.register(spec)
 
 

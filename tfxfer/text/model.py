@@ -16,8 +16,8 @@ import keras
 import numpy as np
 
 from tfxfer.config import ModelConfig
+from tfxfer.image.model import BACKBONE, build_head
 from tfxfer.modality import TEXT
-from tfxfer.models import BACKBONE, build_head
 from tfxfer.text.encoders import transformer_preset
 from tfxfer.text.hub_layer import HubTextEmbedding
 from tfxfer.text.preprocess import HtmlLineBreaks

@@ -279,7 +279,7 @@ class TransformerTextEncoder(keras.layers.Layer):
     def unfreeze_units(self) -> list[keras.layers.Layer]:
         """What phase 2 unfreezes, bottom to top: embedding layers, then transformer blocks.
 
-        `tfxfer.strategies` walks these instead of `.layers` (a Layer has none).
+        `tfxfer.training.strategies` walks these instead of `.layers` (a Layer has none).
         """
         return [
             layer for layer in self.transformer.layers

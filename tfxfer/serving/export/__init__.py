@@ -15,7 +15,7 @@
 The public names are imported on first use, so importing `layout` does not load Keras.
 """
 
-from tfxfer.lazy import lazy_getattr
+from tfxfer.utils.lazy import lazy_getattr
 
 _PUBLIC = {
     "ExportError": "tfxfer.serving.export.errors",

@@ -176,7 +176,7 @@ def export_run(
     Example inputs for warmup and verification are `sample_files` when given,
     otherwise the run's own image files or a few sentences (`tfxfer.serving.export.samples`).
     """
-    from tfxfer.models import image_size_for
+    from tfxfer.image.model import image_size_for
     from tfxfer.rundir import load_run
 
     config, model, class_names = load_run(run_dir)

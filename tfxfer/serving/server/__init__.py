@@ -18,7 +18,7 @@
 The public names are imported on first use, so `tfxfer --help` does not load TensorFlow.
 """
 
-from tfxfer.lazy import lazy_getattr
+from tfxfer.utils.lazy import lazy_getattr
 
 _PUBLIC = {
     "ModelServer": "tfxfer.serving.server.app",

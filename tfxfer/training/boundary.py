@@ -10,7 +10,7 @@ carries everything the top needs:
 
 Both parts share their layers with the classifier. The bottom's output T is
 computed once per example (N augmented copies when augmentation is on, as in
-phase 1) and stored with the bottleneck cache machinery (`tfxfer.bottleneck`:
+phase 1) and stored with the bottleneck cache machinery (`tfxfer.training.bottleneck`:
 same keys plus the boundary's name, memory-mapped); the top trains on it, and
 since it shares its layers, the trained layers are already grafted into the
 classifier when the phase ends.
@@ -36,19 +36,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.bottleneck import (
+from tfxfer.config import RunConfig
+from tfxfer.data.splits import Splits
+from tfxfer.evaluation import inference_function
+from tfxfer.image.model import BACKBONE, head_input
+from tfxfer.training.bottleneck import (
     FeatureExtractor,
     FeatureSource,
     cached_split,
     features_dataset,
     has_augmentation,
 )
-from tfxfer.config import RunConfig
-from tfxfer.data.splits import Splits
-from tfxfer.evaluation import inference_function
-from tfxfer.models import BACKBONE, head_input
-from tfxfer.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
-from tfxfer.training import PhaseRunner, compile_for_phase
+from tfxfer.training.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
+from tfxfer.training.trainer import PhaseRunner, compile_for_phase
 
 logger = logging.getLogger(__name__)
 

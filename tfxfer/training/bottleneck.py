@@ -42,12 +42,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.cache import cache_root
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
 from tfxfer.data.pipeline import single_pass
 from tfxfer.data.splits import Splits
-from tfxfer.frozen import frozen_function
-from tfxfer.models import (
+from tfxfer.image.model import (
     AUGMENTATION,
     BACKBONE,
     DROPOUT,
@@ -57,7 +55,9 @@ from tfxfer.models import (
     head_input,
     optional_layer,
 )
-from tfxfer.training import PhaseRunner, compile_for_phase
+from tfxfer.training.frozen import frozen_function
+from tfxfer.training.trainer import PhaseRunner, compile_for_phase
+from tfxfer.utils.cache import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def cache_key(
     For text, the key also holds the identity of the encoder's SavedModel file taken
     from `classifier`, so rebuilding an encoder under the same name is noticed.
     `boundary` names the backbone layer whose input is cached instead of the pooled
-    features (phase 2 on cached activations, see `tfxfer.boundary`).
+    features (phase 2 on cached activations, see `tfxfer.training.boundary`).
     """
     section = config.model.section(splits.modality)
     random_weights = isinstance(section, ImageConfig) and not _pretrained(section.weights)
@@ -202,7 +202,7 @@ def cache_key(
 
 class FeatureExtractor:
     """The classifier's feature part as compiled functions, traced once per mode, with the
-    frozen weights as constants (`tfxfer.frozen`): the part must not train meanwhile.
+    frozen weights as constants (`tfxfer.training.frozen`): the part must not train meanwhile.
 
     Args:
         model: a tfxfer classifier.
@@ -378,7 +378,7 @@ def head_phase_runner(
 
     Features are computed when the runner is called, after the phase has frozen the
     backbone, so augmented copies never touch BatchNorm statistics. `source` may
-    provide them another way (`tfxfer.boundary.features_via_boundary`); where it
+    provide them another way (`tfxfer.training.boundary.features_via_boundary`); where it
     returns None they are computed here.
     """
     def run(phase, *, initial_epoch, epochs, verbose, callbacks):

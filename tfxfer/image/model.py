@@ -9,7 +9,7 @@ preprocessing:
 
 `feature_norm` standardises the pooled features of a backbone cut at an earlier
 layer (`feature_layer`) with the statistics of the training data (set by
-`tfxfer.feature_norm` before training): an intermediate layer's pooled features
+`tfxfer.training.feature_norm` before training): an intermediate layer's pooled features
 are on another scale than the top's, and a head on them trains poorly at the
 learning rates that suit the top (see the README's advisor section).
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import keras
 
-from tfxfer.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
 from tfxfer.config import ImageConfig, ModelConfig
-from tfxfer.layers import BackbonePreprocess, FeatureStandardization, RandomAffine
+from tfxfer.image.backbones import BACKBONE_LAYER_NAME, build_backbone, cut_backbone, get_backbone
+from tfxfer.image.layers import BackbonePreprocess, FeatureStandardization, RandomAffine
 from tfxfer.modality import IMAGE
 
 IMAGE_INPUT = "image"
@@ -117,9 +117,9 @@ def build_image_classifier(
     backbone = build_backbone(
         spec.name, weights=weights, image_size=size, **image.backbone_kwargs
     )
-    # --- cut at an intermediate layer (tfxfer.advisor resolves "auto" before this) ---
+    # --- cut at an intermediate layer (tfxfer.auto.advisor resolves "auto" before this) ---
     if image.feature_layer == "auto":
-        raise ValueError("feature_layer='auto' is resolved by tfxfer.advisor before the model "
+        raise ValueError("feature_layer='auto' is resolved by tfxfer.auto.advisor before the model "
                          "is built; pass a layer name here.")
     if image.feature_layer:
         backbone = cut_backbone(backbone, image.feature_layer)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.optimizers import make_optimizer
+from tfxfer.training.optimizers import make_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def lr_sweep(
     Args:
         model: the model to train (its trainable flags decide what trains).
         dataset: batched (inputs, labels); repeated as needed.
-        optimizer: optimizer name (`tfxfer.optimizers`).
+        optimizer: optimizer name (`tfxfer.training.optimizers`).
         min_lr, max_lr: the range of the sweep.
         steps: batches in the sweep.
         diverge: stop when the smoothed loss exceeds this multiple of its minimum.

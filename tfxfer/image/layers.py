@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfxfer.backbones import get_backbone
+from tfxfer.image.backbones import get_backbone
 
 
 @keras.saving.register_keras_serializable(package="tfxfer")

@@ -17,7 +17,7 @@ One forward pass over a stratified sample of the training split gives:
   divergence, median over channels, mean over layers), as a similarity
   `exp(-KL)` in [0, 1].
 
-`tfxfer.advisor` turns these numbers into a strategy.
+`tfxfer.auto.advisor` turns these numbers into a strategy.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.backbones import build_backbone, get_backbone, stage_ends
 from tfxfer.config import RunConfig
 from tfxfer.data.splits import Splits, stratified_subset
-from tfxfer.layers import BackbonePreprocess
+from tfxfer.image.backbones import build_backbone, get_backbone, stage_ends
+from tfxfer.image.layers import BackbonePreprocess
 from tfxfer.modality import IMAGE
-from tfxfer.strategies import walk_layers
+from tfxfer.training.strategies import walk_layers
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from tfxfer.distribute import TF_CONFIG
+from tfxfer.runtime.distribute import TF_CONFIG
 
 logger = logging.getLogger(__name__)
 

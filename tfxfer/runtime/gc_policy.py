@@ -55,7 +55,7 @@ def skip_final_collection() -> None:
 def import_tensorflow() -> None:
     """Imports TensorFlow and Keras (if not imported yet) with the collector paused.
 
-    Call it after `tfxfer.onednn.enable_onednn_default`, which must run first.
+    Call it after `tfxfer.runtime.onednn.enable_onednn_default`, which must run first.
     """
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return

@@ -1,7 +1,7 @@
 """The statistics of a classifier's `feature_norm` layer, from its training data.
 
 A classifier on a backbone cut at an earlier layer standardises its pooled
-features (`tfxfer.models`, `tfxfer.layers.FeatureStandardization`). Before the
+features (`tfxfer.image.model`, `tfxfer.image.layers.FeatureStandardization`). Before the
 first phase, `fit_feature_norm` sets the layer's mean and variance from the
 pooled features of the training split (inference mode, no augmentation). When
 phase 1 trains on cached features without augmented copies, these are the same
@@ -17,11 +17,11 @@ import logging
 import keras
 import numpy as np
 
-from tfxfer.bottleneck import FeatureExtractor, cached_split
 from tfxfer.config import RunConfig
 from tfxfer.data.splits import Splits
-from tfxfer.layers import FeatureStandardization
-from tfxfer.models import FEATURE_NORM, optional_layer
+from tfxfer.image.layers import FeatureStandardization
+from tfxfer.image.model import FEATURE_NORM, optional_layer
+from tfxfer.training.bottleneck import FeatureExtractor, cached_split
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ The classic 2x2 answer, made measurable:
     |              |                                      | good, else train from scratch      |
 
 Size is the number of training examples per class. Similarity comes from
-`tfxfer.probes`: linear probes of the frozen features at the end of every stage
+`tfxfer.auto.probes`: linear probes of the frozen features at the end of every stage
 of the backbone. When the top layer separates the classes about as well as the
 best depth (`top / best >= similar_above`), the data is called similar; when an
 earlier depth is clearly better, the top layers are too specific to the
@@ -45,7 +45,7 @@ import numpy as np
 from tfxfer.config import RunConfig
 from tfxfer.data.splits import Splits
 from tfxfer.modality import IMAGE
-from tfxfer.strategies import DEFAULT_UNFREEZE_FRACTION
+from tfxfer.training.strategies import DEFAULT_UNFREEZE_FRACTION
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def advise(
     Returns:
         The Advice (choice, strategy, cut, unfreeze depth, numbers, reason).
     """
-    from tfxfer.probes import measure
+    from tfxfer.auto.probes import measure
 
     settings = settings or AdvisorSettings()
     if splits.modality != IMAGE:
@@ -257,7 +257,7 @@ def advise(
 def best_feature_layer(config: RunConfig, splits: Splits,
                        settings: AdvisorSettings | None = None) -> str | None:
     """`feature_layer: auto` alone: the best-probing stage end (None when it is the top)."""
-    from tfxfer.probes import measure
+    from tfxfer.auto.probes import measure
 
     settings = settings or AdvisorSettings()
     measurement = measure(config, splits, settings.sample_per_class, settings.max_sample,

@@ -1,8 +1,8 @@
 """Resolves the "auto" settings of a run before it trains.
 
-    train.strategy: auto        -> tfxfer.advisor (advice.json)
-    model.image.feature_layer: auto   -> the best-probing depth (tfxfer.probes)
-    train.learning_rate: auto   -> tfxfer.lr_finder on phase 1 (lr_find.json, lr_find.png)
+    train.strategy: auto        -> tfxfer.auto.advisor (advice.json)
+    model.image.feature_layer: auto   -> the best-probing depth (tfxfer.auto.probes)
+    train.learning_rate: auto   -> tfxfer.auto.lr_finder on phase 1 (lr_find.json, lr_find.png)
     train.adaptation_lambda / adaptation_features: auto   -> reverse validation, no target
                                    labels (tfxfer.adaptation.reverse_validation;
                                    reverse_validation.json)
@@ -23,10 +23,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.adaptation.reverse_validation import reverse_validate, write_reverse_validation
-from tfxfer.advisor import AdvisorSettings, advise, apply_advice, best_feature_layer, write_advice
+from tfxfer.auto.advisor import (
+    AdvisorSettings,
+    advise,
+    apply_advice,
+    best_feature_layer,
+    write_advice,
+)
+from tfxfer.auto.lr_finder import LRFinderResult, lr_sweep, write_lr_find
 from tfxfer.config import AUTO, RunConfig
 from tfxfer.data.splits import Splits
-from tfxfer.lr_finder import LRFinderResult, lr_sweep, write_lr_find
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +53,14 @@ def find_learning_rate(
     no frozen phase and sweeps the whole model on the training pipeline. The model
     is built for the sweep and discarded.
     """
-    from tfxfer.bottleneck import FeatureExtractor, head_model
-    from tfxfer.feature_norm import feature_norm_layer, fit_feature_norm
-    from tfxfer.probes import sample_batches
-    from tfxfer.strategies import Phase, set_phase_trainable
+    from tfxfer.auto.probes import sample_batches
+    from tfxfer.training.bottleneck import FeatureExtractor, head_model
+    from tfxfer.training.feature_norm import feature_norm_layer, fit_feature_norm
+    from tfxfer.training.strategies import Phase, set_phase_trainable
 
     train = config.train
     if train.strategy == "auto":
-        raise ValueError("Resolve strategy 'auto' before the LR sweep (tfxfer.advisor).")
+        raise ValueError("Resolve strategy 'auto' before the LR sweep (tfxfer.auto.advisor).")
     keras.utils.set_random_seed(config.data.seed)
     model = build(config)
     if train.strategy == "from_scratch":

@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import TrainConfig
-from tfxfer.optimizers import layerwise_multipliers, make_optimizer, phase_schedule
-from tfxfer.strategies import Phase, plan_phases, set_phase_trainable
+from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer, phase_schedule
+from tfxfer.training.strategies import Phase, plan_phases, set_phase_trainable
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ PhaseRunner = Callable[..., tuple[keras.callbacks.History, str]]
 
 
 class ResumePoint(Protocol):
-    """Where a resumed run continues; `tfxfer.resume.Checkpoint` is one."""
+    """Where a resumed run continues; `tfxfer.training.resume.Checkpoint` is one."""
 
     epoch: int
     phase: str
@@ -240,9 +240,9 @@ class PhaseTrainer:
         runners: optional replacements of `model.fit` by phase name, called as
             `runner(phase, initial_epoch=, epochs=, verbose=, callbacks=)` after the
             phase's trainable flags are set and returning (history, mode); used to
-            train on cached backbone features (`tfxfer.bottleneck`) or cached
-            activations at the unfreeze boundary (`tfxfer.boundary`).
-        start: where a resumed run continues (see `tfxfer.resume`): its history and
+            train on cached backbone features (`tfxfer.training.bottleneck`) or cached
+            activations at the unfreeze boundary (`tfxfer.training.boundary`).
+        start: where a resumed run continues (see `tfxfer.training.resume`): its history and
             epoch count carry on and its phase continues after its epoch. Callbacks
             with an `on_phase_begin(phase, history, best)` method are told each
             phase before it runs.

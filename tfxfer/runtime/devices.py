@@ -11,7 +11,7 @@ import logging
 import keras
 import tensorflow as tf
 
-from tfxfer.distribute import multi_worker_strategy, wants_multi_worker
+from tfxfer.runtime.distribute import multi_worker_strategy, wants_multi_worker
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def distribution_strategy(setting: str) -> tf.distribute.Strategy:
     the default (single-device) strategy; "mirrored" mirrors over the GPUs, or
     over the logical CPU devices when there is no GPU (how the distributed path is
     tested on CPU); "multi_worker" is MultiWorkerMirroredStrategy from TF_CONFIG
-    (see `tfxfer.distribute`); "none" is the default strategy.
+    (see `tfxfer.runtime.distribute`); "none" is the default strategy.
     """
     if wants_multi_worker(setting):  # before any device query: it must come first
         return multi_worker_strategy()

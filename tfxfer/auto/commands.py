@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tfxfer.advisor import AdvisorSettings
+    from tfxfer.auto.advisor import AdvisorSettings
 
 
 def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> AdvisorSettings:
-    from tfxfer.advisor import AdvisorSettings
+    from tfxfer.auto.advisor import AdvisorSettings
 
     given = {name: getattr(args, name) for name in ("lots_per_class", "similar_above",
                                                     "cut_above", "gain_above", "bn_shift")}
@@ -53,7 +53,7 @@ def _config_and_splits(args: argparse.Namespace, overrides: dict, **train_overri
 
 
 def run_advise(args: argparse.Namespace, overrides: dict) -> int:
-    from tfxfer.advisor import advise, format_advice, write_advice
+    from tfxfer.auto.advisor import advise, format_advice, write_advice
 
     config, splits = _config_and_splits(args, overrides, strategy="auto")
     settings = _settings(args)
@@ -70,9 +70,9 @@ def add_lr_find_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_lr_find(args: argparse.Namespace, overrides: dict) -> int:
-    from tfxfer.auto import find_learning_rate, resolve_auto
+    from tfxfer.auto.lr_finder import write_lr_find
+    from tfxfer.auto.resolve import find_learning_rate, resolve_auto
     from tfxfer.experiment import build_classifier
-    from tfxfer.lr_finder import write_lr_find
 
     fixed = {"learning_rate": 1e-3} if args.learning_rate == "auto" else {}  # swept below
     config, splits = _config_and_splits(args, overrides, **fixed)

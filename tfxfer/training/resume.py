@@ -46,8 +46,8 @@ import numpy as np
 
 from tfxfer import rundir
 from tfxfer.config import RunConfig, config_from_dict
-from tfxfer.strategies import Phase
-from tfxfer.training import BestWeights, PhaseRecord, TrainingHistory, WeightSnapshots
+from tfxfer.training.strategies import Phase
+from tfxfer.training.trainer import BestWeights, PhaseRecord, TrainingHistory, WeightSnapshots
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import keras
 
-from tfxfer.offline import fetching
-from tfxfer.registry import Registry
-from tfxfer.small_cnns import dann_mnist_cnn, unit_scale
+from tfxfer.image.small_cnns import dann_mnist_cnn, unit_scale
+from tfxfer.runtime.offline import fetching
+from tfxfer.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class BackboneSpec:
     """What tfxfer needs to know about one `keras.applications` architecture.
 
     Attributes:
-        name: registry name, lower-case snake_case (see `tfxfer.registry`).
+        name: registry name, lower-case snake_case (see `tfxfer.utils.registry`).
         builder: the keras.applications constructor.
         preprocess: the architecture's own `preprocess_input` (uint8-range RGB in).
         input_size: default square input side in pixels.
@@ -57,7 +57,7 @@ BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    """Adds a backbone (naming and matching follow `tfxfer.registry`)."""
+    """Adds a backbone (naming and matching follow `tfxfer.utils.registry`)."""
     return BACKBONES.register(spec)
 
 
@@ -190,7 +190,7 @@ for _spec in (
     register_backbone(_spec)
 
 
-# --- Cut at an intermediate layer (`model.feature_layer`, see tfxfer.advisor) ---
+# --- Cut at an intermediate layer (`model.feature_layer`, see tfxfer.auto.advisor) ---
 
 def feature_layer_names(backbone: keras.Model) -> list[str]:
     """Layers of `backbone` the head can sit on: those with a 4-D (feature map) output."""

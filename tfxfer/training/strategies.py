@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import keras
 
-from tfxfer.backbones import BACKBONE_LAYER_NAME, resolve_weights
 from tfxfer.config import RunConfig, TrainConfig, fine_tune_learning_rate
+from tfxfer.image.backbones import BACKBONE_LAYER_NAME, resolve_weights
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import keras
 from keras import ops
 
 from tfxfer.config import LR_SCHEDULES
-from tfxfer.strategies import trainable_backbone_layers
+from tfxfer.training.strategies import trainable_backbone_layers
 
 
 class _LayerwiseMixin:
