@@ -73,6 +73,16 @@ def _label_names(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in pairs}
 
 
+def _loss_weights(text: str) -> dict[str, float]:
+    """`rating=0.5,label=1` -> {"rating": 0.5, "label": 1.0}."""
+    pairs = _label_names(text)
+    try:
+        return {k: float(v) for k, v in pairs.items()}
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected COLUMN=WEIGHT[,COLUMN=WEIGHT...] with numbers, got {text!r}") from err
+
+
 # (flag, config section as a dotted path, config key, argparse options)
 _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
@@ -92,6 +102,19 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--max-test-examples", "data", "max_test_examples", {"type": int}),
     ("--text-column", "data", "text_column", {}),
     ("--label-column", "data", "label_column", {}),
+    # --- task outputs of CSV/TSV tables (tfxfer.tasks, docs/tasks.md) ---
+    ("--target", "data", "target", {
+        "metavar": "COLUMN[:TASK],...",
+        "help": "target column(s) of a CSV/TSV table, e.g. rating or label,rating:regression "
+                "(task: classification, multilabel or regression; inferred when omitted)"}),
+    ("--loss-weights", "data", "loss_weights", {
+        "type": _loss_weights, "metavar": "COLUMN=WEIGHT,...",
+        "help": "per-output loss weights of --target, e.g. rating=0.5"}),
+    ("--tag-delimiter", "data", "tag_delimiter", {
+        "help": "separator of the tags of a multilabel column (default |)"}),
+    ("--image-column", "data", "image_column", {
+        "help": "the column of image paths (relative to the CSV) of an image table"}),
+    # ---
     ("--label-names", "data", "label_names", {
         "type": _label_names, "metavar": "LABEL=NAME,...",
         "help": "readable class names, e.g. 0=negative,1=positive"}),

@@ -103,6 +103,20 @@ class DataConfig:
     # Labelled target images (class subfolders) to measure target accuracy after every
     # epoch; never used for training.
     target_test_source: str | None = None
+    # --- Task outputs of a table source (see tfxfer.tasks and docs/tasks.md) ---
+    # Target columns of a CSV/TSV file or DataFrame, comma-separated, each "column" or
+    # "column:task" (task: classification | multilabel | regression; inferred from the values
+    # when omitted), e.g. "label,rating:regression". Several targets make one multi-task
+    # model on one backbone; an empty cell is a missing label (masked out of that loss).
+    # None: single-label classification on label_column, as before.
+    target: str | None = None
+    # Per-output loss weights by target column, e.g. {rating: 0.5} (others weigh 1).
+    loss_weights: dict[str, float] | None = None
+    # What separates the tags of a multilabel cell, e.g. "red|round".
+    tag_delimiter: str = "|"
+    # The column of image file paths (relative to the CSV's folder) when a table holds
+    # images; None: the table holds text in text_column.
+    image_column: str | None = None
 
 
 @dataclass
@@ -450,6 +464,9 @@ def _validate_data(data: DataConfig) -> None:
         )
     if data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1. Received: {data.batch_size}")
+    parse_targets(data)
+    if not data.tag_delimiter:
+        raise ValueError("data.tag_delimiter must be a non-empty string, e.g. '|'.")
     if data.label_names is not None and (
         not isinstance(data.label_names, dict)
         or not all(str(v).strip() for v in data.label_names.values())
@@ -458,6 +475,63 @@ def _validate_data(data: DataConfig) -> None:
             "data.label_names must map labels to non-empty names, e.g. "
             f"{{0: negative, 1: positive}}. Received: {data.label_names!r}"
         )
+
+
+# The tasks an output of a table source can be (tfxfer.tasks.specs registers each).
+TASKS = ("classification", "multilabel", "regression")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """One output of a task model: what it predicts, from which column, how much it weighs.
+
+    Attributes:
+        name: the output's name (the column's, made a valid identifier).
+        task: one of TASKS, or None to infer it from the column's values.
+        column: the target column of the table.
+        loss_weight: this output's weight in the summed loss.
+    """
+
+    name: str
+    task: str | None
+    column: str
+    loss_weight: float = 1.0
+
+
+def parse_targets(data: DataConfig) -> list[OutputConfig]:
+    """The outputs `data.target` names ("label,rating:regression"), checked.
+
+    Raises:
+        ValueError: an empty entry, an unknown task, a column named twice, a loss weight
+            for a column that is not a target, or a weight that is not a number >= 0.
+    """
+    if not data.target or not data.target.strip():
+        return []
+    weights = {str(k): v for k, v in (data.loss_weights or {}).items()}
+    outputs, seen = [], set()
+    for entry in data.target.split(","):
+        column, _, task = (part.strip() for part in entry.partition(":"))
+        if not column:
+            raise ValueError(f"data.target has an empty entry. Received: {data.target!r}")
+        if task and task not in TASKS:
+            raise ValueError(f"Unknown task {task!r} for target {column!r}; tasks are "
+                             f"{', '.join(TASKS)}. Received: target={data.target!r}")
+        if column in seen:
+            raise ValueError(f"data.target names {column!r} twice. Received: {data.target!r}")
+        seen.add(column)
+        weight = weights.get(column, 1.0)
+        if not _is_number(weight) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"data.loss_weights[{column!r}] must be a number >= 0. "
+                             f"Received: {weight!r}")
+        name = "".join(c if c.isalnum() else "_" for c in column).strip("_") or "target"
+        outputs.append(OutputConfig(name, task or None, column, float(weight)))
+    unknown = sorted(set(weights) - seen)
+    if unknown:
+        raise ValueError(f"data.loss_weights names {unknown}, which are not targets "
+                         f"(data.target={data.target!r}).")
+    if len({o.name for o in outputs}) != len(outputs):
+        raise ValueError(f"Two targets give the same output name: {[o.name for o in outputs]}")
+    return outputs
 
 
 def _validate_model(model: ModelConfig) -> None:

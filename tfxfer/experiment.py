@@ -46,6 +46,10 @@ from tfxfer.runtime.distribute import (
     with_options,
 )
 from tfxfer.runtime.gc_policy import long_lived_frozen
+from tfxfer.tasks.model import build_task_model, compile_args
+from tfxfer.tasks.outputs import Output, read_outputs
+from tfxfer.tasks.run import evaluate_task_run, validate_task_config, write_task_setup
+from tfxfer.tasks.table import TaskSplits
 from tfxfer.text.model import build_text_classifier
 from tfxfer.training.bottleneck import head_phase_runner, should_cache
 from tfxfer.training.boundary import boundary_phase_runner, features_via_boundary
@@ -94,20 +98,26 @@ def _prepare_run_dir(path: Path) -> Path:
     return path
 
 
-def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:
+def build_classifier(config: RunConfig, modality: str, num_classes: int,
+                     outputs: list[Output] | None = None) -> keras.Model:
     """The classifier for `modality` ("image" or "text"), built from the model section.
 
     Args:
         config: the run config (model section; the strategy and seed for from_scratch).
         modality: the data's modality (`Splits.modality`).
         num_classes: number of classes.
+        outputs: a task model's outputs (`TaskSplits.outputs`): then one head per output
+            on the shared backbone (`tfxfer.tasks.model`), and `num_classes` is not used.
 
     Returns:
-        An uncompiled model from raw images or strings to class probabilities.
+        An uncompiled model from raw images or strings to class probabilities (a dict of
+        outputs for a task model).
     """
     from_scratch = config.train.strategy == "from_scratch" or (
         config.train.strategy == "domain_adaptation" and not is_pretrained(config)
     )
+    if outputs:
+        return build_task_model(config, modality, outputs, from_scratch=from_scratch)
     if validate_modality(modality) == IMAGE:
         return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
     return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
@@ -182,6 +192,12 @@ class Experiment:
             logger.warning("The data are %s: these settings are not used: %s",
                            modality, ", ".join(unused))
         self.config = dataclasses.replace(self.config, model=model.for_modality(modality))
+        if self.tasks:  # --- a task model: no "auto" settings (tfxfer.tasks.run) ---
+            validate_task_config(self.config)
+            self.config = resolve_config(self.config)
+            if self.resume is None or not self.chief:
+                write_task_setup(self.run_dir, self.config, self.splits)
+            return self.splits
         # --- "auto" strategy, feature layer, learning rate (tfxfer.auto.resolve) ---
         build = functools.partial(build_classifier, modality=modality,
                                   num_classes=len(self.splits.class_names))
@@ -190,6 +206,11 @@ class Experiment:
         if self.resume is None or not self.chief:  # a resumed run keeps what it wrote
             rundir.write_setup(self.run_dir, self.config, self.splits)
         return self.splits
+
+    @property
+    def tasks(self) -> bool:
+        """Whether this run trains a task model (`tfxfer.tasks`: --target)."""
+        return isinstance(self.splits, TaskSplits)
 
     def build_model(self) -> keras.Model:
         """Builds the classifier and prepares its phases (under the distribution strategy).
@@ -209,7 +230,8 @@ class Experiment:
         even = self.replicas > 1
         options = input_options(config.train.deterministic)
         with self.strategy.scope():
-            model = build_classifier(config, splits.modality, len(splits.class_names))
+            model = build_classifier(config, splits.modality, len(splits.class_names),
+                                     getattr(splits, "outputs", None))
             if self.start is not None:
                 self.start.load_weights(model)
                 logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
@@ -219,7 +241,11 @@ class Experiment:
                 splits.batches("train", config.data, training=True, drop_remainder=even), options)
             val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
                                   options)
-            if config.train.strategy == "domain_adaptation":
+            if self.tasks:  # refused by validate_task_config when asked for explicitly
+                logger.info("Task model: phase 1 and phase 2 run the full model (bottleneck "
+                            "and boundary caches train single-output heads only).")
+                runners = {}
+            elif config.train.strategy == "domain_adaptation":
                 from tfxfer.adaptation import DomainAdaptation
 
                 adaptation = DomainAdaptation(model, config, splits, drop_remainder=even)
@@ -233,7 +259,8 @@ class Experiment:
         callbacks = [*tensorboard_callbacks(self.run_dir, config.train.tensorboard),
                      EpochBackup(model, self.run_dir / CHECKPOINTS, restore_from=self.start)]
         self.trainer = PhaseTrainer(model, train_ds, val_ds, config.train, callbacks, runners,
-                                    self.start)
+                                    self.start,
+                                    compile_args(splits.outputs) if self.tasks else None)
         self.model = model
         return model
 
@@ -252,6 +279,11 @@ class Experiment:
         """
         self._finish_training()
         splits = self.splits
+        if self.tasks:
+            if self.chief:
+                self.evaluation = evaluate_task_run(self.model, splits, self.config,
+                                                    self.run_dir)
+            return self.evaluation
         if splits.size("test") and self.chief:
             self.evaluation = evaluate(self.model, splits.batches("test", self.config.data),
                                        splits.class_names)
@@ -270,7 +302,8 @@ class Experiment:
         if self.chief:
             rundir.save_model(self.run_dir, self.model)
             shutil.rmtree(self.run_dir / CHECKPOINTS, ignore_errors=True)
-            write_report(self.run_dir, self.splits)
+            if not self.tasks:  # a task run's plots are written by evaluate
+                write_report(self.run_dir, self.splits)
             logger.info("Run written to %s", self.run_dir)
         barrier(self.strategy)
         remove_output_dir(self.run_dir, run_dir)
@@ -330,6 +363,9 @@ def train(
 
 def evaluate_run(run_dir: str | Path) -> Evaluation:
     """Reloads a run and evaluates its model on the run's own test split again."""
+    if read_outputs(run_dir) is not None:
+        raise ValueError(f"{run_dir} is a task run (outputs.json): its test metrics are in "
+                         "metrics.json; re-evaluating task runs is not supported yet.")
     config, model, class_names = rundir.load_run(run_dir)
     splits = load_splits(config.data, config.model.image_input_size)
     if splits.class_names != class_names:

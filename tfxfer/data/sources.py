@@ -2,6 +2,8 @@
 
     path/to/folder      a folder of class subfolders (images)   -> `folder.py`
     path/to/file.csv    a CSV/TSV table of texts and labels     -> `text.py`
+    ... with --target   a table of texts or image paths and one or more targets
+                        (regression, multilabel, multi-task)    -> `tfxfer.tasks.table`
     tfds:NAME           a TFDS dataset (images or text)         -> `tfds_source.py`
 
 Each loader returns `Splits` (`splits.py`). `DataConfig.test_source` optionally
@@ -47,12 +49,24 @@ def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
     Returns:
         Splits with decoders for the model's inputs.
     """
-    return apply_label_names(_load_splits(data, image_size), data.label_names)
+    from tfxfer.tasks.table import TaskSplits  # tfxfer.tasks imports tfxfer.data
+
+    splits = _load_splits(data, image_size)
+    if isinstance(splits, TaskSplits):  # outputs carry their own class names
+        return splits
+    return apply_label_names(splits, data.label_names)
 
 
 def _load_splits(data: DataConfig, image_size: int | None) -> Splits:
     kind = source_kind(data.source)
     _validate_test_source(data, kind)
+    from tfxfer.tasks.table import is_task_source, load_task_splits
+
+    if is_task_source(data):
+        if kind != "csv":
+            raise ValueError(f"data.target / data.image_column need a CSV or TSV table (or a "
+                             f"DataFrame). Received: source={data.source!r}")
+        return load_task_splits(data, image_size)
     if kind == "tfds":
         return load_tfds_splits(data, image_size)
     if kind == "csv":

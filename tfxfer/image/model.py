@@ -18,6 +18,8 @@ Layers that other code looks up have stable names (the constants below).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
 from tfxfer.config import ImageConfig, ModelConfig
@@ -92,7 +94,8 @@ def _pooling(kind: str) -> keras.layers.Layer:
 
 
 def build_image_classifier(
-    config: ModelConfig, num_classes: int, *, from_scratch: bool = False
+    config: ModelConfig, num_classes: int, *, from_scratch: bool = False,
+    head: Callable | None = None,
 ) -> keras.Model:
     """Builds a classifier on a registered `keras.applications` backbone.
 
@@ -106,6 +109,8 @@ def build_image_classifier(
             BatchNormalization layers follow the training flag (for the
             `from_scratch` strategy). Otherwise the backbone is called with
             `training=False`, as transfer learning requires.
+        head: builds the outputs from the pooled features instead of `build_head`
+            (task heads, `tfxfer.tasks.model`); `num_classes` is then not used.
 
     Returns:
         An uncompiled `keras.Model` from uint8 images to class probabilities.
@@ -134,6 +139,6 @@ def build_image_classifier(
     x = _pooling(image.pooling)(x)
     if image.feature_layer:
         x = FeatureStandardization(name=FEATURE_NORM)(x)
-    outputs = build_head(x, num_classes, config)
+    outputs = head(x) if head is not None else build_head(x, num_classes, config)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 

@@ -12,6 +12,8 @@ unfreezes by blocks from the top (see `tfxfer.text.transformer`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 
@@ -75,7 +77,8 @@ def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
 
 
 def build_text_classifier(
-    config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None
+    config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None,
+    head: Callable | None = None,
 ) -> keras.Model:
     """Builds a classifier on a pretrained text encoder (`config.text.encoder`).
 
@@ -85,6 +88,8 @@ def build_text_classifier(
         from_scratch: re-initialise the encoder's variables randomly (same shapes
             and vocabulary), for the `from_scratch` strategy and learning curves.
         seed: seed of that random initialisation.
+        head: builds the outputs from the sentence vector instead of `build_head`
+            (task heads, `tfxfer.tasks.model`); `num_classes` is then not used.
 
     Returns:
         An uncompiled `keras.Model` from a batch of strings to class probabilities,
@@ -93,5 +98,6 @@ def build_text_classifier(
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
     text = HtmlLineBreaks(name=CLEANUP)(inputs)
     encoder = _build_encoder(config, from_scratch, seed)
-    outputs = build_head(encoder(text), num_classes, config)
+    features = encoder(text)
+    outputs = head(features) if head is not None else build_head(features, num_classes, config)
     return keras.Model(inputs, outputs, name="text_classifier")

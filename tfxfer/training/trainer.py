@@ -117,9 +117,13 @@ class BestWeights(keras.callbacks.Callback):
 
 def compile_for_phase(
     model: keras.Model, phase: Phase, train: TrainConfig,
-    train_ds: tf.data.Dataset | None = None,
+    train_ds: tf.data.Dataset | None = None, compile_args: dict | None = None,
 ) -> keras.Model:
     """Compiles `model` for `phase`: a fresh optimizer at the phase's learning rate.
+
+    `compile_args` replaces the classifier's loss and metrics (sparse cross-entropy,
+    accuracy), e.g. with a task model's per-output losses, weights and metrics
+    (`tfxfer.tasks.model.compile_args`).
 
     Discriminative learning rates apply to phases that unfreeze pretrained layers.
     With `train.warmup_fraction` or a decaying `train.lr_schedule` the rate follows
@@ -135,8 +139,7 @@ def compile_for_phase(
                                        phase.epochs, train.warmup_fraction, train.lr_schedule)
     model.compile(
         optimizer=make_optimizer(train.optimizer, learning_rate, multipliers),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        **(compile_args or {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}),
         jit_compile=train.jit_compile,
     )
     # Built here, the optimizer's variables exist before the train step is traced; built
@@ -246,6 +249,7 @@ class PhaseTrainer:
             epoch count carry on and its phase continues after its epoch. Callbacks
             with an `on_phase_begin(phase, history, best)` method are told each
             phase before it runs.
+        compile_args: the loss and metrics of a task model (see `compile_for_phase`).
     """
 
     def __init__(
@@ -257,8 +261,10 @@ class PhaseTrainer:
         callbacks: Sequence[keras.callbacks.Callback] = (),
         runners: dict[str, PhaseRunner] | None = None,
         start: ResumePoint | None = None,
+        compile_args: dict | None = None,
     ) -> None:
         _validate_fit(train, val_ds)
+        self.compile_args = compile_args
         self.model, self.train_ds, self.val_ds, self.train = model, train_ds, val_ds, train
         self.callbacks = list(callbacks)
         self.runners = runners or {}
@@ -292,7 +298,7 @@ class PhaseTrainer:
         began = time.perf_counter()
         runner = self.runners.get(phase.name)
         if runner is None:
-            compile_for_phase(model, phase, train, self.train_ds)
+            compile_for_phase(model, phase, train, self.train_ds, self.compile_args)
             result = model.fit(self.train_ds, validation_data=self.val_ds, shuffle=False,
                                **fit_args)
             mode = "full model"

@@ -1,0 +1,258 @@
+"""Task models: regression, multi-label and multi-task heads, masked losses, bad rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_image
+from text_helpers import NEGATIVE, NEUTRAL, POSITIVE, build_tiny_encoder, write_csv
+
+from tfxfer.config import DataConfig, load_config, parse_targets
+
+# --- config -------------------------------------------------------------------------------
+
+
+def test_parse_targets_reads_tasks_and_weights():
+    outputs = parse_targets(DataConfig(target="label, rating:regression,tags:multilabel",
+                                       loss_weights={"rating": 0.5}))
+    assert [(o.name, o.task, o.column, o.loss_weight) for o in outputs] == [
+        ("label", None, "label", 1.0), ("rating", "regression", "rating", 0.5),
+        ("tags", "multilabel", "tags", 1.0)]
+
+
+@pytest.mark.parametrize("target, weights, message", [
+    ("rating:ordinal", None, "Unknown task 'ordinal'"),
+    ("rating,rating", None, "twice"),
+    ("rating", {"label": 2.0}, "not targets"),
+    ("rating", {"rating": -1.0}, ">= 0"),
+    ("rating,,label", None, "empty entry"),
+])
+def test_parse_targets_refuses_bad_targets(target, weights, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides={"data": {"target": target, "loss_weights": weights}})
+
+
+# --- masked losses ------------------------------------------------------------------------
+
+
+def _toy_model():
+    import keras
+
+    from tfxfer.tasks.model import task_head
+    from tfxfer.tasks.outputs import Output
+
+    outputs = [Output("label", "classification", "label", 1.0, ["a", "b", "c"]),
+               Output("tags", "multilabel", "tags", 0.7, ["x", "y"]),
+               Output("rating", "regression", "rating", 2.0, mean=5.0, std=3.0)]
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, task_head(outputs, 0.0, 8)(inputs))
+    return model, outputs
+
+
+def _total_loss(model, outputs, x, y):
+    import tensorflow as tf
+
+    from tfxfer.tasks.model import compile_args
+
+    args = compile_args(outputs)
+    with tf.GradientTape() as tape:
+        predictions = model(x)
+        loss = tf.add_n([args["loss_weights"][n] * args["loss"][n](y[n], predictions[n])
+                         for n in y])
+    return float(loss), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
+
+
+def _batch(rng, n):
+    return {"label": rng.integers(0, 3, n), "tags": rng.integers(0, 2, (n, 2)).astype("float32"),
+            "rating": rng.uniform(1, 10, n).astype("float32")}
+
+
+def test_masked_rows_contribute_nothing_to_loss_or_gradients():
+    model, outputs = _toy_model()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 4)).astype("float32")
+    y = _batch(rng, 10)
+    masked = np.zeros(10, bool)
+    masked[[1, 4, 5, 8]] = True
+    y_missing = {"label": np.where(masked, -1, y["label"]),
+                 "tags": np.where(masked[:, None], np.nan, y["tags"]).astype("float32"),
+                 "rating": np.where(masked, np.nan, y["rating"]).astype("float32")}
+    wild, zeros = x.copy(), x.copy()
+    wild[masked] = 1e4 * rng.normal(size=(masked.sum(), 4))
+    zeros[masked] = 0.0
+    loss_wild, grads_wild = _total_loss(model, outputs, wild, y_missing)
+    loss_zeros, grads_zeros = _total_loss(model, outputs, zeros, y_missing)
+    kept = {k: v[~masked] for k, v in y.items()}
+    loss_kept, grads_kept = _total_loss(model, outputs, x[~masked], kept)
+    assert np.isfinite(loss_wild)
+    assert loss_wild == pytest.approx(loss_zeros, rel=1e-6)
+    assert loss_wild == pytest.approx(loss_kept, rel=1e-5)
+    for a, b, c in zip(grads_wild, grads_zeros, grads_kept):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
+    # The comparison can fail: a labelled row's input does move the loss.
+    moved = zeros.copy()
+    moved[0] += 3.0
+    assert _total_loss(model, outputs, moved, y_missing)[0] != pytest.approx(loss_zeros)
+
+
+def test_one_output_missing_keeps_the_others():
+    """A row without a rating still trains the label head; a batch with no rating gives 0."""
+    model, outputs = _toy_model()
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 4)).astype("float32")
+    y = _batch(rng, 6)
+    y["rating"][:] = np.nan
+    from tfxfer.tasks.model import compile_args
+
+    args = compile_args(outputs)
+    predictions = model(x)
+    assert float(args["loss"]["rating"](y["rating"], predictions["rating"])) == 0.0
+    assert float(args["loss"]["label"](y["label"], predictions["label"])) > 0.0
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _reviews(n: int, seed: int = 0, missing_every: int = 0):
+    """Reviews with k of 3 sentiment words positive; rating = 2k + 1, label = k >= 2."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        k = i % 4
+        words = [*rng.choice(POSITIVE, k), *rng.choice(NEGATIVE, 3 - k),
+                 *rng.choice(NEUTRAL[:4], 2)]
+        rng.shuffle(words)
+        missing = missing_every and i % missing_every == 0
+        rows.append((" ".join(words), "pos" if k >= 2 else "neg", "" if missing else 2 * k + 1))
+    return rows
+
+
+def _text_config(root: Path, source: Path, target: str, **train):
+    return load_config(overrides={
+        "data": {"source": str(source), "target": target, "batch_size": 8,
+                 "val_fraction": 0.2, "test_fraction": 0.2, "seed": 3},
+        "model": {"dropout": 0.0, "text": {"encoder": str(build_tiny_encoder(root / "enc"))}},
+        "train": {"strategy": "feature_extraction", "epochs": 40, "learning_rate": 0.05,
+                  "verbose": 0, "tensorboard": False, **train},
+        "out": str(root / "run"),
+    })
+
+
+def test_bad_rows_are_named_by_line_counted_and_skipped(tmp_path, caplog):
+    from tfxfer.tasks.table import load_task_splits
+
+    rows = _reviews(12)
+    rows[3] = ("a review\nover two lines", "pos", "ten")      # lines 5-6: non-numeric
+    rows[6] = ("", "neg", "3")                                 # line 9: empty input
+    rows[8] = ("good film", "", "")                            # line 11: no target
+    source = write_csv(tmp_path / "reviews.csv", rows, header=("text", "label", "rating"))
+    test = write_csv(tmp_path / "test.csv", [("good", "meh", "5"), ("bad", "neg", "1")],
+                     header=("text", "label", "rating"))
+    data = DataConfig(source=str(source), test_source=str(test),
+                      target="label,rating:regression", val_fraction=0.2, test_fraction=0.0)
+    with caplog.at_level("WARNING"):
+        splits = load_task_splits(data)
+    summary = splits.summary()
+    where = {(Path(r["table"]).name, r["where"]): r["kind"] for r in summary["skipped"]}
+    assert where == {("reviews.csv", "line 5"): "non-numeric target",
+                     ("reviews.csv", "line 9"): "empty input",
+                     ("reviews.csv", "line 11"): "no target",
+                     ("test.csv", "line 2"): "unknown class"}
+    assert summary["bad_rows"] == 4
+    assert summary["bad_rows_by_reason"]["unknown class"] == 1
+    assert "line 5: non-numeric target rating='ten'" in caplog.text
+    assert splits.size("train") + splits.size("val") == 9 and splits.size("test") == 1
+
+
+def test_image_table_missing_file_is_named(tmp_path):
+    from tfxfer.tasks.table import load_task_splits
+
+    images = tmp_path / "images"
+    for i in range(4):
+        write_image(images / f"{i}.png", (200, 30, 30), size=(12, 12), seed=i)
+    rows = [(f"images/{i}.png", i) for i in range(4)] + [("images/gone.png", 9)]
+    source = write_csv(tmp_path / "table.csv", rows, header=("path", "size"))
+    data = DataConfig(source=str(source), target="size:regression", image_column="path",
+                      val_fraction=0.25, test_fraction=0.0)
+    splits = load_task_splits(data, image_size=16)
+    assert [(r.where, r.kind) for r in splits.bad_rows] == [("line 6", "missing file")]
+    assert splits.size("train") + splits.size("val") == 4
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_text_regression_learns_a_known_function(tmp_path):
+    from tfxfer.experiment import train
+
+    source = write_csv(tmp_path / "r.csv", _reviews(80), header=("text", "label", "rating"))
+    result = train(_text_config(tmp_path, source, "rating"))
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]["rating"]
+    assert metrics["task"] == "regression"
+    assert metrics["mae"] < 0.5 < metrics["mae_of_train_mean"]
+    assert metrics["spearman"] > 0.9
+    assert (result.run_dir / "rating_scatter.png").stat().st_size > 0
+    assert (result.run_dir / "rating_residuals.png").stat().st_size > 0
+
+
+def test_masked_multitask_trains_both_heads(tmp_path):
+    """Half of the ratings missing: both heads learn; the summary counts labelled rows."""
+    from tfxfer.experiment import train
+
+    source = write_csv(tmp_path / "r.csv", _reviews(96, missing_every=2),
+                       header=("text", "label", "rating"))
+    config = _text_config(tmp_path, source, "label,rating:regression")
+    result = train(config)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]
+    assert metrics["label"]["accuracy"] >= 0.9
+    assert metrics["rating"]["mae"] < 0.8
+    summary = json.loads((result.run_dir / "data_summary.json").read_text())
+    total = sum(summary["examples"].values())
+    assert sum(summary["labelled"][s]["label"] for s in summary["labelled"]) == total
+    assert sum(summary["labelled"][s]["rating"] for s in summary["labelled"]) == total // 2
+    history = result.history.rows[-1]
+    assert np.isfinite(history["rating_loss"]) and np.isfinite(history["label_loss"])
+
+
+COLOUR_TAGS = {"red": ((220, 40, 40), "warm"), "orange": ((240, 150, 30), "warm|bright"),
+               "blue": ((40, 60, 220), "cool"), "cyan": ((40, 220, 230), "cool|bright")}
+
+
+def _colour_table(root: Path, per_colour: int) -> Path:
+    rows = []
+    for c, (name, (colour, tags)) in enumerate(COLOUR_TAGS.items()):
+        for i in range(per_colour):
+            path = write_image(root / "images" / f"{name}_{i}.png", colour, size=(20, 20),
+                               seed=c * 100 + i)
+            rows.append((str(path.relative_to(root)), tags))
+    return write_csv(root / "colours.csv", rows, header=("path", "tags"))
+
+
+def test_multilabel_tags_learnt_from_colour(tmp_path):
+    from tfxfer.experiment import train
+
+    source = _colour_table(tmp_path, 12)
+    config = load_config(overrides={
+        "data": {"source": str(source), "target": "tags", "image_column": "path",
+                 "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.25, "seed": 0},
+        "model": {"dropout": 0.0, "image": {"backbone": "dann_mnist_cnn", "weights": "none",
+                                            "image_size": 28, "augment": False}},
+        "train": {"strategy": "from_scratch", "epochs": 25, "learning_rate": 0.01,
+                  "verbose": 0, "tensorboard": False},
+        "out": str(tmp_path / "run"),
+    })
+    result = train(config)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]["tags"]
+    assert metrics["task"] == "multilabel"
+    assert metrics["micro_f1"] >= 0.9, metrics
+    assert [r["label"] for r in metrics["per_label"]] == ["bright", "cool", "warm"]
+    outputs = json.loads((result.run_dir / "outputs.json").read_text())
+    assert len(outputs[0]["thresholds"]) == 3
+    with (result.run_dir / "predictions.csv").open() as f:
+        row = next(csv.DictReader(f))
+    assert {"input", "tags_true", "tags_predicted", "tags_p_warm"} <= set(row)

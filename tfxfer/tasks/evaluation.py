@@ -1,0 +1,187 @@
+"""Evaluation of a task model, per output, over the rows that have that output's label.
+
+    classification  accuracy, per-class precision/recall/F1, confusion (`tfxfer.evaluation`)
+    multilabel      per-tag precision/recall/F1/support at the tag's threshold, micro and
+                    macro F1; thresholds are chosen on validation (`choose_thresholds`)
+    regression      MAE, RMSE, Spearman's rank correlation, R^2, and the MAE of always
+                    predicting the training mean (for scale)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from scipy.stats import spearmanr
+
+from tfxfer.data.pipeline import single_pass
+from tfxfer.evaluation import Evaluation, batch_signature
+from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION
+from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output
+
+# Candidate multilabel thresholds.
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def predict_outputs(model: keras.Model, ds: tf.data.Dataset
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Runs `model` over batched (inputs, targets) in order: (targets, predictions) by output."""
+    predict = tf.function(lambda x: model(x, training=False),
+                          input_signature=batch_signature(model))
+    targets: dict[str, list] = {}
+    predictions: dict[str, list] = {}
+    for inputs, y in single_pass(ds):
+        for name, value in predict(inputs).items():
+            predictions.setdefault(name, []).append(np.asarray(value, np.float32))
+        for name, value in y.items():
+            targets.setdefault(name, []).append(value.numpy())
+    if not targets:
+        raise ValueError("Cannot evaluate on an empty dataset.")
+    return ({k: np.concatenate(v) for k, v in targets.items()},
+            {k: np.concatenate(v) for k, v in predictions.items()})
+
+
+def labelled(output: Output, y: np.ndarray) -> np.ndarray:
+    """Which rows have a label for `output`."""
+    if output.task == CLASSIFICATION:
+        return y >= 0
+    if output.task == MULTILABEL:
+        return np.all(np.isfinite(y), axis=-1)
+    return np.isfinite(y)
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray, train_mean: float) -> dict:
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64).reshape(-1)
+    error = p - y
+    total = np.sum((y - y.mean()) ** 2)
+    rho = spearmanr(y, p).statistic if len(y) > 1 and np.ptp(p) > 0 else float("nan")
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error ** 2))),
+        "spearman": float(rho),
+        "r2": float(1 - np.sum(error ** 2) / total) if total > 0 else float("nan"),
+        "mae_of_train_mean": float(np.mean(np.abs(y - train_mean))),
+        "examples": int(len(y)),
+    }
+
+
+def _prf(y: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
+    tp = float(np.sum(predicted & y))
+    precision = tp / max(float(np.sum(predicted)), 1.0)
+    recall = tp / max(float(np.sum(y)), 1.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def choose_thresholds(y: np.ndarray, p: np.ndarray) -> list[float]:
+    """Per tag, the threshold of `THRESHOLDS` with the best F1 on (validation) `y`, `p`.
+
+    Ties go to the threshold nearest 0.5; a tag without a positive keeps 0.5.
+    """
+    y = y.astype(bool)
+    chosen = []
+    for j in range(y.shape[1]):
+        if not y[:, j].any():
+            chosen.append(DEFAULT_THRESHOLD)
+            continue
+        scores = [(_prf(y[:, j], p[:, j] >= t)[2], -abs(t - 0.5), t) for t in THRESHOLDS]
+        chosen.append(float(max(scores)[2]))
+    return chosen
+
+
+def multilabel_metrics(y: np.ndarray, p: np.ndarray, names: list[str],
+                       thresholds: list[float]) -> dict:
+    y = y.astype(bool)
+    predicted = p >= np.asarray(thresholds)[None, :]
+    rows = []
+    for j, name in enumerate(names):
+        precision, recall, f1 = _prf(y[:, j], predicted[:, j])
+        rows.append({"label": name, "precision": precision, "recall": recall, "f1": f1,
+                     "support": int(y[:, j].sum()), "threshold": float(thresholds[j])})
+    micro = _prf(y.reshape(-1), predicted.reshape(-1))
+    return {
+        "micro_precision": micro[0], "micro_recall": micro[1], "micro_f1": micro[2],
+        "macro_f1": float(np.mean([r["f1"] for r in rows])),
+        "exact_match": float(np.mean(np.all(predicted == y, axis=1))),
+        "examples": int(len(y)),
+        "per_label": rows,
+    }
+
+
+@dataclass
+class TaskEvaluation:
+    """Every output's targets and predictions on one split, and their metrics.
+
+    Attributes:
+        outputs: the model's outputs (multilabel thresholds set).
+        y_true, y_pred: output name -> targets (missing encoded) / predictions.
+    """
+
+    outputs: list[Output]
+    y_true: dict[str, np.ndarray]
+    y_pred: dict[str, np.ndarray]
+
+    def rows(self, output: Output) -> np.ndarray:
+        return labelled(output, self.y_true[output.name])
+
+    def metrics(self, output: Output) -> dict:
+        mask = self.rows(output)
+        y, p = self.y_true[output.name][mask], self.y_pred[output.name][mask]
+        if not len(y):
+            return {"examples": 0}
+        if output.task == REGRESSION:
+            return regression_metrics(y, p, output.mean)
+        if output.task == MULTILABEL:
+            return multilabel_metrics(y, p, output.names, output.thresholds
+                                      or [DEFAULT_THRESHOLD] * len(output.names))
+        return Evaluation(output.names, y.astype(np.int64), p).to_dict()
+
+    def to_dict(self) -> dict:
+        return {"outputs": {o.name: {"task": o.task, "column": o.column, **self.metrics(o)}
+                            for o in self.outputs}}
+
+    def table(self) -> str:
+        """One block per output, as the apps print them."""
+        lines = []
+        for output in self.outputs:
+            m = self.metrics(output)
+            head = f"{output.name} ({output.task}, {m.get('examples', 0)} labelled examples)"
+            if output.task == REGRESSION and m.get("examples"):
+                lines.append(f"{head}: MAE {m['mae']:.4f}, RMSE {m['rmse']:.4f}, "
+                             f"Spearman {m['spearman']:.4f}, R^2 {m['r2']:.4f} "
+                             f"(MAE of the training mean: {m['mae_of_train_mean']:.4f})")
+            elif output.task == MULTILABEL and m.get("examples"):
+                lines.append(f"{head}: micro F1 {m['micro_f1']:.4f}, macro F1 "
+                             f"{m['macro_f1']:.4f}, exact match {m['exact_match']:.4f}")
+                lines += [f"  {r['label']:<18} precision {r['precision']:.3f} recall "
+                          f"{r['recall']:.3f} f1 {r['f1']:.3f} support {r['support']} "
+                          f"threshold {r['threshold']:.2f}" for r in m["per_label"]]
+            elif m.get("examples"):
+                lines.append(f"{head}: accuracy {m['accuracy']:.4f}, macro F1 "
+                             f"{m['macro_f1']:.4f}")
+            else:
+                lines.append(f"{head}: no labelled example")
+        return "\n".join(lines)
+
+
+def with_thresholds(outputs: list[Output], model: keras.Model,
+                    val_ds: tf.data.Dataset | None) -> list[Output]:
+    """`outputs` with every multilabel output's thresholds chosen on validation (0.5 without)."""
+    if not any(o.task == MULTILABEL for o in outputs):
+        return outputs
+    y_true, y_pred = predict_outputs(model, val_ds) if val_ds is not None else ({}, {})
+    chosen = []
+    for output in outputs:
+        if output.task == MULTILABEL:
+            if output.name in y_true:
+                mask = labelled(output, y_true[output.name])
+                thresholds = choose_thresholds(y_true[output.name][mask],
+                                               y_pred[output.name][mask])
+            else:
+                thresholds = [DEFAULT_THRESHOLD] * len(output.names)
+            output = dataclasses.replace(output, thresholds=thresholds)
+        chosen.append(output)
+    return chosen

@@ -1,0 +1,92 @@
+"""Task models: one shared backbone (or text encoder), one head per output.
+
+    input -> [image or text trunk, as for a classifier] -> pooled features
+        -> dropout -> [hidden] -> output_<name> for every output:
+              classification  Dense(classes, softmax)
+              multilabel      Dense(tags, sigmoid)
+              regression      Dense(1) -> TargetScale (back to the target's units)
+
+The model's outputs are a dict keyed by output name. The trunk is built by the same
+factories as a classifier (`build_image_classifier` / `build_text_classifier` with a
+`head`), so the backbone layer, its strategies and unfreezing are the same.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfxfer.config import RunConfig
+from tfxfer.image.model import DROPOUT, HIDDEN, build_image_classifier
+from tfxfer.modality import IMAGE, validate_modality
+from tfxfer.tasks.losses import REGRESSION
+from tfxfer.tasks.outputs import Output
+from tfxfer.tasks.specs import get_task
+from tfxfer.text.model import build_text_classifier
+
+OUTPUT_PREFIX = "output_"
+
+
+@keras.saving.register_keras_serializable("tfxfer")
+class TargetScale(keras.layers.Layer):
+    """y = x * std + mean: a regression head learns standardised targets, answers in units."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = float(mean), float(std)
+
+    def call(self, x):
+        return x * self.std + self.mean
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+def task_head(outputs: list[Output], dropout: float, hidden_units: int):
+    """A head builder (features -> {name: output}) for the classifier factories."""
+    if not outputs:
+        raise ValueError("A task model needs at least one output.")
+
+    def head(features):
+        x = keras.layers.Dropout(dropout, name=DROPOUT)(features)
+        if hidden_units:
+            x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN)(x)
+        result = {}
+        for output in outputs:
+            spec = get_task(output.task)
+            name = OUTPUT_PREFIX + output.name
+            if output.task == REGRESSION:
+                y = keras.layers.Dense(1, dtype="float32", name=f"{name}_standardised")(x)
+                y = TargetScale(output.mean, output.std, dtype="float32", name=name)(y)
+            else:
+                y = keras.layers.Dense(output.units, activation=spec.activation,
+                                       dtype="float32", name=name)(x)
+            result[output.name] = y
+        return result
+
+    return head
+
+
+def build_task_model(config: RunConfig, modality: str, outputs: list[Output], *,
+                     from_scratch: bool = False) -> keras.Model:
+    """The multi-output model of `outputs` on the trunk `config.model` describes.
+
+    Returns:
+        An uncompiled model from raw images or strings to a dict of outputs.
+    """
+    head = task_head(outputs, config.model.dropout, config.model.hidden_units)
+    if validate_modality(modality) == IMAGE:
+        model = build_image_classifier(config.model, 0, from_scratch=from_scratch, head=head)
+    else:
+        model = build_text_classifier(config.model, 0, from_scratch=from_scratch,
+                                      seed=config.data.seed, head=head)
+    return model
+
+
+def compile_args(outputs: list[Output]) -> dict:
+    """The loss, loss weights and metrics `Model.compile` takes for `outputs`."""
+    return {
+        "loss": {o.name: get_task(o.task).loss(o.std if o.task == REGRESSION else 1.0)
+                 for o in outputs},
+        "loss_weights": {o.name: o.loss_weight for o in outputs},
+        "metrics": {o.name: get_task(o.task).metrics() for o in outputs},
+    }
