@@ -256,3 +256,54 @@ def test_multilabel_tags_learnt_from_colour(tmp_path):
     with (result.run_dir / "predictions.csv").open() as f:
         row = next(csv.DictReader(f))
     assert {"input", "tags_true", "tags_predicted", "tags_p_warm"} <= set(row)
+
+    # The export answers encoded image bytes with the tags above their thresholds.
+    from tfxfer.tasks.export import export_task_run
+
+    probes = {name: write_image(tmp_path / f"probe_{name}.png", colour, size=(20, 20), seed=7)
+              for name, (colour, _) in COLOUR_TAGS.items()}
+    exported = export_task_run(result.run_dir, tmp_path / "models", "colours")
+    answers = _serve(exported.path, [p.read_bytes() for p in probes.values()])
+    assert answers["tags_probabilities"].shape == (4, 3)
+    assert [set(t.decode().split("|")) for t in answers["tags_labels"]] == [
+        set(tags.split("|")) for _, tags in COLOUR_TAGS.values()]
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def _serve(path: Path, inputs: list) -> dict:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    result = loaded.signatures["serving_default"](inputs=tf.constant(inputs))
+    return {k: v.numpy() for k, v in result.items()}
+
+
+def test_text_task_export_answers_raw_strings(tmp_path):
+    from tfxfer.experiment import train
+    from tfxfer.tasks.export import export_task_run, predict_task_run
+
+    source = write_csv(tmp_path / "r.csv", _reviews(80), header=("text", "label", "rating"))
+    result = train(_text_config(tmp_path, source, "label,rating:regression"))
+    exported = export_task_run(result.run_dir, tmp_path / "models", "reviews")
+    assert exported.path == tmp_path / "models" / "reviews" / "1"
+    assert exported.output_keys == ["label_class_id", "label_class_name", "label_probabilities",
+                                    "rating_value"]
+    texts = ["good great love movie", "bad awful hate film", "good bad dull plot"]
+    answers = _serve(exported.path, texts)
+    assert answers["label_class_name"].tolist() == [b"pos", b"neg", b"neg"]
+    # rating = 2k + 1 for k positive words of 3
+    np.testing.assert_allclose(answers["rating_value"], [7.0, 1.0, 3.0], atol=1.0)
+    local = predict_task_run(result.run_dir, texts)
+    np.testing.assert_allclose([r["rating"] for r in local], answers["rating_value"], atol=1e-4)
+    assert [r["label"] for r in local] == ["pos", "neg", "neg"]
+
+
+def test_task_runs_refuse_litert_export(tmp_path):
+    from tfxfer.lite.export import export_run_tflite
+    from tfxfer.tasks.outputs import Output, write_outputs
+
+    write_outputs(tmp_path, [Output("rating", "regression", "rating")])
+    with pytest.raises(ValueError, match="LiteRT export converts single-label classifiers"):
+        export_run_tflite(tmp_path)

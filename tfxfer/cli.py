@@ -27,6 +27,7 @@ from tfxfer.config import (
     OPTIMIZERS,
     PHASE2_CACHE,
     POOLINGS,
+    REGRESSION_LOSSES,
     STRATEGIES,
     TEXT_POOLINGS,
     RunConfig,
@@ -139,6 +140,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--epochs", "train", "epochs", {"type": int, "help": "phase 1 epochs"}),
     ("--fine-tune-epochs", "train", "fine_tune_epochs", {"type": int, "help": "phase 2 epochs"}),
     ("--optimizer", "train", "optimizer", {"choices": OPTIMIZERS}),
+    ("--regression-loss", "train", "regression_loss", {
+        "choices": REGRESSION_LOSSES, "help": "loss of regression outputs (default mse)"}),
     ("--learning-rate", "train", "learning_rate", {
         "type": _float_or_auto, "metavar": "LR|auto", "help": "phase 1; auto: LR finder"}),
     ("--fine-tune-learning-rate", "train", "fine_tune_learning_rate", {"type": float}),

@@ -58,6 +58,7 @@ PHASE2_CACHE = ("auto", "off")
 # (see tfxfer.training.optimizers.WarmupSchedule).
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
+REGRESSION_LOSSES = ("mse", "huber", "mae")
 # Which features DANN's domain classifier reads: the pooled backbone features (the head's
 # input) or the output of the head's hidden layer (`model.hidden_units` > 0).
 ADAPTATION_FEATURES = ("pooling", "hidden")
@@ -318,6 +319,10 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
+    # Loss of regression outputs of a task model (tfxfer.tasks), on the standardised target:
+    # "mse" (squared error), "huber" (squared within 1 standard deviation, linear beyond) or
+    # "mae" (absolute error: predicts the median, the lowest MAE for two-peaked targets).
+    regression_loss: str = "mse"
     # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
     # Width of the domain classifier's hidden layer (0: a linear domain classifier).
     domain_hidden_units: int = 100
@@ -556,6 +561,7 @@ def _validate_train(train: TrainConfig) -> None:
     _validate_choice("train.bottleneck_cache", train.bottleneck_cache, BOTTLENECK_CACHE)
     _validate_choice("train.phase2_cache", train.phase2_cache, PHASE2_CACHE)
     _validate_choice("train.distribute", train.distribute, DISTRIBUTE)
+    _validate_choice("train.regression_loss", train.regression_loss, REGRESSION_LOSSES)
     if train.epochs < 0 or train.fine_tune_epochs < 0:
         raise ValueError(
             "epochs and fine_tune_epochs must be >= 0. "

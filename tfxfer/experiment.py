@@ -260,7 +260,8 @@ class Experiment:
                      EpochBackup(model, self.run_dir / CHECKPOINTS, restore_from=self.start)]
         self.trainer = PhaseTrainer(model, train_ds, val_ds, config.train, callbacks, runners,
                                     self.start,
-                                    compile_args(splits.outputs) if self.tasks else None)
+                                    compile_args(splits.outputs, config.train.regression_loss)
+                                    if self.tasks else None)
         self.model = model
         return model
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import keras
 
 import tfxfer.image.layers  # noqa: F401  (registers custom layers for loading)
+import tfxfer.tasks.model  # noqa: F401  (registers the task layers and losses for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)
 import tfxfer.text.transformer  # noqa: F401  (model.py imports it only to build one)
 import tfxfer.training.optimizers  # noqa: F401  (registers custom optimizers for loading)

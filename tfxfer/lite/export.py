@@ -202,7 +202,12 @@ def export_run_tflite(
     from tfxfer.data.sources import load_splits
     from tfxfer.image.model import image_size_for
     from tfxfer.rundir import load_run
+    from tfxfer.tasks.outputs import read_outputs
 
+    if read_outputs(run_dir) is not None:
+        raise ValueError(f"{run_dir} is a task run (regression, multilabel or several outputs): "
+                         "LiteRT export converts single-label classifiers only; export it as "
+                         "a SavedModel (tfxfer.tasks.export.export_task_run).")
     spec = get_quantization(quantization)
     out = Path(out) if out else Path(run_dir, f"tflite-{quantization}")
     check_new_target(out)

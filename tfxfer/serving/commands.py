@@ -47,11 +47,19 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from tfxfer.serving.export import export_run
+    from tfxfer.tasks.outputs import read_outputs
 
+    task_run = read_outputs(args.run_dir) is not None
     if args.format == "tflite":
+        if task_run:
+            raise ValueError(f"{args.run_dir} is a task run (regression, multilabel or several "
+                             "outputs): LiteRT export converts single-label classifiers only; "
+                             "export it as a SavedModel (--format savedmodel).")
         return lite_commands.run_export(args)
     if not args.name:
         raise ValueError("A SavedModel export needs --name NAME (BASE/NAME/VERSION).")
+    if task_run:
+        return _run_task_export(args)
     result = export_run(
         args.run_dir, args.base, args.name, version=args.version, top_k=args.top_k,
         sample_files=args.sample, warmup=not args.no_warmup, verify=args.verify,
@@ -68,6 +76,26 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"verified in a TensorFlow-only process: {report.examples} inputs, "
               f"max |probability difference| {report.max_abs_diff:.3g}; saved_model_cli "
               f"lists {', '.join(report.cli_signatures)}")
+    return 0
+
+
+def _run_task_export(args: argparse.Namespace) -> int:
+    """`tfxfer export` of a task run (`tfxfer.tasks.export`): always checked by reloading."""
+    from tfxfer.serving.export.samples import read_samples
+    from tfxfer.tasks.export import export_task_run, load_task_run
+
+    samples = ()
+    if args.sample:
+        from tfxfer.serving.export.introspect import export_modality
+
+        samples = read_samples(args.sample, export_modality(load_task_run(args.run_dir)[1]))
+    result = export_task_run(args.run_dir, args.base, args.name, version=args.version,
+                             samples=samples,
+                             **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
+    tasks = ", ".join(f"{o.name}: {o.task}" for o in result.outputs)
+    print(f"exported {result.modality} task model ({tasks}) to {result.path}")
+    print(f"signatures: {', '.join(result.signatures)}; outputs: {', '.join(result.output_keys)}")
+    print("verified: the reloaded export answers the samples as the Keras model does")
     return 0
 
 

@@ -36,8 +36,22 @@ def labelled_rows(task: str, y_true) -> tf.Tensor:
     return tf.math.is_finite(tf.reshape(y, [-1]))
 
 
-def per_row(task: str, y_true, y_pred, scale: float = 1.0) -> tuple[tf.Tensor, tf.Tensor]:
-    """(per-row loss with masked rows at 0, mask) for one output."""
+def _regression_loss(error, kind: str):
+    """Per-row loss of a standardised error: mse, huber (delta 1) or mae."""
+    if kind == "mae":
+        return tf.abs(error)
+    if kind == "huber":
+        small = tf.minimum(tf.abs(error), 1.0)
+        return 0.5 * tf.square(small) + (tf.abs(error) - small)
+    return tf.square(error)
+
+
+def per_row(task: str, y_true, y_pred, scale: float = 1.0, regression: str = "mse"
+            ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(per-row loss with masked rows at 0, mask) for one output.
+
+    `regression` is the regression loss (REGRESSION_LOSSES of `tfxfer.config`).
+    """
     mask = labelled_rows(task, y_true)
     y_pred = tf.cast(y_pred, tf.float32)
     if task == CLASSIFICATION:
@@ -52,7 +66,7 @@ def per_row(task: str, y_true, y_pred, scale: float = 1.0) -> tuple[tf.Tensor, t
     elif task == REGRESSION:
         y = tf.reshape(tf.cast(y_true, tf.float32), [-1])
         y = tf.where(mask, y, 0.0)
-        loss = tf.square((tf.reshape(y_pred, [-1]) - y) / scale)
+        loss = _regression_loss((tf.reshape(y_pred, [-1]) - y) / scale, regression)
     else:
         raise ValueError(f"Unknown task {task!r}")
     return tf.where(mask, loss, 0.0), mask
@@ -64,22 +78,25 @@ class MaskedLoss(keras.losses.Loss):
 
     Args:
         task: classification, multilabel or regression.
-        scale: regression only: the squared error is of (prediction - target) / scale,
-            so a target's spread (its standard deviation) does not set the loss's size.
+        scale: regression only: the error is of (prediction - target) / scale, so a
+            target's spread (its standard deviation) does not set the loss's size.
+        regression: regression only: "mse", "huber" or "mae" of that error.
     """
 
-    def __init__(self, task: str, scale: float = 1.0, name: str | None = None, **kwargs):
+    def __init__(self, task: str, scale: float = 1.0, regression: str = "mse",
+                 name: str | None = None, **kwargs):
         kwargs.pop("reduction", None)
         super().__init__(name=name or f"masked_{task}", reduction="sum", **kwargs)
-        self.task, self.scale = task, float(scale)
+        self.task, self.scale, self.regression = task, float(scale), regression
 
     def call(self, y_true, y_pred):
-        loss, mask = per_row(self.task, y_true, y_pred, self.scale)
+        loss, mask = per_row(self.task, y_true, y_pred, self.scale, self.regression)
         count = tf.reduce_sum(tf.cast(mask, tf.float32))
         return tf.reduce_sum(loss) / tf.maximum(count, 1.0)
 
     def get_config(self) -> dict:
-        return {"task": self.task, "scale": self.scale, "name": self.name}
+        return {"task": self.task, "scale": self.scale, "regression": self.regression,
+                "name": self.name}
 
 
 def _metric_values(kind: str, y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:

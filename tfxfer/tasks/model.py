@@ -82,10 +82,11 @@ def build_task_model(config: RunConfig, modality: str, outputs: list[Output], *,
     return model
 
 
-def compile_args(outputs: list[Output]) -> dict:
+def compile_args(outputs: list[Output], regression_loss: str = "mse") -> dict:
     """The loss, loss weights and metrics `Model.compile` takes for `outputs`."""
     return {
-        "loss": {o.name: get_task(o.task).loss(o.std if o.task == REGRESSION else 1.0)
+        "loss": {o.name: get_task(o.task).loss(o.std if o.task == REGRESSION else 1.0,
+                                               regression_loss)
                  for o in outputs},
         "loss_weights": {o.name: o.loss_weight for o in outputs},
         "metrics": {o.name: get_task(o.task).metrics() for o in outputs},

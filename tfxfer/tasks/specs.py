@@ -2,7 +2,7 @@
 
     classification  softmax over classes     masked cross-entropy       accuracy
     multilabel      a sigmoid per tag        masked binary cross-entropy binary_accuracy
-    regression      one linear unit, in the  masked squared error on     mae
+    regression      one linear unit, in the  masked mse, huber or mae on mae
                     target's own units       standardised targets
 
 Adding a task is one `TaskSpec` entry (and its branch in `losses.per_row`).
@@ -34,8 +34,8 @@ class TaskSpec:
     exports: tuple[str, ...]
     description: str
 
-    def loss(self, scale: float = 1.0) -> MaskedLoss:
-        return MaskedLoss(self.name, scale)
+    def loss(self, scale: float = 1.0, regression: str = "mse") -> MaskedLoss:
+        return MaskedLoss(self.name, scale, regression)
 
     def metrics(self) -> list[MaskedMetric]:
         return [MaskedMetric(self.metric)]
@@ -49,7 +49,8 @@ _SPECS = {
                          ("probabilities", "labels"),
                          "any number of tags per row (a sigmoid per tag)"),
     REGRESSION: TaskSpec(REGRESSION, "linear", "mae", ("value",),
-                         "one number per row (squared error on the standardised target)"),
+                         "one number per row (train.regression_loss on the standardised "
+                         "target)"),
 }
 assert tuple(sorted(_SPECS)) == tuple(sorted(TASKS))
 

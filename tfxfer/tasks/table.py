@@ -384,7 +384,8 @@ def task_splits(train: Table, data: DataConfig, image_size: int | None = None,
             continue
         targets[split] = {name: t[idx] for name, t in enc.targets.items()}
         inputs[split] = enc.inputs[idx].tolist()
-        x = np.asarray(inputs[split], dtype=str)
+        # Not a fixed-width str array: that pads every text to the longest (IMDB: 1.4 GB).
+        x = tf.constant(inputs[split], dtype=tf.string)
         raw[split] = tf.data.Dataset.from_tensor_slices((x, targets[split]))
         labels[split] = (_stratum(enc, outputs) if split == "test" and test is not None
                          else stratum)[idx]

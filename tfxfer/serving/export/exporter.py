@@ -178,7 +178,11 @@ def export_run(
     """
     from tfxfer.image.model import image_size_for
     from tfxfer.rundir import load_run
+    from tfxfer.tasks.outputs import read_outputs
 
+    if read_outputs(run_dir) is not None:
+        raise ExportError(f"{run_dir} is a task run (outputs.json): export it with "
+                          "tfxfer.tasks.export.export_task_run (what `tfxfer export` does).")
     config, model, class_names = load_run(run_dir)
     modality = export_modality(model)
     samples = (read_samples(sample_files, modality) if sample_files
