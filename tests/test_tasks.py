@@ -307,3 +307,60 @@ def test_task_runs_refuse_litert_export(tmp_path):
     write_outputs(tmp_path, [Output("rating", "regression", "rating")])
     with pytest.raises(ValueError, match="LiteRT export converts single-label classifiers"):
         export_run_tflite(tmp_path)
+
+
+# --- resume -----------------------------------------------------------------------------------
+
+KILLER = """
+import json, os, signal, sys
+import keras
+from tfxfer import experiment
+from tfxfer.config import config_from_dict
+from tfxfer.training import trainer as training
+
+class Kill(keras.callbacks.Callback):
+    steps = 0
+    def on_train_batch_end(self, batch, logs=None):
+        Kill.steps += 1
+        if Kill.steps == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+class KillingTrainer(training.PhaseTrainer):
+    def __init__(self, model, train_ds, val_ds, train, callbacks=(), *args, **kwargs):
+        super().__init__(model, train_ds, val_ds, train, [*callbacks, Kill()], *args, **kwargs)
+
+experiment.PhaseTrainer = KillingTrainer
+experiment.train(config_from_dict(json.load(open(sys.argv[1]))))
+"""
+
+
+def test_multitask_run_resumes_after_sigkill(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tfxfer.experiment import train
+
+    source = write_csv(tmp_path / "r.csv", _reviews(40, missing_every=2),
+                       header=("text", "label", "rating"))
+    config = _text_config(tmp_path, source, "label,rating:regression", strategy="fine_tune_all",
+                          epochs=2, fine_tune_epochs=2)
+    steps_per_epoch = 3  # 24 training rows, batch 8
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(config_file),
+                           str(steps_per_epoch * 2 + 2)],  # phase 2, its first epoch
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    run_dir = Path(config.out)
+    assert not (run_dir / "model.keras").exists()
+
+    result = train(load_config(), resume=run_dir)
+    assert [(r["epoch"], r["phase"]) for r in result.history.rows] == [
+        (1, "head"), (2, "head"), (3, "fine_tune"), (4, "fine_tune")]
+    assert (run_dir / "model.keras").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())["outputs"]
+    assert set(metrics) == {"label", "rating"}
+    assert np.isfinite(metrics["rating"]["mae"])
