@@ -132,11 +132,12 @@ def _reviews(n: int, seed: int = 0, missing_every: int = 0):
     return rows
 
 
-def _text_config(root: Path, source: Path, target: str, **train):
+def _text_config(root: Path, source: Path, target: str, encoder: Path | None = None, **train):
+    encoder = encoder or build_tiny_encoder(root / "enc")
     return load_config(overrides={
         "data": {"source": str(source), "target": target, "batch_size": 8,
                  "val_fraction": 0.2, "test_fraction": 0.2, "seed": 3},
-        "model": {"dropout": 0.0, "text": {"encoder": str(build_tiny_encoder(root / "enc"))}},
+        "model": {"dropout": 0.0, "text": {"encoder": str(encoder)}},
         "train": {"strategy": "feature_extraction", "epochs": 40, "learning_rate": 0.05,
                   "verbose": 0, "tensorboard": False, **train},
         "out": str(root / "run"),
@@ -200,14 +201,20 @@ def test_text_regression_learns_a_known_function(tmp_path):
     assert (result.run_dir / "rating_residuals.png").stat().st_size > 0
 
 
-def test_masked_multitask_trains_both_heads(tmp_path):
-    """Half of the ratings missing: both heads learn; the summary counts labelled rows."""
+@pytest.fixture(scope="module")
+def multitask_run(tmp_path_factory):
+    """A sentiment + rating run on the tiny encoder with half of the ratings missing."""
     from tfxfer.experiment import train
 
-    source = write_csv(tmp_path / "r.csv", _reviews(96, missing_every=2),
+    root = tmp_path_factory.mktemp("multitask")
+    source = write_csv(root / "r.csv", _reviews(96, missing_every=2),
                        header=("text", "label", "rating"))
-    config = _text_config(tmp_path, source, "label,rating:regression")
-    result = train(config)
+    return train(_text_config(root, source, "label,rating:regression"))
+
+
+def test_masked_multitask_trains_both_heads(multitask_run):
+    """Half of the ratings missing: both heads learn; the summary counts labelled rows."""
+    result = multitask_run
     metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]
     assert metrics["label"]["accuracy"] >= 0.9
     assert metrics["rating"]["mae"] < 0.8
@@ -280,12 +287,10 @@ def _serve(path: Path, inputs: list) -> dict:
     return {k: v.numpy() for k, v in result.items()}
 
 
-def test_text_task_export_answers_raw_strings(tmp_path):
-    from tfxfer.experiment import train
+def test_text_task_export_answers_raw_strings(multitask_run, tmp_path):
     from tfxfer.tasks.export import export_task_run, predict_task_run
 
-    source = write_csv(tmp_path / "r.csv", _reviews(80), header=("text", "label", "rating"))
-    result = train(_text_config(tmp_path, source, "label,rating:regression"))
+    result = multitask_run
     exported = export_task_run(result.run_dir, tmp_path / "models", "reviews")
     assert exported.path == tmp_path / "models" / "reviews" / "1"
     assert exported.output_keys == ["label_class_id", "label_class_name", "label_probabilities",
@@ -364,3 +369,22 @@ def test_multitask_run_resumes_after_sigkill(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())["outputs"]
     assert set(metrics) == {"label", "rating"}
     assert np.isfinite(metrics["rating"]["mae"])
+
+
+def test_cached_phase_one_matches_the_full_model(tmp_path):
+    """Phase 1 on cached features trains the same heads as on the full model."""
+    from tfxfer.experiment import train
+
+    source = write_csv(tmp_path / "r.csv", _reviews(48, missing_every=3),
+                       header=("text", "label", "rating"))
+    runs, encoder = {}, build_tiny_encoder(tmp_path / "enc")
+    for cache in ("on", "off"):
+        config = _text_config(tmp_path / cache, source, "label,rating:regression", encoder,
+                              epochs=5, bottleneck_cache=cache)
+        runs[cache] = train(config)
+    cached, full = runs["on"].history, runs["off"].history
+    assert cached.phases[0].mode == "cached features (in memory)"
+    assert full.phases[0].mode == "full model"
+    for a, b in zip(cached.rows, full.rows):
+        assert a["rating_loss"] == pytest.approx(b["rating_loss"], rel=1e-3)
+        assert a["val_label_loss"] == pytest.approx(b["val_label_loss"], rel=1e-3)

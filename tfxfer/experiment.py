@@ -46,6 +46,7 @@ from tfxfer.runtime.distribute import (
     with_options,
 )
 from tfxfer.runtime.gc_policy import long_lived_frozen
+from tfxfer.tasks.bottleneck import should_cache_tasks, task_head_runner
 from tfxfer.tasks.model import build_task_model, compile_args
 from tfxfer.tasks.outputs import Output, read_outputs
 from tfxfer.tasks.run import evaluate_task_run, validate_task_config, write_task_setup
@@ -241,10 +242,9 @@ class Experiment:
                 splits.batches("train", config.data, training=True, drop_remainder=even), options)
             val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
                                   options)
-            if self.tasks:  # refused by validate_task_config when asked for explicitly
-                logger.info("Task model: phase 1 and phase 2 run the full model (bottleneck "
-                            "and boundary caches train single-output heads only).")
-                runners = {}
+            if self.tasks:  # phase 2 runs the full model (no boundary cache for task heads)
+                runners = ({"head": task_head_runner(model, config, splits)}
+                           if should_cache_tasks(model, config) else {})
             elif config.train.strategy == "domain_adaptation":
                 from tfxfer.adaptation import DomainAdaptation
 

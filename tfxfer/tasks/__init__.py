@@ -5,6 +5,7 @@
     outputs.py     `Output`: one output as learnt from the data; outputs.json
     table.py       CSV/TSV/DataFrame tables -> `TaskSplits`; bad rows named and skipped
     model.py       the multi-output model on the shared trunk; compile arguments
+    bottleneck.py  phase 1 on features computed once (in memory)
     evaluation.py  per-task metrics; multilabel thresholds chosen on validation
     plots.py       regression scatter and residual plots
     run.py         what an `Experiment` does differently for a task run

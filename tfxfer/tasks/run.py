@@ -40,8 +40,6 @@ def validate_task_config(config: RunConfig) -> None:
             train.strategy == "auto",
         "train.strategy='domain_adaptation'": train.strategy == "domain_adaptation",
         "train.learning_rate='auto'": train.learning_rate == "auto",
-        "train.bottleneck_cache='on' (phase 1 caching trains single-output heads only)":
-            train.bottleneck_cache == "on",
         "model.image.feature_layer": bool(config.model.image and
                                           config.model.image.feature_layer),
     }
@@ -50,7 +48,7 @@ def validate_task_config(config: RunConfig) -> None:
         raise ValueError(
             "A task model (data.target / --target) does not support: " + "; ".join(bad)
             + ". Choose a strategy (feature_extraction, fine_tune, fine_tune_all, "
-            "from_scratch), a numeric learning rate and bottleneck_cache auto or off.")
+            "from_scratch) and a numeric learning rate.")
 
 
 def write_task_setup(run_dir: Path, config: RunConfig, splits: TaskSplits) -> None:
