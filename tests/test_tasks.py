@@ -388,3 +388,26 @@ def test_cached_phase_one_matches_the_full_model(tmp_path):
     for a, b in zip(cached.rows, full.rows):
         assert a["rating_loss"] == pytest.approx(b["rating_loss"], rel=1e-3)
         assert a["val_label_loss"] == pytest.approx(b["val_label_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"strategy": "auto"}, "strategy='auto'"),
+    ({"learning_rate": "auto"}, "learning_rate='auto'"),
+])
+def test_task_models_refuse_what_they_cannot_do(train, message):
+    from tfxfer.tasks.run import validate_task_config
+
+    config = load_config(overrides={"data": {"target": "rating"}, "train": train})
+    with pytest.raises(ValueError, match=message):
+        validate_task_config(config)
+
+
+def test_regression_answers_are_clipped_to_the_training_range_outside_training():
+    from tfxfer.tasks.model import TargetScale
+
+    layer = TargetScale(mean=5.0, std=2.0, low=1.0, high=10.0)
+    x = np.array([[-5.0], [0.5], [5.0]], "float32")
+    np.testing.assert_allclose(layer(x, training=False), [[1.0], [6.0], [10.0]])
+    np.testing.assert_allclose(layer(x, training=True), [[-5.0], [6.0], [15.0]])
+    rebuilt = TargetScale.from_config(layer.get_config())
+    assert (rebuilt.low, rebuilt.high) == (1.0, 10.0)

@@ -4,7 +4,9 @@
         -> dropout -> [hidden] -> output_<name> for every output:
               classification  Dense(classes, softmax)
               multilabel      Dense(tags, sigmoid)
-              regression      Dense(1) -> TargetScale (back to the target's units)
+              regression      Dense(1) -> TargetScale (back to the target's units,
+                                                   clipped to the training range outside
+                                                   training)
 
 The model's outputs are a dict keyed by output name. The trunk is built by the same
 factories as a classifier (`build_image_classifier` / `build_text_classifier` with a
@@ -28,17 +30,29 @@ OUTPUT_PREFIX = "output_"
 
 @keras.saving.register_keras_serializable("tfxfer")
 class TargetScale(keras.layers.Layer):
-    """y = x * std + mean: a regression head learns standardised targets, answers in units."""
+    """y = x * std + mean: a regression head learns standardised targets, answers in units.
 
-    def __init__(self, mean: float = 0.0, std: float = 1.0, **kwargs):
+    Outside training the answer is clipped to [low, high], the range of the training
+    targets (IMDB: 1-10 stars); in training it is not, so that a prediction beyond the
+    range still gets a gradient.
+    """
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0, low: float | None = None,
+                 high: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.mean, self.std = float(mean), float(std)
+        self.low = None if low is None else float(low)
+        self.high = None if high is None else float(high)
 
-    def call(self, x):
-        return x * self.std + self.mean
+    def call(self, x, training=None):
+        y = x * self.std + self.mean
+        if training or self.low is None or self.high is None:
+            return y
+        return keras.ops.clip(y, self.low, self.high)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "mean": self.mean, "std": self.std}
+        return {**super().get_config(), "mean": self.mean, "std": self.std, "low": self.low,
+                "high": self.high}
 
 
 def task_head(outputs: list[Output], dropout: float, hidden_units: int):
@@ -56,7 +70,8 @@ def task_head(outputs: list[Output], dropout: float, hidden_units: int):
             name = OUTPUT_PREFIX + output.name
             if output.task == REGRESSION:
                 y = keras.layers.Dense(1, dtype="float32", name=f"{name}_standardised")(x)
-                y = TargetScale(output.mean, output.std, dtype="float32", name=name)(y)
+                y = TargetScale(output.mean, output.std, output.low, output.high,
+                                dtype="float32", name=name)(y)
             else:
                 y = keras.layers.Dense(output.units, activation=spec.activation,
                                        dtype="float32", name=name)(x)

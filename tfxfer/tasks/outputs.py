@@ -45,6 +45,7 @@ class Output:
         loss_weight: weight in the summed loss.
         names: class names (classification) or tag names (multilabel); empty otherwise.
         mean, std: the training targets' mean and standard deviation (regression).
+        low, high: the training targets' range (regression); predictions are clipped to it.
         thresholds: per-tag decision thresholds (multilabel), chosen on validation.
     """
 
@@ -55,6 +56,8 @@ class Output:
     names: list[str] = field(default_factory=list)
     mean: float = 0.0
     std: float = 1.0
+    low: float | None = None
+    high: float | None = None
     thresholds: list[float] = field(default_factory=list)
 
     @property

@@ -326,7 +326,7 @@ def _labelled(output: Output, targets: np.ndarray) -> int:
 
 
 def _fit_scales(outputs: list[Output], train_targets: dict[str, np.ndarray]) -> list[Output]:
-    """Regression outputs with the mean and spread of their training targets."""
+    """Regression outputs with the mean, spread and range of their training targets."""
     fitted = []
     for output in outputs:
         if output.task == REGRESSION:
@@ -336,7 +336,8 @@ def _fit_scales(outputs: list[Output], train_targets: dict[str, np.ndarray]) -> 
                 raise ValueError(f"Target {output.column!r} has no value in the training split.")
             std = float(np.std(y))
             output = dataclasses.replace(output, mean=float(np.mean(y)),
-                                         std=std if std > 0 else 1.0)
+                                         std=std if std > 0 else 1.0, low=float(y.min()),
+                                         high=float(y.max()))
         fitted.append(output)
     return fitted
 
