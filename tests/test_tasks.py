@@ -411,3 +411,16 @@ def test_regression_answers_are_clipped_to_the_training_range_outside_training()
     np.testing.assert_allclose(layer(x, training=True), [[-5.0], [6.0], [15.0]])
     rebuilt = TargetScale.from_config(layer.get_config())
     assert (rebuilt.low, rebuilt.high) == (1.0, 10.0)
+
+
+def test_task_flags_land_in_the_config():
+    from tfxfer.cli import parse_train_config
+
+    config = parse_train_config([
+        "--data", "t.csv", "--target", "label,rating:regression", "--loss-weights",
+        "rating=0.5", "--tag-delimiter", ";", "--image-column", "path",
+        "--regression-loss", "huber"])
+    assert config.data.target == "label,rating:regression"
+    assert config.data.loss_weights == {"rating": 0.5}
+    assert (config.data.tag_delimiter, config.data.image_column) == (";", "path")
+    assert config.train.regression_loss == "huber"
