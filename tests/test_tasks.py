@@ -119,7 +119,10 @@ def test_one_output_missing_keeps_the_others():
 
 
 def _reviews(n: int, seed: int = 0, missing_every: int = 0):
-    """Reviews with k of 3 sentiment words positive; rating = 2k + 1, label = k >= 2."""
+    """Reviews with k of 3 sentiment words positive; rating = 2k + 1, label = k >= 2.
+
+    With `missing_every` m, the ratings of every m-th group of four reviews are empty.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
@@ -127,7 +130,7 @@ def _reviews(n: int, seed: int = 0, missing_every: int = 0):
         words = [*rng.choice(POSITIVE, k), *rng.choice(NEGATIVE, 3 - k),
                  *rng.choice(NEUTRAL[:4], 2)]
         rng.shuffle(words)
-        missing = missing_every and i % missing_every == 0
+        missing = missing_every and (i // 4) % missing_every == 0  # every k keeps some
         rows.append((" ".join(words), "pos" if k >= 2 else "neg", "" if missing else 2 * k + 1))
     return rows
 
