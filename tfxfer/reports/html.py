@@ -84,7 +84,7 @@ def _figure(caption: str, path: Path) -> str:
 def _overview(run: RunData) -> str:
     config, metrics = run.config, run.metrics or {}
     model, train = config.get("model", {}), config.get("train", {})
-    section = model.get(run.modality) or model  # flat in runs written before config sections
+    section = model.get(run.modality) or {}
     if run.modality == TEXT:
         network = section.get("encoder")
     else:
