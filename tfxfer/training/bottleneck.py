@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +56,7 @@ from tfxfer.image.model import (
 )
 from tfxfer.training.frozen import frozen_function
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
+from tfxfer.utils import atomic
 from tfxfer.utils.cache import cache_root
 
 logger = logging.getLogger(__name__)
@@ -236,9 +236,23 @@ def compute_features(
     Augmented copies come from the model's own augmentation layers (training=True;
     the frozen backbone still runs in inference mode).
     """
+    atomic.remove_temps(path.parent, path.name)  # of killed runs; a live writer's are kept
+    try:
+        with atomic.atomic_dir(path) as tmp:  # a half-written cache is never picked up
+            _write_features(extract, ds, tmp, size, copies, seed)
+    except FileExistsError:
+        if not (path / "y.npy").is_file():
+            raise
+        # Another process (e.g. a second worker of a multi-worker job) wrote it first.
+        logger.info("Features at %s were written by another process meanwhile.", path)
+
+
+def _write_features(
+    extract: FeatureExtractor, ds: tf.data.Dataset, tmp: Path, size: int, copies: int,
+    seed: int,
+) -> None:
+    """Writes x.npy and y.npy of `compute_features` into the folder `tmp`."""
     shape = (size, copies, *extract.shape) if copies else (size, *extract.shape)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(tmp / "x.npy", mode="w+", dtype=np.float32, shape=shape)
     y = np.lib.format.open_memmap(tmp / "y.npy", mode="w+", dtype=np.int64, shape=(size,))
     if copies:  # the augmentation draws from the global generator: make the copies repeatable
@@ -257,13 +271,6 @@ def compute_features(
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
     x.flush(), y.flush()
     del x, y
-    try:
-        os.replace(tmp, path)  # atomic: a half-written cache is never picked up
-    except OSError:
-        if not (path / "y.npy").is_file():
-            raise
-        # Another process (e.g. a second worker of a multi-worker job) wrote it first.
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
