@@ -116,6 +116,21 @@ def test_flags_keep_their_names_and_land_in_sections():
     assert load_config(overrides=overrides).model.image.backbone_kwargs == {"alpha": 0.25}
 
 
+def test_domain_adaptation_flags_keep_their_names_and_land_in_the_adaptation_section():
+    args = cli.build_parser().parse_args([
+        "train", "--strategy", "domain_adaptation", "--target-data", "t",
+        "--target-test-data", "tt", "--domain-hidden-units", "8", "--hidden-units", "4",
+        "--adaptation-features", "hidden", "--adaptation-lambda", "0.3",
+        "--adaptation-lambdas", "0,0.3", "--reverse-validation-fraction", "0.5"])
+    overrides = cli.train_overrides(args)
+    assert overrides["adaptation"] == {
+        "target_source": "t", "target_test_source": "tt", "domain_hidden_units": 8,
+        "features": "hidden", "lambda_max": 0.3, "lambda_grid": [0.0, 0.3],
+        "reverse_validation_fraction": 0.5}
+    assert overrides["train"] == {"strategy": "domain_adaptation"}
+    assert load_config(overrides=overrides).adaptation.features == "hidden"
+
+
 def test_the_cli_lists_the_strategies_of_the_config():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
