@@ -49,6 +49,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfxfer.utils import keras_compat
+
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls")
@@ -164,7 +166,7 @@ def set_exact_gelu(transformer: keras.Model) -> int:
     """Gives the feedforward layers of keras-hub's BERT blocks the exact GELU; returns how many."""
     count = 0
     for block in getattr(transformer, "transformer_layers", []):
-        dense = getattr(block, "_feedforward_intermediate_dense", None)
+        dense = keras_compat.bert_feedforward_dense(block)
         if dense is not None and getattr(block.activation, "__name__", "") == "gelu_approximate":
             block.activation = dense.activation = exact_gelu
             count += 1

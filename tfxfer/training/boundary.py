@@ -49,6 +49,7 @@ from tfxfer.training.bottleneck import (
 )
 from tfxfer.training.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _crossing(layers_above: list[keras.layers.Layer]) -> list:
     crossing = {}
     for layer in layers_above:
         for tensor in keras.tree.flatten(layer.input):
-            if id(tensor._keras_history.operation) not in inside:
+            if id(keras_compat.producing_operation(tensor)) not in inside:
                 crossing[id(tensor)] = tensor
     return list(crossing.values())
 
@@ -122,7 +123,7 @@ def _output_in(model: keras.Model, layer: keras.layers.Layer):
     the one of its inner graph, as for a nested functional backbone)."""
     for other in model.layers:
         for tensor in keras.tree.flatten(other.input) if other is not layer else ():
-            if tensor._keras_history.operation is layer:
+            if keras_compat.producing_operation(tensor) is layer:
                 return tensor
     raise NoBoundary(f"no layer of {model.name!r} reads the output of {layer.name!r}")
 
