@@ -74,6 +74,24 @@ def test_pooling_ignores_padding(bert_dir, pooling):
     np.testing.assert_allclose(long(texts), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_dynamic_padding_cuts_batches_to_their_longest_text_without_changing_outputs(
+        bert_dir, pooling):
+    texts = tf.constant(["good film", "bad plot , dull film", ""])
+    fixed = TransformerTextEncoder(str(bert_dir), sequence_length=16, pooling=pooling,
+                                   dynamic_padding=False)
+    dynamic = TransformerTextEncoder(str(bert_dir), sequence_length=16, pooling=pooling)
+    longest = int(fixed.tokenize(texts)["padding_mask"].numpy().sum(1).max())
+    assert longest < 16
+    assert fixed.tokenize(texts)["token_ids"].shape == (3, 16)
+    assert {v.shape for v in dynamic.tokenize(texts).values()} == {(3, longest)}
+    np.testing.assert_allclose(dynamic(texts), fixed(texts), atol=1e-5)
+    # A text longer than sequence_length is still truncated to it.
+    long_text = tf.constant(["word " * 40])
+    assert dynamic.tokenize(long_text)["token_ids"].shape == (1, 16)
+    np.testing.assert_allclose(dynamic(long_text), fixed(long_text), atol=1e-5)
+
+
 @pytest.mark.parametrize("train, phase, expected", [
     (TrainConfig(), "none", []),
     (TrainConfig(unfreeze_layers=1), "top", BLOCKS[-1:]),
