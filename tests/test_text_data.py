@@ -117,6 +117,9 @@ def test_max_examples_subsample_the_text_splits(tmp_path):
                                max_test_examples=6))
     assert splits.size("train") == 10 and splits.size("test") == 6
     assert np.bincount(splits.labels["train"]).tolist() == [5, 5]
+    # Validation shrinks with training: 40 rows carve 32 train + 8 val; 10/32 of 8 -> 2.
+    assert splits.size("val") == 2
+    assert np.bincount(splits.labels["val"]).tolist() == [1, 1]
 
 
 def test_dataframes_with_integer_labels_and_missing_values():

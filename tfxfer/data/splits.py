@@ -120,8 +120,18 @@ def stratified_subset(
 def subsample_splits(
     indices: dict[str, np.ndarray], labels: np.ndarray, data: DataConfig
 ) -> dict[str, np.ndarray]:
-    """Applies `max_train_examples` / `max_test_examples` (stratified) to split indices."""
+    """Applies `max_train_examples` / `max_test_examples` (stratified) to split indices.
+
+    A validation split shrinks with the training split it was carved beside, keeping
+    their ratio: `max_train_examples: 2000` of IMDB's 22,500 training reviews keeps 222
+    of its 2,500 validation reviews, not all of them (validation would otherwise cost
+    more than the training it checks).
+    """
     limits = {"train": data.max_train_examples, "test": data.max_test_examples}
+    n_train, n_val = len(indices.get("train", ())), len(indices.get("val", ()))
+    if data.max_train_examples is not None and n_val and data.max_train_examples < n_train:
+        classes = len(np.unique(np.asarray(labels)[indices["val"]]))
+        limits["val"] = max(classes, round(n_val * data.max_train_examples / n_train))
     return {
         split: idx if limits.get(split) is None
         else stratified_subset(idx, labels, limits[split], data.seed)
