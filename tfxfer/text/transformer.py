@@ -221,6 +221,16 @@ def trim_padding(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {name: value[:, :longest] for name, value in features.items()}
 
 
+def pool(hidden: tf.Tensor, padding_mask: tf.Tensor, pooling: str) -> tf.Tensor:
+    """Sentence vectors [batch, hidden] of hidden states [batch, positions, hidden]:
+    the first token's ("cls") or the mean over real tokens ("mean")."""
+    if pooling == "cls":
+        return hidden[:, 0, :]
+    mask = tf.cast(padding_mask, hidden.dtype)[:, :, None]
+    total = tf.reduce_sum(hidden * mask, axis=1)
+    return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="tfxfer")
 class TransformerTextEncoder(keras.layers.Layer):
     """Embeds a batch of strings with a keras-hub transformer (tokenizer inside).
@@ -335,11 +345,7 @@ class TransformerTextEncoder(keras.layers.Layer):
         hidden = self.transformer(features, training=bool(training and self.trainable))
         if isinstance(hidden, dict):
             hidden = hidden["sequence_output"]
-        if self.pooling == "cls":
-            return hidden[:, 0, :]
-        mask = tf.cast(features["padding_mask"], hidden.dtype)[:, :, None]
-        total = tf.reduce_sum(hidden * mask, axis=1)
-        return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        return pool(hidden, features["padding_mask"], self.pooling)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
