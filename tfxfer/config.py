@@ -136,6 +136,9 @@ class TextConfig:
     sequence_length: int = 128
     # Transformer encoders: sentence pooling, "mean", "cls", or None for the checkpoint's own.
     text_pooling: str | None = None
+    # Transformer encoders: pad each batch only to its longest text (outputs unchanged,
+    # cost follows the real length); false keeps every batch at `sequence_length`.
+    dynamic_padding: bool = True
 
 
 SECTIONS = {IMAGE: ImageConfig, TEXT: TextConfig}

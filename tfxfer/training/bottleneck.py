@@ -278,6 +278,15 @@ def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.load(path / "x.npy", mmap_mode="r"), np.load(path / "y.npy")
 
 
+def sorts_by_length(model: keras.Model) -> bool:
+    """Whether `model`'s text batches are sorted by length (`Splits.batches(by_length=)`).
+
+    True for a transformer encoder with dynamic padding, whose cost follows each
+    batch's longest text; other models gain nothing from it.
+    """
+    return bool(getattr(optional_layer(model, BACKBONE), "dynamic_padding", False))
+
+
 def cached_split(
     model: keras.Model, config: RunConfig, splits: Splits, split: str, copies: int = 0,
     extract: FeatureExtractor | None = None, boundary: str | None = None,
@@ -305,7 +314,8 @@ def cached_split(
     else:
         logger.info("Computing %s %s of %d examples into %s", split, what,
                     splits.size(split), path)
-        ds = single_pass(splits.batches(split, config.data, training=False))
+        ds = single_pass(splits.batches(split, config.data, training=False,
+                                        by_length=sorts_by_length(model)))
         compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
                          copies, config.data.seed)
     return load_features(path)
