@@ -23,6 +23,8 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    EXEMPLAR_SELECTIONS,
+    KEEP,
     LR_SCHEDULES,
     OPTIMIZERS,
     PHASE2_CACHE,
@@ -155,6 +157,22 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "help": "candidates of --adaptation-lambda auto (default 0,0.1,0.3,1)"}),
     ("--reverse-validation-fraction", "train", "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
+    # --- continual learning (tfxfer.continual, docs/continual.md) ---
+    ("--from", "continual", "parent", {
+        "metavar": "RUN_DIR", "help": "continue a finished run: its head grows to the union "
+                                      "of its classes and --data's (LwF, rehearsal)"}),
+    ("--keep", "continual", "keep", {
+        "choices": KEEP, "help": "old: keep the parent's classes; none: new classes only"}),
+    ("--rehearsal", "continual", "rehearsal", {
+        "type": int, "metavar": "N", "help": "train on N of the parent's exemplars per class too"}),
+    ("--lwf-weight", "continual", "lwf_weight", {
+        "type": float, "metavar": "W", "help": "weight of the LwF distillation (0: off)"}),
+    ("--temperature", "continual", "temperature", {
+        "type": float, "help": "temperature of the LwF distillation (default 2)"}),
+    ("--exemplars", "continual", "exemplars", {
+        "type": int, "metavar": "N", "help": "keep N examples per class for later rehearsal"}),
+    ("--exemplar-selection", "continual", "exemplar_selection", {
+        "choices": EXEMPLAR_SELECTIONS, "help": "herding (pooled features) or random"}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [

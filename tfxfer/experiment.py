@@ -319,13 +319,24 @@ def train(
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    run = Experiment(config, resume)
+    run = _experiment(config, resume)
     run.load_data(splits)
     run.build_model()
     for phase in run.phases:
         run.fit(phase)
     run.evaluate()
     return run.save()
+
+
+def _experiment(config: RunConfig, resume: str | Path | None) -> Experiment:
+    """An `Experiment`, or a `ContinualExperiment` for a run with a parent or exemplars."""
+    from tfxfer.continual import wants_continual
+
+    if wants_continual(config, resume):
+        from tfxfer.continual.experiment import ContinualExperiment
+
+        return ContinualExperiment(config, resume)
+    return Experiment(config, resume)
 
 
 def evaluate_run(run_dir: str | Path) -> Evaluation:
