@@ -98,7 +98,8 @@ def inherit_model(config: RunConfig, parent: Parent) -> RunConfig:
     The child's head grows on the parent's backbone, so the settings that decide the
     weights come from the parent; a setting the command gives (one that differs from the
     defaults) that contradicts the parent's is refused with the reason. Dropout and
-    augmentation may change.
+    augmentation may change (the parent's are kept unless the command changes them from
+    the defaults; so a setting given at its default value cannot override the parent's).
 
     Raises:
         ValueError: the command asks for another backbone, encoder, input size,
@@ -127,11 +128,15 @@ def inherit_model(config: RunConfig, parent: Parent) -> RunConfig:
             f"grows the parent's own head on its own backbone: {'; '.join(clashes)}. Leave "
             "these flags out (the parent's are used) or train a new run."
         )
+    # Settings without weights may change; the parent's are kept unless the command
+    # changes them from the defaults.
     keep = {name: getattr(mine, name) for name in ("augment", "flip", "rotation", "zoom")
-            if modality == IMAGE}
+            if modality == IMAGE and getattr(mine, name) != getattr(default, name)}
     section = dataclasses.replace(theirs, **keep)
-    model = dataclasses.replace(parent.config.model, dropout=config.model.dropout,
-                                **{modality: section})
+    dropout = config.model.dropout
+    if dropout == type(config.model)().dropout:
+        dropout = parent.config.model.dropout
+    model = dataclasses.replace(parent.config.model, dropout=dropout, **{modality: section})
     return dataclasses.replace(config, model=model)
 
 
