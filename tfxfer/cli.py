@@ -182,6 +182,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
     ("--deterministic", "train", "deterministic", True),
+    ("--no-balance-rehearsal", "continual", "balance_rehearsal", False),
 ]
 
 

@@ -348,6 +348,10 @@ class ContinualConfig:
     # Exemplars per old class of the parent (its RUN_DIR/exemplars.csv) added to the new
     # training data (0: none).
     rehearsal: int = 0
+    # Repeat each old class's exemplars in the training split until the class has about
+    # as many examples as a new class has (class-balanced rehearsal): with 20 exemplars
+    # against hundreds of new examples, the head otherwise leans to the new classes.
+    balance_rehearsal: bool = True
     # Weight of the Learning-without-Forgetting loss: the parent's soft outputs on the
     # training data distilled into the child's old-class outputs (0: plain fine-tuning).
     lwf_weight: float = 1.0

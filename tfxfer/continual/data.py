@@ -1,7 +1,8 @@
 """The child's splits: the new data relabelled into the union of classes, plus the parent's.
 
     train   the new data's training split + the parent's first `rehearsal` exemplars
-            of each old class (`exemplars.read_exemplars`)
+            of each old class (`exemplars.read_exemplars`), repeated to about a new
+            class's count unless `balance_rehearsal` is off
     val     the new data's validation split
     test    the new data's test split + the parent's test split (its predictions.csv:
             input and true class), so the old classes are measured on examples that
@@ -53,7 +54,20 @@ def _parent_test(parent_dir: Path) -> list[tuple[str, str]]:
     return [(row["input"], row["true"]) for row in rows]
 
 
-def child_splits(new: Splits, union: ClassUnion, parent_dir: Path, rehearsal: int) -> Splits:
+def _balanced(exemplars: list[tuple[str, str]], new_labels: list[int]) -> list[tuple[str, str]]:
+    """The exemplars repeated so that an old class has about a new class's mean count."""
+    per_new_class = len(new_labels) / max(1, len(set(new_labels)))
+    per_old_class = len(exemplars) / max(1, len({name for _, name in exemplars}))
+    repeats = max(1, round(per_new_class / per_old_class))
+    if repeats > 1:
+        logger.info("Class-balanced rehearsal: each exemplar repeated %d times (%.0f new "
+                    "examples per class, %.0f exemplars per old class)", repeats,
+                    per_new_class, per_old_class)
+    return exemplars * repeats
+
+
+def child_splits(new: Splits, union: ClassUnion, parent_dir: Path, rehearsal: int,
+                 balance: bool = True) -> Splits:
     """`new` relabelled into `union`, with rehearsal exemplars and the parent's test split.
 
     Args:
@@ -61,12 +75,15 @@ def child_splits(new: Splits, union: ClassUnion, parent_dir: Path, rehearsal: in
         union: the child's classes.
         parent_dir: the parent's run directory.
         rehearsal: exemplars per old class to add to training (0: none).
+        balance: repeat them to about a new class's count (see `_balanced`).
     """
     relabel = np.asarray(union.ids(new.class_names), np.int64)
     tables = {split: (split_values(new, split), relabel[new.labels[split]].tolist())
               for split in new.raw}
-    extra = {"train": read_exemplars(parent_dir, rehearsal) if rehearsal else [],
-             "test": _parent_test(parent_dir) if union.old else []}
+    rehearsed = read_exemplars(parent_dir, rehearsal) if rehearsal else []
+    if rehearsed and balance:
+        rehearsed = _balanced(rehearsed, tables["train"][1])
+    extra = {"train": rehearsed, "test": _parent_test(parent_dir) if union.old else []}
     for split, pairs in extra.items():
         pairs = [(x, name) for x, name in pairs if name in union.classes]
         inputs, labels = tables.setdefault(split, ([], []))

@@ -103,7 +103,7 @@ class ContinualExperiment(Experiment):
         validate_modality(self.parent, new.modality, new.source)
         self.union = class_union(self.parent.class_names, new.class_names, c.keep)
         result = super().load_data(child_splits(new, self.union, self.parent.run_dir,
-                                                c.rehearsal))
+                                                c.rehearsal, c.balance_rehearsal))
         if self.resume is None and self.chief:
             write_lineage(self.run_dir, lineage_record(self.parent, self.union,
                                                        Path(self.config.out), new.source))
@@ -216,14 +216,14 @@ class ContinualExperiment(Experiment):
     def _keep_exemplars(self) -> None:
         """Chooses exemplars among the training split (and the parent's exemplars)."""
         c, splits = self.config.continual, self.splits
-        inputs = [v.decode("utf-8") for v in split_values(splits, "train")]
-        labels = list(splits.labels["train"])
+        pairs = zip((v.decode("utf-8") for v in split_values(splits, "train")),
+                    splits.labels["train"])
         if self.parent is not None and (self.parent.run_dir / EXEMPLARS).is_file():
-            known = set(inputs)
-            for x, name in read_exemplars(self.parent.run_dir):
-                if x not in known and name in splits.class_names:
-                    inputs.append(x)
-                    labels.append(splits.class_names.index(name))
+            pairs = [*pairs, *((x, splits.class_names.index(name))
+                               for x, name in read_exemplars(self.parent.run_dir)
+                               if name in splits.class_names)]
+        candidates = dict(pairs)  # one per input: rehearsal repeats exemplars
+        inputs, labels = list(candidates), list(candidates.values())
         labels = np.asarray(labels, np.int64)
         features = None
         if c.exemplar_selection == "herding":
