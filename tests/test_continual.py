@@ -206,3 +206,21 @@ def test_continual_flags_map_to_the_config():
         "runs/a", 20, 0.5, 3.0, 20, "random")
     with pytest.raises(ValueError, match="rehearsal needs a parent"):
         load_config(overrides={"continual": {"rehearsal": 3}})
+
+
+def test_child_resumes_from_its_checkpoint(parent, tmp_path):
+    from tfxfer.continual.experiment import ContinualExperiment
+
+    run = ContinualExperiment(_child_config(parent, tmp_path, lwf_weight=0.5))
+    run.load_data()
+    run.build_model()
+    run.fit(run.phases[0])  # killed here: checkpoints written, no model.keras
+    child = tmp_path / "child"
+    assert (child / "checkpoints").is_dir() and not (child / "model.keras").exists()
+    result = train(RunConfig(), resume=child)
+    assert result.config.continual.parent == str(parent.resolve())
+    assert (child / "model.keras").is_file()
+    assert json.loads((child / "metrics.json").read_text())["continual"]["new_classes"] == [
+        "black", "yellow"]
+    history = list(csv.DictReader((child / "history.csv").open()))
+    assert len(history) == 2  # the two epochs of phase 1, none repeated
