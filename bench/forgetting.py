@@ -62,8 +62,8 @@ ARMS = {
     "rehearsal": ["--lwf-weight", "0", "--rehearsal", "20"],
     "lwf+rehearsal": ["--rehearsal", "20"],
 }
-SPLIT = ["--val-fraction", "0.15", "--test-fraction", "0.25", "--seed", "0",
-         "--batch-size", "32", "--verbose", "0", "--no-tensorboard"]
+SPLIT = ["--val-fraction", "0.15", "--test-fraction", "0.25", "--batch-size", "32",
+         "--verbose", "0", "--no-tensorboard"]
 
 
 def _link_classes(source: Path, names, target: Path) -> Path:
@@ -136,28 +136,29 @@ def group_accuracy(run: Path, old: set[str]) -> dict:
     return result
 
 
-def run_dataset(name: str, work: Path, mnist_per_class: int) -> dict:
+def run_dataset(name: str, work: Path, mnist_per_class: int, seed: int = 0) -> dict:
     settings = DATASETS[name]
+    split = [*SPLIT, "--seed", str(seed)]
     old, new = flowers_data(work) if name == "flowers" else mnist_data(work, mnist_per_class)
     parent = work / "parent"
     started = time.perf_counter()
     _tfxfer(["train", "--data", str(old), "--out", str(parent), "--exemplars", "20",
-             *settings["common"], *SPLIT])
+             *settings["common"], *split])
     old_classes = set((parent / "labels.txt").read_text().split())
     results = {"parent": {"old": group_accuracy(parent, old_classes)["old"]}}
     for arm, flags in ARMS.items():
         out = work / arm
         _tfxfer(["train", "--from", str(parent), "--data", str(new), "--out", str(out),
-                 *settings["child"], *flags, *SPLIT])
+                 *settings["child"], *flags, *split])
         results[arm] = group_accuracy(out, old_classes)
     trainval, test = joint_data(parent, work / "naive", work)
     _tfxfer(["train", "--data", str(trainval), "--test-data", str(test),
-             "--out", str(work / "joint_run"), *settings["common"], *SPLIT])
+             "--out", str(work / "joint_run"), *settings["common"], *split])
     results["joint"] = group_accuracy(work / "joint_run", old_classes)
     for arm in (*ARMS, "joint"):
         results[arm]["forgetting"] = results["parent"]["old"] - results[arm]["old"]
     best = max(ARMS, key=lambda a: results[a]["all"])
-    return {"dataset": name, "results": results, "best_arm": best,
+    return {"dataset": name, "seed": seed, "results": results, "best_arm": best,
             "best_gap_to_joint": results["joint"]["all"] - results[best]["all"],
             "seconds": time.perf_counter() - started,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
@@ -165,7 +166,8 @@ def run_dataset(name: str, work: Path, mnist_per_class: int) -> dict:
 
 def markdown(summary: dict) -> str:
     r = summary["results"]
-    lines = [f"{summary['dataset']} (parent's old-class accuracy {r['parent']['old']:.3f}; "
+    lines = [f"{summary['dataset']}, seed {summary['seed']} (parent's old-class accuracy "
+             f"{r['parent']['old']:.3f}; "
              f"load average {summary['load']}; {summary['seconds']:.0f} s)", "",
              "| arm | all | old classes | new classes | forgetting |",
              "| --- | ---: | ---: | ---: | ---: |"]
@@ -181,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=(*DATASETS, "both"), default="both")
     parser.add_argument("--out", default="/tmp/tfxfer-forgetting")
+    parser.add_argument("--seed", type=int, default=0, help="split and shuffle seed")
     parser.add_argument("--mnist-per-class", type=int, default=300,
                         help="MNIST images per digit (before the splits)")
     args = parser.parse_args()
@@ -192,7 +195,7 @@ def main() -> None:
     for name in names:
         work = Path(args.out) / name
         shutil.rmtree(work, ignore_errors=True)
-        summaries.append(run_dataset(name, work, args.mnist_per_class))
+        summaries.append(run_dataset(name, work, args.mnist_per_class, args.seed))
         print(markdown(summaries[-1]), flush=True)
     Path(args.out, "forgetting.json").write_text(json.dumps(summaries, indent=2) + "\n")
 
