@@ -23,7 +23,7 @@ from tfxfer.continual.distillation import DistillationLoss, distillation_term, p
 from tfxfer.continual.exemplars import herding, read_exemplars, select_exemplars
 from tfxfer.continual.growth import grow_head
 from tfxfer.continual.lineage import _validate_task, class_union, validate_modality
-from tfxfer.experiment import build_classifier, train
+from tfxfer.experiment import build_classifier, evaluate_run, train
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 70, 230),
            "yellow": (230, 230, 30), "black": (15, 15, 15)}
@@ -193,6 +193,8 @@ def test_child_grows_rehearses_and_reports_old_and_new(parent, tmp_path):
     assert "Continual learning" in (run / "report.html").read_text()
     model = keras.models.load_model(run / "model.keras")  # no tfxfer.continual objects
     assert model.output.shape[-1] == 5
+    again = evaluate_run(run)  # `tfxfer evaluate`: the same test split, old and new apart
+    assert again.groups() == result.evaluation.groups()
 
 
 def test_continual_flags_map_to_the_config():
@@ -209,7 +211,7 @@ def test_continual_flags_map_to_the_config():
 
 
 def test_child_resumes_from_its_checkpoint(parent, tmp_path):
-    from tfxfer.continual.experiment import ContinualExperiment
+    from tfxfer.experiment import ContinualExperiment
 
     run = ContinualExperiment(_child_config(parent, tmp_path, lwf_weight=0.5))
     run.load_data()

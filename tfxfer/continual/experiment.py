@@ -1,6 +1,8 @@
-"""`ContinualExperiment`: the run of a child (`--from RUN_DIR`) or of a run keeping exemplars.
+"""`ContinualMixin`: the steps of a child run (`--from RUN_DIR`) or of a run keeping exemplars.
 
-The steps are `Experiment`'s; a child changes four of them:
+`tfxfer.experiment.ContinualExperiment` is `Experiment` with this mixin (defined there,
+so that this module does not import `tfxfer.experiment`: no import cycle). A child
+changes four of the steps:
 
     load_data     the new data relabelled into the union of classes, the parent's
                   exemplars (rehearsal) and test split added (`data.child_splits`);
@@ -55,7 +57,6 @@ from tfxfer.data.pipeline import make_batches
 from tfxfer.data.sources import load_splits
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate, predict_dataset
-from tfxfer.experiment import Experiment, build_classifier
 from tfxfer.modality import IMAGE
 from tfxfer.reports import tensorboard_callbacks
 from tfxfer.training.bottleneck import (
@@ -73,8 +74,11 @@ from tfxfer.training.trainer import PhaseTrainer, compile_for_phase
 logger = logging.getLogger(__name__)
 
 
-class ContinualExperiment(Experiment):
-    """An `Experiment` that continues a parent run and/or keeps exemplars.
+class ContinualMixin:
+    """The steps of an `Experiment` that continues a parent run and/or keeps exemplars.
+
+    The class it is mixed into provides `new_classifier()`: the classifier of the run's
+    config for its splits (`tfxfer.experiment.build_classifier`).
 
     Args:
         config: the run config; `config.continual.parent` names the parent run (its
@@ -126,7 +130,7 @@ class ContinualExperiment(Experiment):
             return super().build_model()
         config, splits = self.config, self._require("splits", "load_data")
         with self.strategy.scope():
-            model = build_classifier(config, splits.modality, len(splits.class_names))
+            model = self.new_classifier()
             if self.start is not None:
                 self.start.load_weights(model)
                 logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
@@ -190,11 +194,9 @@ class ContinualExperiment(Experiment):
         self._finish_training()
         splits, union = self.splits, self.union
         if splits.size("test") and self.chief:
-            base = evaluate(self.model, splits.batches("test", self.config.data),
-                            splits.class_names)
-            self.evaluation = ContinualEvaluation(
-                base.class_names, base.y_true, base.y_prob, list(union.old), list(union.new),
-                list(union.merged))
+            self.evaluation = continual_evaluation(
+                evaluate(self.model, splits.batches("test", self.config.data),
+                         splits.class_names), union)
             rundir.write_evaluation(self.run_dir, self.evaluation,
                                     rundir.split_inputs(splits, "test"))
             logger.info("Accuracy on the old classes %.4f, on the new %.4f",
@@ -285,3 +287,17 @@ def _keyed_by_parent(config: RunConfig, parent_dir: Path) -> RunConfig:
         model = dataclasses.replace(model, text=dataclasses.replace(model.text,
                                                                     encoder=identity))
     return dataclasses.replace(config, model=model)
+
+
+def reload_child(config: RunConfig, splits: Splits) -> tuple[Splits, ClassUnion]:
+    """A finished child's splits and classes again, from its new data and its parent's
+    run directory (for `tfxfer evaluate`); the parent's model is not loaded."""
+    c = config.continual
+    union = class_union(rundir.read_labels(c.parent), splits.class_names, c.keep)
+    return child_splits(splits, union, Path(c.parent), c.rehearsal, c.balance_rehearsal), union
+
+
+def continual_evaluation(evaluation: Evaluation, union: ClassUnion) -> ContinualEvaluation:
+    """`evaluation` with the old and new classes' accuracy."""
+    return ContinualEvaluation(evaluation.class_names, evaluation.y_true, evaluation.y_prob,
+                               list(union.old), list(union.new), list(union.merged))
