@@ -226,3 +226,31 @@ def test_child_resumes_from_its_checkpoint(parent, tmp_path):
         "black", "yellow"]
     history = list(csv.DictReader((child / "history.csv").open()))
     assert len(history) == 2  # the two epochs of phase 1, none repeated
+
+
+def test_text_child_rehearses_csv_rows(tmp_path):
+    from text_helpers import build_tiny_encoder, review_rows, write_csv
+
+    encoder = build_tiny_encoder(tmp_path / "encoder")
+    overrides = {
+        "data": {"batch_size": 4, "seed": 1, "val_fraction": 0.2, "test_fraction": 0.2},
+        "model": {"text": {"encoder": str(encoder)}},
+        "train": {"strategy": "feature_extraction", "epochs": 1, "verbose": 0,
+                  "tensorboard": False, "learning_rate": 0.05},
+    }
+    old = write_csv(tmp_path / "old.csv", review_rows(20))
+    train(load_config(overrides={**overrides, "data": {**overrides["data"], "source": str(old)},
+                                 "continual": {"exemplars": 2}, "out": str(tmp_path / "p")}))
+    texts = {text for text, _ in review_rows(20)}
+    stored = read_exemplars(tmp_path / "p")
+    assert len(stored) == 4 and {x for x, _ in stored} <= texts  # the CSV rows' texts
+    new = write_csv(tmp_path / "new.csv", review_rows(20, seed=2, labels=("meh", "pos")))
+    child = {**overrides, "model": {}, "data": {**overrides["data"], "source": str(new)},
+             "continual": {"parent": str(tmp_path / "p"), "rehearsal": 2},
+             "out": str(tmp_path / "c")}
+    result = train(load_config(overrides=child))
+    assert result.splits.class_names == ["neg", "pos", "meh"]
+    assert {x.decode() for x, _ in result.splits.raw["train"].as_numpy_iterator()} >= {
+        x for x, _ in stored}
+    groups = json.loads((tmp_path / "c" / "metrics.json").read_text())["continual"]
+    assert groups["merged"] == ["pos"] and groups["new_classes"] == ["meh"]
