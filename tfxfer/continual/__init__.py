@@ -13,8 +13,9 @@
     data.py          the child's splits: new data relabelled into the union, the parent's
                      exemplars added to training, the parent's test split added to test
     evaluation.py    test accuracy on the old and the new classes separately
-    experiment.py    `ContinualExperiment`: the `Experiment` of a child (or of a run that
-                     keeps exemplars); `tfxfer.experiment.train` picks it
+    experiment.py    `ContinualMixin`: the steps of a child (or of a run that keeps
+                     exemplars); `tfxfer.experiment.ContinualExperiment` mixes it into
+                     `Experiment`, and `tfxfer.experiment.train` picks that class
 
 See docs/continual.md.
 """
