@@ -23,6 +23,8 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    EXEMPLAR_SELECTIONS,
+    KEEP,
     LR_SCHEDULES,
     OPTIMIZERS,
     PHASE2_CACHE,
@@ -156,6 +158,22 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--reverse-validation-fraction", "adaptation",
      "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
+    # --- continual learning (tfxfer.continual, docs/continual.md) ---
+    ("--from", "continual", "parent", {
+        "metavar": "RUN_DIR", "help": "continue a finished run: its head grows to the union "
+                                      "of its classes and --data's (LwF, rehearsal)"}),
+    ("--keep", "continual", "keep", {
+        "choices": KEEP, "help": "old: keep the parent's classes; none: new classes only"}),
+    ("--rehearsal", "continual", "rehearsal", {
+        "type": int, "metavar": "N", "help": "train on N of the parent's exemplars per class too"}),
+    ("--lwf-weight", "continual", "lwf_weight", {
+        "type": float, "metavar": "W", "help": "weight of the LwF distillation (0: off)"}),
+    ("--temperature", "continual", "temperature", {
+        "type": float, "help": "temperature of the LwF distillation (default 2)"}),
+    ("--exemplars", "continual", "exemplars", {
+        "type": int, "metavar": "N", "help": "keep N examples per class for later rehearsal"}),
+    ("--exemplar-selection", "continual", "exemplar_selection", {
+        "choices": EXEMPLAR_SELECTIONS, "help": "herding (pooled features) or random"}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
@@ -165,6 +183,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
     ("--deterministic", "train", "deterministic", True),
+    ("--no-balance-rehearsal", "continual", "balance_rehearsal", False),
 ]
 
 
