@@ -30,6 +30,8 @@ import tensorflow as tf
 from tfxfer import rundir
 from tfxfer.auto.resolve import resolve_auto
 from tfxfer.config import RunConfig
+from tfxfer.continual.experiment import ContinualMixin, continual_evaluation, reload_child
+from tfxfer.continual.lineage import wants_continual
 from tfxfer.data.sources import load_splits
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
@@ -52,7 +54,7 @@ from tfxfer.tasks.outputs import Output, read_outputs
 from tfxfer.tasks.run import evaluate_task_run, validate_task_config, write_task_setup
 from tfxfer.tasks.table import TaskSplits
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training.bottleneck import head_phase_runner, should_cache
+from tfxfer.training.bottleneck import head_phase_runner, should_cache, sorts_by_length
 from tfxfer.training.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.training.feature_norm import fit_feature_norm
 from tfxfer.training.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
@@ -238,10 +240,12 @@ class Experiment:
                 logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
             else:  # a cut's feature standardisation (a resumed run restored it above)
                 fit_feature_norm(model, config, splits)
-            train_ds = with_options(
-                splits.batches("train", config.data, training=True, drop_remainder=even), options)
-            val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
-                                  options)
+            by_length = sorts_by_length(model)
+            train_ds = with_options(splits.batches(
+                "train", config.data, training=True, drop_remainder=even, by_length=by_length),
+                options)
+            val_ds = with_options(splits.batches(
+                "val", config.data, drop_remainder=even, by_length=by_length), options)
             if self.tasks:  # phase 2 runs the full model (no boundary cache for task heads)
                 runners = ({"head": task_head_runner(model, config, splits)}
                            if should_cache_tasks(model, config) else {})
@@ -353,13 +357,29 @@ def train(
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    run = Experiment(config, resume)
+    run = _experiment(config, resume)
     run.load_data(splits)
     run.build_model()
     for phase in run.phases:
         run.fit(phase)
     run.evaluate()
     return run.save()
+
+
+class ContinualExperiment(ContinualMixin, Experiment):
+    """An `Experiment` that continues a parent run (`--from`) or keeps exemplars
+    (see `tfxfer.continual.experiment`)."""
+
+    def new_classifier(self) -> keras.Model:
+        splits = self._require("splits", "load_data")
+        return build_classifier(self.config, splits.modality, len(splits.class_names))
+
+
+def _experiment(config: RunConfig, resume: str | Path | None) -> Experiment:
+    """An `Experiment`, or a `ContinualExperiment` for a run with a parent or exemplars."""
+    if wants_continual(config, resume):
+        return ContinualExperiment(config, resume)
+    return Experiment(config, resume)
 
 
 def evaluate_run(run_dir: str | Path) -> Evaluation:
@@ -369,6 +389,9 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
                          "metrics.json; re-evaluating task runs is not supported yet.")
     config, model, class_names = rundir.load_run(run_dir)
     splits = load_splits(config.data, config.model.image_input_size)
+    union = None
+    if config.continual.parent:  # a child: the union of classes, the parent's test split too
+        splits, union = reload_child(config, splits)
     if splits.class_names != class_names:
         raise ValueError(
             f"The data at {config.data.source} now has classes {splits.class_names}, "
@@ -377,6 +400,8 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
     if not splits.size("test"):
         raise ValueError(f"The run at {run_dir} has no test split (test_fraction=0).")
     evaluation = evaluate(model, splits.batches("test", config.data), class_names)
+    if union is not None:
+        evaluation = continual_evaluation(evaluation, union)
     rundir.write_evaluation(Path(run_dir), evaluation, rundir.split_inputs(splits, "test"))
     write_report(run_dir, splits)
     return evaluation

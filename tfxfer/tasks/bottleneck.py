@@ -85,7 +85,7 @@ def task_head_runner(model: keras.Model, config: RunConfig, splits: TaskSplits) 
                 "val", data))).batch(data.batch_size)
         head = task_head_model(model, splits)
         compile_for_phase(head, phase, config.train, train,
-                          compile_args(splits.outputs, config.train.regression_loss))
+                          **compile_args(splits.outputs, config.train.regression_loss))
         history = head.fit(train.prefetch(tf.data.AUTOTUNE), validation_data=val,
                            initial_epoch=initial_epoch, epochs=epochs, verbose=verbose,
                            callbacks=callbacks, shuffle=False)
