@@ -43,6 +43,9 @@ def validate_task_config(config: RunConfig) -> None:
         "model.image.feature_layer": bool(config.model.image and
                                           config.model.image.feature_layer),
     }
+    if config.data.label_names:
+        logger.warning("data.label_names is not applied to task outputs: their classes are the "
+                       "values of their columns.")
     bad = [name for name, hit in refused.items() if hit]
     if bad:
         raise ValueError(
