@@ -10,22 +10,14 @@ names a separate test folder or CSV file of the same kind as `source`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tfxfer.config import DataConfig
 from tfxfer.data.folder import load_folder_splits
 from tfxfer.data.splits import Splits, apply_label_names
 from tfxfer.data.text import load_csv_splits
 from tfxfer.data.tfds_source import load_tfds_splits
+from tfxfer.modality import source_kind
 
-
-def source_kind(source: str) -> str:
-    """"tfds", "csv" or "folder", from the form of `source`."""
-    if source.startswith("tfds:"):
-        return "tfds"
-    if Path(source).suffix.lower() in (".csv", ".tsv"):
-        return "csv"
-    return "folder"
+__all__ = ["load_splits", "source_kind"]
 
 
 def _validate_test_source(data: DataConfig, kind: str) -> None:

@@ -59,11 +59,14 @@ def import_tensorflow() -> None:
     """
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
+    from tfxfer.runtime.native_log import native_log_filtered
+
     enabled = gc.isenabled()
     gc.disable()
     try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        with native_log_filtered():  # the C++ log at import ignores TF_CPP_MIN_LOG_LEVEL
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
     finally:
         if enabled:
             gc.enable()
