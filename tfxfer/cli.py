@@ -519,7 +519,8 @@ COMMANDS: list[Command] = [
     ("export", "export a run as a SavedModel for TensorFlow Serving (BASE/NAME/VERSION), "
      "or as a LiteRT (.tflite) model for devices (--format tflite)",
      serving_commands.add_export_arguments, serving_commands.run_export),
-    ("predict", "predict with an export: locally, or on TF Serving over REST or gRPC",
+    ("predict", "predict files or folders with a run or an export, or on TF Serving over "
+     "REST or gRPC",
      serving_commands.add_predict_arguments, serving_commands.run_predict),
     ("serving-config", "write models.config for every model under a base directory",
      serving_commands.add_serving_config_arguments, serving_commands.run_serving_config),
@@ -543,7 +544,8 @@ WITHOUT_TENSORFLOW = frozenset({"predict", "serving-config"})
 # Commands with many flags show one usage line; `--help` lists the flags by group.
 _USAGE = {name: f"%(prog)s {usage} [options]" for name, usage in (
     ("train", "--data FOLDER|CSV|tfds:NAME"), ("advise", "--data FOLDER|CSV|tfds:NAME"),
-    ("lr-find", "--data FOLDER|CSV|tfds:NAME"))}
+    ("lr-find", "--data FOLDER|CSV|tfds:NAME"),
+    ("predict", "RUN_DIR|EXPORT_DIR FOLDER|FILE... [--csv out.csv] [--top-k N]"))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -594,6 +596,7 @@ PREFLIGHT: dict[str, Callable[[argparse.Namespace], None]] = {
     "evaluate": _check_run_dir("config.json", "model.keras", "labels.txt"),
     "report": _check_run_dir("config.json", "labels.txt"),
     "export": _check_run_dir("config.json", "model.keras", "labels.txt"),
+    "predict": serving_commands.check_predict,
 }
 
 _EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)

@@ -18,6 +18,8 @@ from typing import Any
 IMAGE = "image"
 TEXT = "text"
 MODALITIES = (IMAGE, TEXT)
+# File suffixes read as images (folders, `tfxfer predict`).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 def source_kind(source: str) -> str:
     """"tfds", "csv" or "folder", from the form of `source` (a `DataConfig.source`)."""

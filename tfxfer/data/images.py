@@ -19,9 +19,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfxfer.modality import IMAGE_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
 @dataclass(frozen=True)
