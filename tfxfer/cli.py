@@ -33,6 +33,8 @@ from tfxfer.config import (
     RunConfig,
     load_config,
 )
+from tfxfer.reports import runs as runs_commands
+from tfxfer.runtime import doctor as doctor_commands
 from tfxfer.runtime.gc_policy import import_tensorflow, skip_final_collection
 from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
@@ -510,6 +512,10 @@ COMMANDS: list[Command] = [
      run_report),
     ("launch", "run a command as a multi-worker job of local processes (TF_CONFIG each)",
      add_launch_arguments, run_launch),
+    ("runs", "list the run directories under runs/ (date, data, model, strategy, score)",
+     runs_commands.add_runs_arguments, runs_commands.run_runs),
+    ("doctor", "show versions, devices, oneDNN, cached weights and optional packages",
+     doctor_commands.add_doctor_arguments, doctor_commands.run_doctor),
     ("list-backbones", "list the registered image backbones", None, run_list_backbones),
     ("list-encoders", "list the registered text encoders", None, text_commands.run_list_encoders),
     ("build-encoder", "build a TF-Hub-format text encoder from word vectors (offline)",
@@ -538,7 +544,7 @@ COMMANDS: list[Command] = [
 
 # Commands that may run without TensorFlow (a REST client, writing a config file); the
 # others import it at start, with the collector paused (`gc_policy.import_tensorflow`).
-WITHOUT_TENSORFLOW = frozenset({"predict", "serving-config"})
+WITHOUT_TENSORFLOW = frozenset({"predict", "serving-config", "runs", "doctor"})
 
 
 # Commands with many flags show one usage line; `--help` lists the flags by group.
