@@ -8,7 +8,6 @@ functions, so `tfxfer --help` answers at once.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import os
 import sys
@@ -40,6 +39,7 @@ from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+from tfxfer.utils.progress import set_progress
 
 
 def _float_or_auto(text: str) -> float | str:
@@ -558,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="tfxfer", description="Transfer learning with Keras 3 and TensorFlow.")
     parser.add_argument("--version", action="version", version=f"tfxfer {package_version()}")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (they are drawn only on a terminal anyway)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add_arguments, run in COMMANDS:
         command = sub.add_parser(name, help=help_text, description=help_text,
@@ -570,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def package_version() -> str:
     """The installed tfxfer's version (the source tree's when it is not installed)."""
+    import importlib.metadata  # here: importing it costs 0.1-0.3 s
+
     try:
         return importlib.metadata.version("tfxfer")
     except importlib.metadata.PackageNotFoundError:
@@ -612,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logger = logging.getLogger("tfxfer")
     setup_logging(args.log_level)
+    set_progress(not args.quiet and getattr(args, "verbose", None) != 0)
     try:
         if args.command in PREFLIGHT:
             PREFLIGHT[args.command](args)

@@ -15,15 +15,12 @@ list imports TensorFlow.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import os
 import platform
 import sys
 from pathlib import Path
 
 from tfxfer.runtime.onednn import onednn_record
-from tfxfer.utils.cache import cache_root
 
 Section = tuple[str, list[tuple[str, str]]]
 
@@ -47,6 +44,8 @@ OPTIONAL = (
 
 
 def _version(distribution: str) -> str:
+    import importlib.metadata  # here, not at the top: `tfxfer --help` imports this module
+
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -93,6 +92,8 @@ def cached_weights(home: Path | None = None) -> Section:
 
 
 def optional_packages() -> Section:
+    import importlib.util
+
     rows = []
     for module, needed_by in OPTIONAL:
         present = importlib.util.find_spec(module) is not None
@@ -101,6 +102,8 @@ def optional_packages() -> Section:
 
 
 def paths() -> Section:
+    from tfxfer.utils.cache import cache_root  # here: it imports psutil
+
     assets = os.environ.get("TFXFER_ASSETS")
     if assets:
         state = "a folder" if Path(assets).is_dir() else "NOT a folder"

@@ -58,6 +58,7 @@ from tfxfer.image.model import (
 from tfxfer.training.frozen import frozen_function
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
 from tfxfer.utils.cache import cache_root
+from tfxfer.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -227,14 +228,15 @@ class FeatureExtractor:
 
 def compute_features(
     extract: FeatureExtractor, ds: tf.data.Dataset, path: Path, size: int, copies: int,
-    seed: int,
+    seed: int, *, desc: str = "features", show_progress: bool | None = None,
 ) -> None:
     """Writes the features of batched (inputs, labels) `ds` to `path` (a folder).
 
     Shapes on disk: `x.npy` (size, *shape) or (size, copies, *shape), `shape` being
     `extract.shape`, e.g. (width,) for pooled features; `y.npy` (size,).
     Augmented copies come from the model's own augmentation layers (training=True;
-    the frozen backbone still runs in inference mode).
+    the frozen backbone still runs in inference mode). A progress bar counts the
+    examples (`tfxfer.utils.progress`; `show_progress=False` turns it off).
     """
     shape = (size, copies, *extract.shape) if copies else (size, *extract.shape)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -244,15 +246,17 @@ def compute_features(
     if copies:  # the augmentation draws from the global generator: make the copies repeatable
         keras.utils.set_random_seed(seed)
     start = 0
-    for inputs, labels in ds:
-        end = start + len(labels)
-        y[start:end] = labels.numpy()
-        if copies:
-            for c in range(copies):
-                x[start:end, c] = extract(inputs, training=True)
-        else:
-            x[start:end] = extract(inputs)
-        start = end
+    with progress(total=size, desc=desc, unit="example", enabled=show_progress) as bar:
+        for inputs, labels in ds:
+            end = start + len(labels)
+            y[start:end] = labels.numpy()
+            if copies:
+                for c in range(copies):
+                    x[start:end, c] = extract(inputs, training=True)
+            else:
+                x[start:end] = extract(inputs)
+            bar.update(end - start)
+            start = end
     if start != size:
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
     x.flush(), y.flush()
@@ -300,7 +304,8 @@ def cached_split(
                     splits.size(split), path)
         ds = single_pass(splits.batches(split, config.data, training=False))
         compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
-                         copies, config.data.seed)
+                         copies, config.data.seed, desc=f"{split} {what}",
+                         show_progress=config.train.verbose != 0)
     return load_features(path)
 
 
