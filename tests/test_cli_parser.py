@@ -159,7 +159,8 @@ def test_preflight_names_bad_backbones_weights_encoders_and_resume(tmp_path):
         check_run_paths(text)
     with pytest.raises(FileNotFoundError, match="--resume: no such directory"):
         check_run_paths(config(), resume=tmp_path / "run")
-    with pytest.raises(FileNotFoundError, match="run directory; missing: config.json"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"not a tfxfer run directory \(missing: config.json\)"):
         check_run_paths(config(), resume=tmp_path)
 
 

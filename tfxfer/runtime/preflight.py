@@ -54,8 +54,8 @@ def check_run_dir(
         raise FileNotFoundError(f"{flag}: no such directory: {path}")
     missing = [name for name in needs if not (path / name).exists()]
     if missing:
-        raise FileNotFoundError(f"{flag}: {path} is not a complete tfxfer run directory; "
-                                f"missing: {', '.join(missing)}")
+        raise FileNotFoundError(f"{flag}: {path} is not a tfxfer run directory "
+                                f"(missing: {', '.join(missing)})")
     return path
 
 
