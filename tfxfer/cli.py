@@ -109,10 +109,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--test-data", "data", "test_source", {
         "metavar": "FOLDER|CSV",
         "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
-    ("--target-data", "data", "target_source", {
+    ("--target-data", "adaptation", "target_source", {
         "metavar": "FOLDER",
         "help": "domain_adaptation: folder of unlabelled target-domain images"}),
-    ("--target-test-data", "data", "target_test_source", {
+    ("--target-test-data", "adaptation", "target_test_source", {
         "metavar": "FOLDER",
         "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {
@@ -210,21 +210,21 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--verbose", "train", "verbose", {
         "type": int, "choices": (0, 1, 2),
         "help": "Keras fit output: 0 silent (no progress bars), 1 a bar, 2 a line per epoch"}),
-    ("--domain-hidden-units", "train", "domain_hidden_units", {
+    ("--domain-hidden-units", "adaptation", "domain_hidden_units", {
         "type": int, "help": "width of the domain classifier's hidden layer (0: linear)"}),
-    ("--adaptation-features", "train", "adaptation_features", {
+    ("--adaptation-features", "adaptation", "features", {
         "choices": (*ADAPTATION_FEATURES, AUTO),
         "help": "what the domain classifier reads: the pooled backbone features, the "
                 "head's hidden layer, or auto: reverse validation picks it (with "
                 "--adaptation-lambda when that is auto too)"}),
-    ("--adaptation-lambda", "train", "adaptation_lambda", {
+    ("--adaptation-lambda", "adaptation", "lambda_max", {
         "type": _float_or_auto, "metavar": "LAMBDA|auto",
         "help": "ceiling of the gradient-reversal schedule; auto: reverse validation picks "
                 "it among --adaptation-lambdas without target labels"}),
-    ("--adaptation-lambdas", "train", "adaptation_lambdas", {
+    ("--adaptation-lambdas", "adaptation", "lambda_grid", {
         "type": _float_list, "metavar": "L1,L2,...",
         "help": "candidates of --adaptation-lambda auto"}),
-    ("--reverse-validation-fraction", "train", "reverse_validation_fraction", {
+    ("--reverse-validation-fraction", "adaptation", "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
 ]
 
@@ -252,11 +252,7 @@ GROUPS = (DATA, MODEL, TRAINING, SPEED, ADAPTATION, RUN)
 _GROUP_OF_KEY = {
     "cache": SPEED, "cache_dir": SPEED, "bottleneck_cache": SPEED, "augmented_copies": SPEED,
     "phase2_cache": SPEED, "distribute": SPEED, "mixed_precision": SPEED, "jit_compile": SPEED,
-    "verbose": RUN, "tensorboard": RUN, "target_source": ADAPTATION,
-    "target_test_source": ADAPTATION, "domain_hidden_units": ADAPTATION,
-    "adaptation_features": ADAPTATION, "adaptation_lambda": ADAPTATION,
-    "adaptation_lambdas": ADAPTATION, "reverse_validation_fraction": ADAPTATION,
-    "anneal_learning_rate": ADAPTATION,
+    "verbose": RUN, "tensorboard": RUN,
 }
 _GROUP_OF_SECTION = {"data": DATA, "model": MODEL, "train": TRAINING, "adaptation": ADAPTATION}
 

@@ -31,8 +31,11 @@ def check_run_paths(config: RunConfig, resume: str | Path | None = None) -> None
     _check_source(data.source, "--data (data.source)")
     if data.test_source:
         _check_source(data.test_source, "--test-data (data.test_source)")
-    for path, name in ((data.target_source, "--target-data (data.target_source)"),
-                       (data.target_test_source, "--target-test-data (data.target_test_source)")):
+    adaptation = config.adaptation
+    for path, name in (
+        (adaptation.target_source, "--target-data (adaptation.target_source)"),
+        (adaptation.target_test_source, "--target-test-data (adaptation.target_test_source)"),
+    ):
         if path:
             _check_folder(Path(path), name)
     image = config.model.image
