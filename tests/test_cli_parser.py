@@ -192,13 +192,19 @@ def test_a_bad_path_fails_at_once_in_one_line_and_leaves_nothing(tmp_path, args,
     assert list(tmp_path.iterdir()) == []  # no runs/<timestamp>/
 
 
-def test_native_log_lines_below_the_level_are_dropped():
+def test_native_log_lines_below_the_level_are_dropped(monkeypatch):
     info = "I0000 00:00:1796604765.862729   20820 port.cc:153] oneDNN custom operations are on."
-    error = "E0000 00:00:1796604765.862729   20820 cuda.cc:1] failed call to cuInit"
+    error = "E0000 00:00:1796604765.862729   20820 op_kernel.cc:1] Out of memory"
     notice = "WARNING: All log messages before absl::InitializeLog() is called are written"
     assert not native_log.keep_line(info, 2) and not native_log.keep_line(notice, 2)
     assert native_log.keep_line(error, 2) and not native_log.keep_line(error, 3)
     assert native_log.keep_line(info, 0) and native_log.keep_line("Traceback (most", 2)
+    cuinit = ("E0000 00:00:1796605545.992484 1729 cuda_platform.cc:52] failed call to cuInit: "
+              "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)")
+    monkeypatch.setattr(native_log, "gpu_in_use", lambda: False)
+    assert not native_log.keep_line(cuinit, 2)  # expected without a GPU
+    monkeypatch.setattr(native_log, "gpu_in_use", lambda: True)
+    assert native_log.keep_line(cuinit, 2)  # a GPU that fails to initialise is news
 
 
 def test_native_log_filter_acts_on_file_descriptor_2(capfd, monkeypatch):
