@@ -37,6 +37,7 @@ from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+from tfxfer.unsupervised import commands as unsupervised_commands
 
 
 def _float_or_auto(text: str) -> float | str:
@@ -370,6 +371,11 @@ COMMANDS: list[Command] = [
     ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
      _with_train_flags(advise_commands.add_lr_find_arguments),
      _with_train_overrides(advise_commands.run_lr_find)),
+    # --- unlabelled data (tfxfer.unsupervised.commands) ---
+    ("embed", "pooled pretrained features of an image folder or text CSV (.npy or Parquet)",
+     unsupervised_commands.add_embed_arguments, unsupervised_commands.run_embed),
+    ("cluster", "k-means on pretrained features: clusters.csv, a 2-D map, an HTML report",
+     unsupervised_commands.add_cluster_arguments, unsupervised_commands.run_cluster),
 ]
 
 
