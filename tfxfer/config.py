@@ -103,6 +103,11 @@ class DataConfig:
     # Labelled target images (class subfolders) to measure target accuracy after every
     # epoch; never used for training.
     target_test_source: str | None = None
+    # --- Self-training (tfxfer.unsupervised.self_training) ---
+    # Unlabelled examples of the same kind as `source` (a flat image folder, or one whose
+    # subfolder names are ignored, or a CSV of texts): the teacher pseudo-labels them and
+    # students train on the labelled + confidently pseudo-labelled examples.
+    unlabelled_source: str | None = None
 
 
 @dataclass
@@ -323,6 +328,12 @@ class TrainConfig:
     reverse_validation_fraction: float = 0.15
     # Anneal the learning rate as eta_p = eta0 / (1 + 10 p)^0.75 over the whole run.
     anneal_learning_rate: bool = True
+    # --- Self-training (data.unlabelled_source, tfxfer.unsupervised.self_training) ---
+    # Student rounds after the teacher (each student teaches the next).
+    self_training_rounds: int = 2
+    # The pseudo-label confidence threshold is the smallest of these at which the teacher's
+    # confident predictions on the validation split are at least this precise.
+    self_training_precision: float = 0.9
 
 
 @dataclass
