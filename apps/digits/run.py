@@ -14,7 +14,7 @@ two domain pairs, every accuracy on the target's test split:
                       (--usps-frame mnist: put into MNIST's frame instead, box 20x20,
                       centre of mass at the centre of 28x28)
 
-Run (7 minutes on 2 quiet CPU cores with the defaults; see the README):
+Run (7 minutes on 2 quiet CPU cores with the defaults; see bench/README.md):
 
     python apps/digits/run.py --assets ../shared/assets --out runs/digits
 
@@ -157,6 +157,7 @@ def arm_overrides(pair: str, arm: str, folders: dict[str, Path],
     """The config of one arm: source only, DANN or train on target."""
     data = {"test_source": str(folders["target_test"]), "seed": args.seed}
     train_section = {"strategy": "from_scratch"}
+    adaptation = {}
     if arm == "train_on_target":
         data["source"] = str(folders["target_train"])
         # The same number of training steps as the source arms, on more or fewer examples.
@@ -165,12 +166,14 @@ def arm_overrides(pair: str, arm: str, folders: dict[str, Path],
     else:
         data["source"] = str(folders["source"])
     if arm == "dann":
-        data["target_source"] = str(folders["target_train"])
-        data["target_test_source"] = str(folders["target_test"])
         train_section["strategy"] = "domain_adaptation"
-        train_section["adaptation_lambda"] = dann_setting(pair, "adaptation_lambda", args)
-        train_section["adaptation_lambdas"] = [float(v) for v in args.adaptation_lambdas.split(",")]
-        train_section["adaptation_features"] = dann_setting(pair, "adaptation_features", args)
+        adaptation = {
+            "target_source": str(folders["target_train"]),
+            "target_test_source": str(folders["target_test"]),
+            "lambda_max": dann_setting(pair, "adaptation_lambda", args),
+            "lambda_grid": [float(v) for v in args.adaptation_lambdas.split(",")],
+            "features": dann_setting(pair, "adaptation_features", args),
+        }
     train_section.setdefault("epochs", args.epochs)
     model = {}
     if args.backbone:
@@ -178,7 +181,7 @@ def arm_overrides(pair: str, arm: str, folders: dict[str, Path],
                            "image_size": args.image_size}}
         if train_section["strategy"] == "from_scratch" and model["image"]["weights"] != "none":
             train_section["strategy"] = "fine_tune"
-    return {"data": data, "model": model, "train": train_section}
+    return {"data": data, "model": model, "train": train_section, "adaptation": adaptation}
 
 
 def _count(folder: Path) -> int:
@@ -253,7 +256,7 @@ def feature_figure(pair: str, results: dict, folders: dict[str, Path], out: Path
 def dann_lambda(result) -> dict:
     """The DANN arm's λ ceiling, and the reverse-validation scores when it was chosen."""
     path = Path(result.run_dir, REVERSE_VALIDATION)
-    chosen = {"lambda": result.config.train.adaptation_lambda}
+    chosen = {"lambda": result.config.adaptation.lambda_max}
     if path.is_file():
         scores = json.loads(path.read_text())
         chosen["reverse_validation"] = {
@@ -315,7 +318,7 @@ def main(argv: list[str]) -> int:
         rows.append({"pair": pair, "seconds": seconds,
                      "accuracy": {a: results[a].evaluation.accuracy for a in ARMS},
                      "dann_lambda": dann_lambda(results["dann"]),
-                     "dann_features": results["dann"].config.train.adaptation_features,
+                     "dann_features": results["dann"].config.adaptation.features,
                      "bound_scores": bound})
     total = time.perf_counter() - start
     table = table_markdown(rows)
