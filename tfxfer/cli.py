@@ -8,6 +8,7 @@ functions, so `tfxfer --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -39,6 +40,7 @@ from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+from tfxfer.unsupervised import commands as unsupervised_commands
 
 
 def _float_or_auto(text: str) -> float | str:
@@ -84,6 +86,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "help": "domain_adaptation: folder of unlabelled target-domain images"}),
     ("--target-test-data", "adaptation", "target_test_source", {
         "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
+    ("--unlabelled-data", "data", "unlabelled_source", {
+        "help": "self-training: unlabelled images (folder) or texts (CSV) to pseudo-label"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -142,6 +146,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
+    ("--self-training-rounds", "train", "self_training_rounds", {
+        "type": int, "help": "self-training: student rounds after the teacher"}),
+    ("--self-training-precision", "train", "self_training_precision", {
+        "type": float, "help": "self-training: validation precision the threshold needs"}),
     ("--domain-hidden-units", "adaptation", "domain_hidden_units", {"type": int}),
     ("--adaptation-features", "adaptation", "features", {
         "choices": (*ADAPTATION_FEATURES, AUTO),
@@ -288,8 +296,14 @@ def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
     from tfxfer.training.resume import RunFinishedError
 
+    config = load_config(args.config, train_overrides(args))
+    if config.data.unlabelled_source:
+        from tfxfer.unsupervised.self_training import self_train
+
+        print(json.dumps(self_train(config).as_dict(), indent=2))
+        return 0
     try:
-        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+        result = train(config, resume=args.resume)
     except RunFinishedError as err:
         print(err)
         return 0
@@ -390,6 +404,11 @@ COMMANDS: list[Command] = [
     ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
      _with_train_flags(advise_commands.add_lr_find_arguments),
      _with_train_overrides(advise_commands.run_lr_find)),
+    # --- unlabelled data (tfxfer.unsupervised.commands) ---
+    ("embed", "pooled pretrained features of an image folder or text CSV (.npy or Parquet)",
+     unsupervised_commands.add_embed_arguments, unsupervised_commands.run_embed),
+    ("cluster", "k-means on pretrained features: clusters.csv, a 2-D map, an HTML report",
+     unsupervised_commands.add_cluster_arguments, unsupervised_commands.run_cluster),
 ]
 
 

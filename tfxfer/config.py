@@ -102,6 +102,11 @@ class DataConfig:
     # labels not named keep their own, names of absent labels are ignored (at least one
     # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
     label_names: dict[str, str] | None = None
+    # --- Self-training (tfxfer.unsupervised.self_training) ---
+    # Unlabelled examples of the same kind as `source` (a flat image folder, or one whose
+    # subfolder names are ignored, or a CSV of texts): the teacher pseudo-labels them and
+    # students train on the labelled + confidently pseudo-labelled examples.
+    unlabelled_source: str | None = None
 
 
 @dataclass
@@ -251,6 +256,12 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
+    # --- Self-training (data.unlabelled_source, tfxfer.unsupervised.self_training) ---
+    # Student rounds after the teacher (each student teaches the next).
+    self_training_rounds: int = 2
+    # The pseudo-label confidence threshold is the smallest candidate at which the
+    # teacher's confident predictions on the validation split are at least this precise.
+    self_training_precision: float = 0.9
 
 
 @dataclass
