@@ -141,6 +141,11 @@ def test_preflight_names_missing_sources(tmp_path):
         check_run_paths(_config(source=str(tmp_path / "photo.jpg")))
     with pytest.raises(FileNotFoundError, match="--test-data"):
         check_run_paths(_config(source=str(tmp_path), test_source=str(tmp_path / "t")))
+    with pytest.raises(FileNotFoundError, match="--unlabelled-data"):
+        check_run_paths(_config(source=str(tmp_path), unlabelled_source=str(tmp_path / "u")))
+    with pytest.raises(FileNotFoundError, match=r"--from \(continual.parent\): no such"):
+        check_run_paths(load_config(overrides={"data": {"source": str(tmp_path)},
+                                               "continual": {"parent": str(tmp_path / "p")}}))
     check_run_paths(_config(source=str(tmp_path)))  # an existing folder passes
     check_run_paths(_config(source="tfds:anything"))  # TFDS names are checked by TFDS
 

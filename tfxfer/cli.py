@@ -8,6 +8,7 @@ functions, so `tfxfer --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,6 +24,8 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    EXEMPLAR_SELECTIONS,
+    KEEP,
     LR_SCHEDULES,
     OPTIMIZERS,
     PHASE2_CACHE,
@@ -39,6 +42,7 @@ from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+from tfxfer.unsupervised import commands as unsupervised_commands
 from tfxfer.utils.progress import set_progress
 
 
@@ -115,6 +119,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--target-test-data", "adaptation", "target_test_source", {
         "metavar": "FOLDER",
         "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
+    ("--unlabelled-data", "data", "unlabelled_source", {
+        "metavar": "FOLDER|CSV",
+        "help": "self-training: unlabelled images (folder) or texts (CSV) to pseudo-label"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {
         "metavar": "DIR", "help": "where TFDS keeps its data (none: ~/tensorflow_datasets)"}),
     ("--batch-size", "data", "batch_size", {"type": int, "help": "examples per batch"}),
@@ -210,6 +217,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--verbose", "train", "verbose", {
         "type": int, "choices": (0, 1, 2),
         "help": "Keras fit output: 0 silent (no progress bars), 1 a bar, 2 a line per epoch"}),
+    ("--self-training-rounds", "train", "self_training_rounds", {
+        "type": int, "help": "self-training: student rounds after the teacher"}),
+    ("--self-training-precision", "train", "self_training_precision", {
+        "type": float, "help": "self-training: validation precision the threshold needs"}),
     ("--domain-hidden-units", "adaptation", "domain_hidden_units", {
         "type": int, "help": "width of the domain classifier's hidden layer (0: linear)"}),
     ("--adaptation-features", "adaptation", "features", {
@@ -226,6 +237,22 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "help": "candidates of --adaptation-lambda auto"}),
     ("--reverse-validation-fraction", "adaptation", "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
+    # --- continual learning (tfxfer.continual, docs/continual.md) ---
+    ("--from", "continual", "parent", {
+        "metavar": "RUN_DIR", "help": "continue a finished run: its head grows to the union "
+                                      "of its classes and --data's (LwF, rehearsal)"}),
+    ("--keep", "continual", "keep", {
+        "choices": KEEP, "help": "old: keep the parent's classes; none: new classes only"}),
+    ("--rehearsal", "continual", "rehearsal", {
+        "type": int, "metavar": "N", "help": "train on N of the parent's exemplars per class too"}),
+    ("--lwf-weight", "continual", "lwf_weight", {
+        "type": float, "metavar": "W", "help": "weight of the LwF distillation (0: off)"}),
+    ("--temperature", "continual", "temperature", {
+        "type": float, "help": "temperature of the LwF distillation"}),
+    ("--exemplars", "continual", "exemplars", {
+        "type": int, "metavar": "N", "help": "keep N examples per class for later rehearsal"}),
+    ("--exemplar-selection", "continual", "exemplar_selection", {
+        "choices": EXEMPLAR_SELECTIONS, "help": "herding (pooled features) or random"}),
 ]
 
 # (flag, config section, config key, the value the flag sets, help)
@@ -242,19 +269,23 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool, str]] = [
      "write no TensorBoard logs to RUN_DIR/tensorboard"),
     ("--deterministic", "train", "deterministic", True,
      "seed everything and run deterministic ops: same command, same metrics (slower)"),
+    ("--no-balance-rehearsal", "continual", "balance_rehearsal", False,
+     "rehearse the parent's exemplars as they are, not repeated to a new class's count"),
 ]
 
 # The argument groups of `tfxfer train --help`, in order.
-DATA, MODEL, TRAINING, SPEED, ADAPTATION, RUN = (
-    "Data", "Model", "Training", "Caching & speed", "Domain adaptation", "Run")
-GROUPS = (DATA, MODEL, TRAINING, SPEED, ADAPTATION, RUN)
+DATA, MODEL, TRAINING, SPEED, ADAPTATION, CONTINUAL, RUN = (
+    "Data", "Model", "Training", "Caching & speed", "Domain adaptation", "Continual learning",
+    "Run")
+GROUPS = (DATA, MODEL, TRAINING, SPEED, ADAPTATION, CONTINUAL, RUN)
 # A row's group is that of its config key, else that of its section's first part.
 _GROUP_OF_KEY = {
     "cache": SPEED, "cache_dir": SPEED, "bottleneck_cache": SPEED, "augmented_copies": SPEED,
     "phase2_cache": SPEED, "distribute": SPEED, "mixed_precision": SPEED, "jit_compile": SPEED,
     "verbose": RUN, "tensorboard": RUN,
 }
-_GROUP_OF_SECTION = {"data": DATA, "model": MODEL, "train": TRAINING, "adaptation": ADAPTATION}
+_GROUP_OF_SECTION = {"data": DATA, "model": MODEL, "train": TRAINING, "adaptation": ADAPTATION,
+                     "continual": CONTINUAL}
 
 # The groups each command that reads a run's config takes.
 TRAIN_GROUPS = GROUPS
@@ -428,8 +459,14 @@ def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
     from tfxfer.training.resume import RunFinishedError
 
+    config = load_config(args.config, train_overrides(args))
+    if config.data.unlabelled_source:
+        from tfxfer.unsupervised.self_training import self_train
+
+        print(json.dumps(self_train(config).as_dict(), indent=2))
+        return 0
     try:
-        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+        result = train(config, resume=args.resume)
     except RunFinishedError as err:
         print(err)
         return 0
@@ -535,6 +572,11 @@ COMMANDS: list[Command] = [
     ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
      _with_train_flags(advise_commands.add_lr_find_arguments, LR_FIND_GROUPS),
      _with_train_overrides(advise_commands.run_lr_find)),
+    # --- unlabelled data (tfxfer.unsupervised.commands) ---
+    ("embed", "pooled pretrained features of an image folder or text CSV (.npy or Parquet)",
+     unsupervised_commands.add_embed_arguments, unsupervised_commands.run_embed),
+    ("cluster", "k-means on pretrained features: clusters.csv, a 2-D map, an HTML report",
+     unsupervised_commands.add_cluster_arguments, unsupervised_commands.run_cluster),
 ]
 
 

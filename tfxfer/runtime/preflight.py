@@ -31,6 +31,11 @@ def check_run_paths(config: RunConfig, resume: str | Path | None = None) -> None
     _check_source(data.source, "--data (data.source)")
     if data.test_source:
         _check_source(data.test_source, "--test-data (data.test_source)")
+    if data.unlabelled_source:
+        _check_source(data.unlabelled_source, "--unlabelled-data (data.unlabelled_source)")
+    if config.continual.parent:
+        check_run_dir(config.continual.parent, "--from (continual.parent)",
+                      needs=("config.json", "model.keras", "labels.txt"))
     adaptation = config.adaptation
     for path, name in (
         (adaptation.target_source, "--target-data (adaptation.target_source)"),
