@@ -37,6 +37,30 @@ def _validate_test_source(data: DataConfig, kind: str) -> None:
         )
 
 
+# What a missing source is called in the error (the loaders' own words).
+_MISSING = {"folder": "Image folder not found", "csv": "Text file not found",
+            "target_source": "--target-data (data.target_source) not found",
+            "target_test_source": "--target-test-data (data.target_test_source) not found"}
+
+
+def check_sources(data: DataConfig) -> None:
+    """Raises before any data are read when a source named in `data` does not exist.
+
+    Checks `source`, `test_source`, `target_source` and `target_test_source` (TFDS
+    names are left to TFDS; what a path holds is left to the loaders).
+
+    Raises:
+        FileNotFoundError: a path that is not there, named as its loader names it.
+    """
+    for key in ("source", "test_source", "target_source", "target_test_source"):
+        value = getattr(data, key)
+        if not value or source_kind(value) == "tfds" or Path(value).exists():
+            continue
+        where = "" if key.startswith("target") else f" (data.{key})"
+        raise FileNotFoundError(
+            f"{_MISSING.get(key) or _MISSING[source_kind(value)]}: {value}{where}")
+
+
 def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
     """Reads and splits the data named by `data.source`, with `data.label_names` applied.
 
