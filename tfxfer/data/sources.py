@@ -53,7 +53,7 @@ def check_sources(data: DataConfig) -> None:
         FileNotFoundError: a path that is not there, named as its loader names it.
     """
     for key in ("source", "test_source", "target_source", "target_test_source"):
-        value = getattr(data, key)
+        value = getattr(data, key, None)  # the target keys are in `data` in this layout
         if not value or source_kind(value) == "tfds" or Path(value).exists():
             continue
         where = "" if key.startswith("target") else f" (data.{key})"
