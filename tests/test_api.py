@@ -161,3 +161,26 @@ def test_parse_train_config_ignores_a_jupyter_kernels_argv(monkeypatch, tmp_path
     monkeypatch.setattr(sys, "argv", ["/x/ipykernel_launcher.py", "-f", "/x/kernel-1.json"])
     assert tfxfer.parse_train_config(config_file=config_file).train.epochs == 7
     assert tfxfer.parse_train_config(["--epochs", "2"], config_file=config_file).train.epochs == 2
+
+
+def test_experiment_creates_its_run_directory_only_when_the_data_are_read(tmp_path,
+                                                                           monkeypatch):
+    from tfxfer.config import load_config
+    from tfxfer.experiment import Experiment
+
+    folder = make_image_folder(tmp_path / "photos", per_class=3)
+    config = load_config(None, config_overrides({**TINY, "source": str(folder),
+                                                 "out": str(tmp_path / "run")}))
+    run = Experiment(config)
+    assert not (tmp_path / "run").exists()
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rundir, "write_setup", broken)  # fails after the directory is made
+    with pytest.raises(OSError, match="disk full"):
+        run.load_data()
+    assert not (tmp_path / "run").exists()
+    monkeypatch.undo()
+    Experiment(config).load_data()
+    assert (tmp_path / "run" / rundir.CONFIG).is_file()
