@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfxfer import rundir
 from tfxfer.auto.resolve import resolve_auto
-from tfxfer.config import RunConfig
+from tfxfer.config import ModelConfig, RunConfig
 from tfxfer.data.sources import check_sources, load_splits, source_kind
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
@@ -195,6 +195,9 @@ class Experiment:
     def load_data(self, splits: Splits | None = None) -> Splits:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
 
+        The run directory is created here, once the data are read; if the rest of
+        this step fails, the directory it created is removed again.
+
         The data's modality decides which model section the run keeps; "auto"
         settings are resolved here (`tfxfer.auto.resolve`), so config.json holds the choice.
         """
@@ -205,7 +208,7 @@ class Experiment:
                 return self._set_up(model)
         return self._set_up(model)
 
-    def _set_up(self, model) -> Splits:
+    def _set_up(self, model: ModelConfig) -> Splits:
         """The modality's model section, "auto" settings resolved, the setup files."""
         modality = self.splits.modality
         unused = self.given_model.unused_settings(modality)
