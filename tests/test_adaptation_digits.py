@@ -5,7 +5,7 @@ still trains (so its accuracy shows how separable the domains are without
 adaptation), but no gradient reaches the features, so the classifier learns from
 source labels alone, with the same batches and learning-rate schedule as DANN.
 Gated on the offline assets (MNIST and the flower photos MNIST-M is blended with).
-The margins were measured over seeds 0-4 with these settings (see the README).
+The margins were measured over seeds 0-4 with these settings (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ def digit_arms(root, assets, seed: int, epochs: int = EPOCHS) -> dict:
     runs = {}
     for arm, lambda_max in (("source_only", 0.0), ("dann", 1.0)):
         data = {"source": str(folders["source"]), "test_source": str(folders["target_test"]),
-                "target_source": str(folders["target_train"]),
-                "target_test_source": str(folders["target_test"]),
                 "val_fraction": 0.1, "batch_size": 32, "seed": seed}
         runs[arm] = train(load_config(overrides={
             "data": data,
             "model": {"hidden_units": 100, "dropout": 0.0,
                       "image": {"backbone": "dann_mnist_cnn", "weights": "none",
                                 "image_size": 28, "augment": False}},
-            "train": {"strategy": "domain_adaptation", "adaptation_lambda": lambda_max,
+            "adaptation": {"target_source": str(folders["target_train"]),
+                           "target_test_source": str(folders["target_test"]),
+                           "lambda_max": lambda_max},
+            "train": {"strategy": "domain_adaptation",
                       "epochs": epochs, "fine_tune_epochs": 0,
                       "optimizer": "sgd", "learning_rate": 0.01, "verbose": 0,
                       "tensorboard": False},
@@ -93,8 +94,8 @@ def test_digits_app_chooses_usps_settings_by_reverse_validation(assets, tmp_path
     best = max(scores.values())
     winners = {tuple(k.split(" λ ")) for k, v in scores.items() if v == best}
     assert (row["dann_features"], f"{row['dann_lambda']['lambda']:g}") in winners
-    saved = json.loads((out / "usps" / "dann" / "config.json").read_text())["train"]
-    assert (saved["adaptation_features"], saved["adaptation_lambda"]) == (
+    saved = json.loads((out / "usps" / "dann" / "config.json").read_text())["adaptation"]
+    assert (saved["features"], saved["lambda_max"]) == (
         row["dann_features"], row["dann_lambda"]["lambda"])
     assert f"| {row['dann_features']} (reverse validation) |" in (out / "table.md").read_text()
 
@@ -147,10 +148,11 @@ def test_arm_configs_follow_the_app_settings(tmp_path):
     app = _digits_app()
     settings = app.settings("usps", app.parse(["--epochs", "3", "--adaptation-lambdas", "0,1"]))
     dann = arm_overrides("dann", pair, settings)
-    assert dann["train"] == {"strategy": "domain_adaptation", "epochs": 3,
-                             "adaptation_lambda": "auto", "adaptation_lambdas": [0.0, 1.0],
-                             "adaptation_features": "auto"}
-    assert dann["data"]["target_source"] == str(pair.target_train)
+    assert dann["train"] == {"strategy": "domain_adaptation", "epochs": 3}
+    assert dann["adaptation"] == {"target_source": str(pair.target_train),
+                                  "target_test_source": str(pair.target_test),
+                                  "lambda_max": "auto", "lambda_grid": [0.0, 1.0],
+                                  "features": "auto"}
     target = arm_overrides("train_on_target", pair, settings)
     # The same number of steps on half as many examples: twice the epochs.
     assert target["data"]["source"] == str(pair.target_train)

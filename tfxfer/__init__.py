@@ -23,6 +23,7 @@ _EXPORTS = {
     "get_backbone": "tfxfer.image.backbones",
     "list_backbones": "tfxfer.image.backbones",
     "register_backbone": "tfxfer.image.backbones",
+    "AdaptationConfig": "tfxfer.config",
     "DataConfig": "tfxfer.config",
     "ImageConfig": "tfxfer.config",
     "ModelConfig": "tfxfer.config",

@@ -79,9 +79,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
         "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
-    ("--target-data", "data", "target_source", {
+    ("--target-data", "adaptation", "target_source", {
         "help": "domain_adaptation: folder of unlabelled target-domain images"}),
-    ("--target-test-data", "data", "target_test_source", {
+    ("--target-test-data", "adaptation", "target_test_source", {
         "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
@@ -141,20 +141,21 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
-    ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
-    ("--adaptation-features", "train", "adaptation_features", {
+    ("--domain-hidden-units", "adaptation", "domain_hidden_units", {"type": int}),
+    ("--adaptation-features", "adaptation", "features", {
         "choices": (*ADAPTATION_FEATURES, AUTO),
         "help": "what the domain classifier reads: the pooled backbone features, the "
                 "head's hidden layer, or auto: reverse validation picks it (with "
                 "--adaptation-lambda when that is auto too)"}),
-    ("--adaptation-lambda", "train", "adaptation_lambda", {
+    ("--adaptation-lambda", "adaptation", "lambda_max", {
         "type": _float_or_auto, "metavar": "LAMBDA|auto",
         "help": "ceiling of the gradient-reversal schedule; auto: reverse validation picks "
                 "it among --adaptation-lambdas without target labels"}),
-    ("--adaptation-lambdas", "train", "adaptation_lambdas", {
+    ("--adaptation-lambdas", "adaptation", "lambda_grid", {
         "type": _float_list, "metavar": "L1,L2,...",
         "help": "candidates of --adaptation-lambda auto (default 0,0.1,0.3,1)"}),
-    ("--reverse-validation-fraction", "train", "reverse_validation_fraction", {
+    ("--reverse-validation-fraction", "adaptation",
+     "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
 ]
 

@@ -8,14 +8,16 @@ A run is described by one `RunConfig`:
                            augment, flip, rotation, zoom
       text   TextConfig    encoder, sequence_length, text_pooling
     train    TrainConfig   strategy, epochs, learning rates, unfreezing, caching, devices
+    adaptation AdaptationConfig  strategy "domain_adaptation": target folders, domain head,
+                           the gradient-reversal lambda and its reverse-validation search
     out                    the run directory
 
 A YAML or JSON file may override any field; command-line flags override the
 file. There is no config framework: `load_config` merges plain dicts into the
-dataclasses and rejects unknown keys by name. The data decide the modality
-(`tfxfer.modality`); a run's resolved config keeps only that model section.
-Flat model keys of the old layout (`model.backbone`, `model.encoder`, ...) are
-mapped into their section with a warning, so old files and run directories load.
+dataclasses and rejects unknown keys by name; a key of an earlier layout
+(`model.backbone`, `train.adaptation_lambda`, ...) is an error naming its new place.
+The data decide the modality (`tfxfer.modality`); a run's resolved config keeps only
+that model section.
 
 Example:
     config = load_config("apps/flowers/config.yaml", {"train": {"epochs": 2}})
@@ -25,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 STRATEGIES = (
     "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
 )
-# `train.strategy`, `train.learning_rate`, `train.adaptation_lambda` and
+# `train.strategy`, `train.learning_rate`, `adaptation.lambda_max`, `adaptation.features` and
 # `model.image.feature_layer` may be "auto" (resolved by `tfxfer.auto.resolve` once the data
 # are read).
 AUTO = "auto"
@@ -96,13 +97,6 @@ class DataConfig:
     # labels not named keep their own, names of absent labels are ignored (at least one
     # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
     label_names: dict[str, str] | None = None
-    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
-    # Unlabelled target-domain images: a flat folder, or class subfolders whose names
-    # (labels) are ignored.
-    target_source: str | None = None
-    # Labelled target images (class subfolders) to measure target accuracy after every
-    # epoch; never used for training.
-    target_test_source: str | None = None
 
 
 @dataclass
@@ -142,63 +136,13 @@ class TextConfig:
     sequence_length: int = 128
     # Transformer encoders: sentence pooling, "mean", "cls", or None for the checkpoint's own.
     text_pooling: str | None = None
+    # Transformer encoders: pad each batch only to its longest text (outputs unchanged,
+    # cost follows the real length); false keeps every batch at `sequence_length`.
+    dynamic_padding: bool = True
 
 
 SECTIONS = {IMAGE: ImageConfig, TEXT: TextConfig}
 
-# Pre-sections configs wrote these keys flat under `model`; they are mapped into their
-# section (with a warning), so old config files and run directories keep loading.
-_FLAT_MODEL_KEYS = {
-    **{f.name: IMAGE for f in dataclasses.fields(ImageConfig)},
-    **{f.name: TEXT for f in dataclasses.fields(TextConfig)},
-}
-
-
-def nest_flat_model_keys(values: dict[str, Any], where: str = "model") -> dict[str, Any]:
-    """Moves pre-sections flat keys (`backbone`, `encoder`, ...) into their section dicts.
-
-    Args:
-        values: the keys of a `model` mapping (or `ModelConfig` keyword arguments).
-        where: named in the warning.
-
-    Returns:
-        `values` with every flat key moved to `values[section][key]`; a section given
-        as a dataclass is turned into a dict first.
-    """
-    flat = [k for k in values if k.replace("-", "_") in _FLAT_MODEL_KEYS]
-    if not flat:
-        return values
-    logger.warning(
-        "Flat model keys of the old config layout were mapped into their sections: %s. "
-        "Update the file or call.", ", ".join(
-            f"{where}.{k} -> {where}.{_FLAT_MODEL_KEYS[k.replace('-', '_')]}.{k}" for k in flat))
-    nested = {k: v for k, v in values.items() if k not in flat}
-    for key in flat:
-        name = _FLAT_MODEL_KEYS[key.replace("-", "_")]
-        section = nested.get(name) or {}
-        if dataclasses.is_dataclass(section):
-            section = dataclasses.asdict(section)
-        nested[name] = {**section, key: values[key]}
-    return nested
-
-
-def _accepts_flat_keys(cls: type) -> type:
-    """Lets `ModelConfig(backbone=..., encoder=...)` keep working: keys go to their section."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        nested = nest_flat_model_keys(kwargs, "ModelConfig()")
-        for name, section in SECTIONS.items():
-            if isinstance(nested.get(name), dict):
-                nested[name] = section(**nested[name])
-        init(self, *args, **nested)
-
-    cls.__init__ = __init__
-    return cls
-
-
-@_accepts_flat_keys
 @dataclass
 class ModelConfig:
     """The classifier: a head shared by both modalities, and one section per modality.
@@ -206,8 +150,6 @@ class ModelConfig:
     Before the data are read both sections are present (the data decide which one
     is used); a run's resolved config keeps only its own (`for_modality`), and the
     run warns about settings of the other one (`unused_settings`).
-    Flat keyword arguments of the pre-sections form, `ModelConfig(backbone=...)`,
-    are still accepted and put into their section, with a warning.
     """
 
     # Dropout before the classifier.
@@ -295,7 +237,7 @@ class TrainConfig:
     # MirroredStrategy when several GPUs are visible), "mirrored", "multi_worker" or "none".
     distribute: str = "auto"
     # Seeds everything, enables TensorFlow op determinism and a deterministic tf.data
-    # order: the same command twice gives the same metrics (slower; see the README).
+    # order: the same command twice gives the same metrics (slower; see docs/scaling.md).
     deterministic: bool = False
     # GPU options; both off by default (slower on this project's reference CPU).
     mixed_precision: bool = False
@@ -304,20 +246,36 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
-    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
+
+
+@dataclass
+class AdaptationConfig:
+    """Domain-adversarial training (DANN) of strategy "domain_adaptation" (`tfxfer.adaptation`).
+
+    One section because its settings span data (the target folders), model (the domain
+    head) and training (the lambda schedule, its search, the annealed learning rate), and
+    only this strategy reads them; other strategies reject target folders.
+    """
+
+    # Unlabelled target-domain images: a flat folder, or class subfolders whose names
+    # (labels) are ignored.
+    target_source: str | None = None
+    # Labelled target images (class subfolders) to measure target accuracy after every
+    # epoch; never used for training.
+    target_test_source: str | None = None
     # Width of the domain classifier's hidden layer (0: a linear domain classifier).
     domain_hidden_units: int = 100
     # What the domain classifier reads (ADAPTATION_FEATURES): "pooling", the pooled backbone
     # features (the paper's MNIST split, after the convolutions), or "hidden", the label
     # head's hidden layer, so that a fully connected layer is part of the adapted features,
-    # or "auto": reverse validation picks it (with adaptation_lambda, when that is "auto").
-    adaptation_features: str = "pooling"
+    # or "auto": reverse validation picks it (with lambda_max, when that is "auto").
+    features: str = "pooling"
     # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1),
-    # or "auto": reverse validation picks it among `adaptation_lambdas` without target
-    # labels (tfxfer.adaptation.reverse_validation; reverse_validation.json).
-    adaptation_lambda: float | str = 1.0
-    # The candidates of adaptation_lambda "auto" (0: no adaptation is a candidate too).
-    adaptation_lambdas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
+    # or "auto": reverse validation picks it among `lambda_grid` without target labels
+    # (tfxfer.adaptation.reverse_validation; reverse_validation.json).
+    lambda_max: float | str = 1.0
+    # The candidates of lambda_max "auto" (0: no adaptation is a candidate too).
+    lambda_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
     # Each forward and reverse run of reverse validation trains this fraction of the
     # run's steps (2 runs per candidate).
     reverse_validation_fraction: float = 0.15
@@ -330,6 +288,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Strategy "domain_adaptation" only (its defaults otherwise).
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     # Run directory for config, history, metrics, model and labels (None: runs/<timestamp>).
     out: str | None = None
 
@@ -345,13 +305,14 @@ class RunConfig:
 
 
 def _validate_adaptation(config: RunConfig) -> None:
+    adaptation = config.adaptation
     adapting = config.train.strategy == "domain_adaptation"
-    if adapting and not config.data.target_source:
+    if adapting and not adaptation.target_source:
         raise ValueError(
             "strategy 'domain_adaptation' needs unlabelled target images: set --target-data "
-            "(data.target_source) to a folder of images."
+            "(adaptation.target_source) to a folder of images."
         )
-    if not adapting and (config.data.target_source or config.data.target_test_source):
+    if not adapting and (adaptation.target_source or adaptation.target_test_source):
         raise ValueError(
             "--target-data / --target-test-data are used by --strategy domain_adaptation only. "
             f"Received: strategy={config.train.strategy!r}"
@@ -359,14 +320,14 @@ def _validate_adaptation(config: RunConfig) -> None:
     scheduled = config.train.warmup_fraction > 0 or config.train.lr_schedule != "constant"
     if adapting and scheduled:
         raise ValueError(
-            "strategy 'domain_adaptation' anneals its own learning rate (anneal_learning_rate); "
-            "it does not take --warmup or --lr-schedule. Received: warmup_fraction="
-            f"{config.train.warmup_fraction}, lr_schedule={config.train.lr_schedule!r}"
+            "strategy 'domain_adaptation' anneals its own learning rate "
+            "(adaptation.anneal_learning_rate); it does not take --warmup or --lr-schedule. "
+            f"Received: warmup_fraction={config.train.warmup_fraction}, "
+            f"lr_schedule={config.train.lr_schedule!r}"
         )
-    if config.train.domain_hidden_units < 0:
-        raise ValueError(
-            f"domain_hidden_units must be >= 0. Received: {config.train.domain_hidden_units}"
-        )
+    if adaptation.domain_hidden_units < 0:
+        raise ValueError("adaptation.domain_hidden_units must be >= 0. "
+                         f"Received: {adaptation.domain_hidden_units}")
     _validate_adaptation_features(config)
     _validate_adaptation_lambda(config)
 
@@ -376,65 +337,65 @@ def _is_number(value: Any) -> bool:
 
 
 def _validate_adaptation_features(config: RunConfig) -> None:
-    """adaptation_features: one of ADAPTATION_FEATURES or "auto" (reverse validation, which
+    """adaptation.features: one of ADAPTATION_FEATURES or "auto" (reverse validation, which
     scores on the source validation split); "hidden" needs a hidden layer."""
-    value = config.train.adaptation_features
+    value = config.adaptation.features
     if value not in (*ADAPTATION_FEATURES, AUTO):
-        raise ValueError(f"train.adaptation_features must be one of "
+        raise ValueError(f"adaptation.features must be one of "
                          f"{[*ADAPTATION_FEATURES, AUTO]}. Received: {value!r}")
     if value == AUTO:
-        _require_reverse_validation(config, "adaptation_features")
+        _require_reverse_validation(config, "features")
     if value == "hidden" and not config.model.hidden_units:
         raise ValueError(
-            "train.adaptation_features 'hidden' reads the head's hidden layer, and "
+            "adaptation.features 'hidden' reads the head's hidden layer, and "
             f"model.hidden_units is {config.model.hidden_units!r}: set model.hidden_units "
             "(e.g. 100) or use 'pooling'."
         )
 
 
 def _require_reverse_validation(config: RunConfig, setting: str) -> None:
-    """train.<setting> 'auto' is resolved by reverse validation: a domain-adaptation run
-    with a labelled source validation split to score the candidates on."""
+    """adaptation.<setting> 'auto' is resolved by reverse validation: a domain-adaptation
+    run with a labelled source validation split to score the candidates on."""
     if config.train.strategy != "domain_adaptation":
         raise ValueError(
-            f"train.{setting} 'auto' (reverse validation) needs strategy "
+            f"adaptation.{setting} 'auto' (reverse validation) needs strategy "
             f"'domain_adaptation'. Received: strategy={config.train.strategy!r}"
         )
     if config.data.val_fraction <= 0:
         raise ValueError(
-            f"train.{setting} 'auto' scores candidates on the labelled source "
+            f"adaptation.{setting} 'auto' scores candidates on the labelled source "
             "validation split: set data.val_fraction > 0. Received: "
             f"val_fraction={config.data.val_fraction}"
         )
 
 
 def _validate_adaptation_lambda(config: RunConfig) -> None:
-    """adaptation_lambda: a number >= 0, or "auto" with a candidate grid to choose from."""
-    train = config.train
-    value = train.adaptation_lambda
+    """adaptation.lambda_max: a number >= 0, or "auto" with a grid of candidates."""
+    adaptation = config.adaptation
+    value = adaptation.lambda_max
     if isinstance(value, str):
         if value != AUTO:
             raise ValueError(
-                f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
+                f"adaptation.lambda_max must be a number >= 0 or 'auto'. Received: {value!r}"
             )
-        _require_reverse_validation(config, "adaptation_lambda")
+        _require_reverse_validation(config, "lambda_max")
     elif not _is_number(value) or not math.isfinite(value) or value < 0:
         raise ValueError(
-            f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
+            f"adaptation.lambda_max must be a number >= 0 or 'auto'. Received: {value!r}"
         )
-    grid = train.adaptation_lambdas
+    grid = adaptation.lambda_grid
     if (not isinstance(grid, (list, tuple)) or not grid
             or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in grid)):
         raise ValueError(
-            "train.adaptation_lambdas must be a non-empty list of numbers >= 0 "
-            f"(the candidates of adaptation_lambda 'auto'). Received: {grid!r}"
+            "adaptation.lambda_grid must be a non-empty list of numbers >= 0 "
+            f"(the candidates of lambda_max 'auto'). Received: {grid!r}"
         )
     if len(set(grid)) != len(grid):
-        raise ValueError(f"train.adaptation_lambdas lists a value twice. Received: {grid!r}")
-    fraction = train.reverse_validation_fraction
+        raise ValueError(f"adaptation.lambda_grid lists a value twice. Received: {grid!r}")
+    fraction = adaptation.reverse_validation_fraction
     if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
         raise ValueError(
-            f"train.reverse_validation_fraction must be in (0, 1]. Received: {fraction!r}"
+            f"adaptation.reverse_validation_fraction must be in (0, 1]. Received: {fraction!r}"
         )
 
 
@@ -529,16 +490,12 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
     """
     if not isinstance(overrides, dict):
         raise ValueError(f"Config section {where or 'root'} must be a mapping. Got: {overrides!r}")
-    if isinstance(obj, ModelConfig):
-        overrides = nest_flat_model_keys(overrides, where.rstrip("."))
     known = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for key, value in overrides.items():
         key = key.replace("-", "_")
         if key not in known:
-            raise ValueError(
-                f"Unknown config key {where + key!r}. Valid keys here: {', '.join(sorted(known))}"
-            )
+            _raise_unknown_key(where + key, known)
         current = getattr(obj, key)
         if key in SECTIONS and current is None and value is not None:
             current = SECTIONS[key]()
@@ -548,6 +505,30 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
             _check_type(type(obj), key, value, where)
         changes[key] = value
     return dataclasses.replace(obj, **changes)
+
+
+# Keys of earlier layouts (never released) and where they live now: reading one is an
+# error that names its new place rather than a silent mapping.
+MOVED_KEYS = {
+    **{f"model.{f.name}": f"model.image.{f.name}" for f in dataclasses.fields(ImageConfig)},
+    **{f"model.{f.name}": f"model.text.{f.name}" for f in dataclasses.fields(TextConfig)},
+    "data.target_source": "adaptation.target_source",
+    "data.target_test_source": "adaptation.target_test_source",
+    "train.domain_hidden_units": "adaptation.domain_hidden_units",
+    "train.adaptation_features": "adaptation.features",
+    "train.adaptation_lambda": "adaptation.lambda_max",
+    "train.adaptation_lambdas": "adaptation.lambda_grid",
+    "train.reverse_validation_fraction": "adaptation.reverse_validation_fraction",
+    "train.anneal_learning_rate": "adaptation.anneal_learning_rate",
+}
+
+
+def _raise_unknown_key(key: str, known: dict[str, Any]) -> None:
+    """ValueError for an unknown key: its new place when it moved, else the valid keys."""
+    if key in MOVED_KEYS:
+        raise ValueError(f"Config key {key!r} has moved: write it as {MOVED_KEYS[key]!r} "
+                         "(the earlier layout is not read).")
+    raise ValueError(f"Unknown config key {key!r}. Valid keys here: {', '.join(sorted(known))}")
 
 
 _SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",

@@ -50,7 +50,7 @@ from tfxfer.runtime.distribute import (
 )
 from tfxfer.runtime.gc_policy import long_lived_frozen
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training.bottleneck import head_phase_runner, should_cache
+from tfxfer.training.bottleneck import head_phase_runner, should_cache, sorts_by_length
 from tfxfer.training.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.training.feature_norm import fit_feature_norm
 from tfxfer.training.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
@@ -162,7 +162,7 @@ class Experiment:
     def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
         self.given_model = config.validate().model
         if resume is None:
-            check_sources(config.data)
+            check_sources(config)
             _check_names(config)
         self.config = _resolve_run(config, resume)
         self.resume = resume
@@ -249,10 +249,12 @@ class Experiment:
                 logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
             else:  # a cut's feature standardisation (a resumed run restored it above)
                 fit_feature_norm(model, config, splits)
-            train_ds = with_options(
-                splits.batches("train", config.data, training=True, drop_remainder=even), options)
-            val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
-                                  options)
+            by_length = sorts_by_length(model)
+            train_ds = with_options(splits.batches(
+                "train", config.data, training=True, drop_remainder=even, by_length=by_length),
+                options)
+            val_ds = with_options(splits.batches(
+                "val", config.data, drop_remainder=even, by_length=by_length), options)
             if config.train.strategy == "domain_adaptation":
                 from tfxfer.adaptation import DomainAdaptation
 

@@ -14,7 +14,7 @@ two domain pairs, every accuracy on the target's test split:
                       (--usps-frame mnist: put into MNIST's frame instead, box 20x20,
                       centre of mass at the centre of 28x28)
 
-Run (7 minutes on 2 quiet CPU cores with the defaults; see the README):
+Run (7 minutes on 2 quiet CPU cores with the defaults; see bench/README.md):
 
     python apps/digits/run.py --assets ../shared/assets --out runs/digits
 
@@ -113,9 +113,9 @@ def settings(pair: str, args: argparse.Namespace) -> ArmSettings:
     """The arms' settings of one pair: the flags, DANN's per-pair defaults."""
     return ArmSettings(
         epochs=args.epochs, seed=args.seed,
-        adaptation_features=dann_setting(pair, "adaptation_features", args),
-        adaptation_lambda=dann_setting(pair, "adaptation_lambda", args),
-        adaptation_lambdas=[float(v) for v in args.adaptation_lambdas.split(",")],
+        features=dann_setting(pair, "adaptation_features", args),
+        lambda_max=dann_setting(pair, "adaptation_lambda", args),
+        lambda_grid=[float(v) for v in args.adaptation_lambdas.split(",")],
         backbone=args.backbone, weights=args.weights, image_size=args.image_size)
 
 

@@ -6,7 +6,7 @@
     grl_lambda, annealed_learning_rate   the paper's λ_p and η_p schedules
     build_mnist_m             MNIST-M from MNIST digits and any folder of colour photos
     build_usps, mnist_frame   USPS folders, its digits put into MNIST's 20-in-28 frame
-    reverse_validate          chooses λ's ceiling without target labels (`adaptation_lambda: auto`)
+    reverse_validate          chooses λ's ceiling without target labels (`lambda_max: auto`)
     bound_score, proxy_a_distance   the label-free terms of DANN's bound, to compare adapted runs
     compare_arms, arms_table  source only vs DANN vs train on target on a domain pair (arms.py)
     digit_pairs               MNIST -> MNIST-M and MNIST -> USPS folders, built once

@@ -65,7 +65,8 @@ class DomainPair:
 
 @dataclass(frozen=True)
 class ArmSettings:
-    """What the arms share, and DANN's settings (a value or "auto"; features also "bound").
+    """What the arms share, and DANN's (`adaptation.features`, `.lambda_max`, `.lambda_grid`:
+    a value or "auto"; features also "bound").
 
     `backbone` (with `weights`, `image_size`) replaces the config file's network; with
     pretrained weights the non-DANN arms fine-tune instead of training from scratch.
@@ -73,9 +74,9 @@ class ArmSettings:
 
     epochs: int = 20
     seed: int = 0
-    adaptation_features: str = "pooling"
-    adaptation_lambda: float | str = 1.0
-    adaptation_lambdas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
+    features: str = "pooling"
+    lambda_max: float | str = 1.0
+    lambda_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
     backbone: str | None = None
     weights: str | None = None
     image_size: int | None = None
@@ -92,17 +93,18 @@ def arm_overrides(arm: str, pair: DomainPair, settings: ArmSettings) -> dict[str
     data = {"test_source": str(pair.target_test), "seed": settings.seed,
             "source": str(pair.target_train if arm == "train_on_target" else pair.source)}
     train_section: dict[str, Any] = {"strategy": "from_scratch", "epochs": settings.epochs}
+    adaptation: dict[str, Any] = {}
     if arm == "train_on_target":
         # The same number of training steps as the source arms, on more or fewer examples.
         ratio = _count(pair.source) / _count(pair.target_train)
         train_section["epochs"] = max(1, round(settings.epochs * ratio))
     if arm == "dann":
-        data["target_source"] = str(pair.target_train)
-        data["target_test_source"] = str(pair.target_test)
-        train_section.update(strategy="domain_adaptation",
-                             adaptation_lambda=settings.adaptation_lambda,
-                             adaptation_lambdas=list(settings.adaptation_lambdas),
-                             adaptation_features=settings.adaptation_features)
+        train_section["strategy"] = "domain_adaptation"
+        adaptation = {"target_source": str(pair.target_train),
+                      "target_test_source": str(pair.target_test),
+                      "lambda_max": settings.lambda_max,
+                      "lambda_grid": list(settings.lambda_grid),
+                      "features": settings.features}
     model = {}
     if settings.backbone:
         model = {"image": {"backbone": settings.backbone,
@@ -110,7 +112,7 @@ def arm_overrides(arm: str, pair: DomainPair, settings: ArmSettings) -> dict[str
                            "image_size": settings.image_size}}
         if train_section["strategy"] == "from_scratch" and model["image"]["weights"] != "none":
             train_section["strategy"] = "fine_tune"
-    return {"data": data, "model": model, "train": train_section}
+    return {"data": data, "model": model, "train": train_section, "adaptation": adaptation}
 
 
 def train_arm(arm: str, pair: DomainPair, settings: ArmSettings, config_file: str | Path,
@@ -136,14 +138,14 @@ def train_dann(pair: DomainPair, settings: ArmSettings, config_file: str | Path,
     Returns:
         (result, seconds of all its runs, {choice: score dict}; empty unless "bound").
     """
-    if settings.adaptation_features != BOUND:
+    if settings.features != BOUND:
         result, seconds = train_arm("dann", pair, settings, config_file, out / "dann")
         return result, seconds, {}
     sample = seeded_sample(scan_target_images(pair.target_train).paths, BOUND_EXAMPLES,
                            settings.seed)
     runs, scores, total = {}, {}, 0.0
     for choice in ADAPTATION_FEATURES:
-        fixed = dataclasses.replace(settings, adaptation_features=choice)
+        fixed = dataclasses.replace(settings, features=choice)
         runs[choice], seconds = train_arm("dann", pair, fixed, config_file,
                                           out / f"dann_{choice}")
         total += seconds
@@ -184,7 +186,7 @@ def feature_figure(results: Mapping[str, RunResult], pair: DomainPair,
 def dann_lambda(result: RunResult) -> dict[str, Any]:
     """The DANN run's λ ceiling, and the reverse-validation scores when they chose it."""
     path = Path(result.run_dir, REVERSE_VALIDATION)
-    chosen: dict[str, Any] = {"lambda": result.config.train.adaptation_lambda}
+    chosen: dict[str, Any] = {"lambda": result.config.adaptation.lambda_max}
     if path.is_file():
         scores = json.loads(path.read_text())
         chosen["reverse_validation"] = {
@@ -216,7 +218,7 @@ def compare_arms(name: str, pair: DomainPair, settings: ArmSettings,
     return {"pair": name, "seconds": seconds,
             "accuracy": {a: results[a].evaluation.accuracy for a in ARMS},
             "dann_lambda": dann_lambda(results["dann"]),
-            "dann_features": results["dann"].config.train.adaptation_features,
+            "dann_features": results["dann"].config.adaptation.features,
             "bound_scores": bound}
 
 

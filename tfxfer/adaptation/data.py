@@ -2,7 +2,7 @@
 
 The target folder may be flat (`target/*.png`) or hold class subfolders; labels
 are never read from it (the log says so). A separate labelled target test folder
-(`data.target_test_source`) only measures target accuracy after each epoch.
+(`adaptation.target_test_source`) only measures target accuracy after each epoch.
 
     source batches (x_s, y_s) ─┐
                                zip ─> ((x_s, x_t), y_s)   one step = half source, half target
@@ -26,7 +26,7 @@ from tfxfer.data.images import IMAGE_EXTENSIONS
 logger = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
-TARGET_FLAG = "--target-data (data.target_source)"
+TARGET_FLAG = "--target-data (adaptation.target_source)"
 
 
 @dataclass

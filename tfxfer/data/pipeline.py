@@ -5,6 +5,13 @@ A source yields unbatched `(raw, label)` pairs, where `raw` is an encoded image
 shuffles, batches and prefetches:
 
     map(decode, AUTOTUNE) -> cache -> shuffle -> batch -> prefetch(AUTOTUNE)
+
+With `sort_window` (texts for a transformer with dynamic padding), examples are
+sorted by length within windows of `sort_window` batches, so that each batch pads to
+similar lengths, and the batches are shuffled again:
+
+    ... -> shuffle -> batch(window) -> sort by length -> unbatch -> batch
+        -> shuffle batches (training) -> prefetch
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ def make_batches(
     num_examples: int | None = None,
     skip_errors: bool = False,
     drop_remainder: bool = False,
+    sort_window: int = 0,
 ) -> tf.data.Dataset:
     """Turns unbatched (raw, label) pairs into a batched, prefetched dataset.
 
@@ -87,6 +95,8 @@ def make_batches(
             validated beforehand); a warning is logged for each.
         drop_remainder: drop the last partial batch (multi-replica training needs
             batches that split evenly).
+        sort_window: batches per window sorted by string length (0: no sorting);
+            the order of examples changes, each keeps its label.
 
     Returns:
         The batched dataset.
@@ -102,4 +112,15 @@ def make_batches(
     if training:
         buffer = num_examples or 10_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    if sort_window > 1:
+        ds = ds.batch(batch_size * sort_window).map(_sorted_by_length).unbatch()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if training and sort_window > 1:
+        ds = ds.shuffle(sort_window, seed=seed, reshuffle_each_iteration=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+@tf.autograph.experimental.do_not_convert
+def _sorted_by_length(texts: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    order = tf.argsort(tf.strings.length(texts), stable=True)
+    return tf.gather(texts, order), tf.gather(labels, order)

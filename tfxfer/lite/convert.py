@@ -12,7 +12,7 @@ the picture to the model's side S (resizing is the app's job, like cropping):
 The backbone's own preprocessing stays inside the model. The Keras model's
 `resize` layer is left out (it would resize S x S to S x S); with
 `resize_in_model=True` it is kept and the input takes any height and width
-(see the README for how that converts and runs).
+(see docs/litert.md for how that converts and runs).
 
 Models the converter cannot express with LiteRT's builtin ops (text models:
 string ops for tokenization and vocabulary lookup) raise `LiteConversionError`
@@ -30,11 +30,14 @@ from collections.abc import Callable, Iterable
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python.convert_phase import ConverterError
 
 from tfxfer.lite.quantization import get_quantization, validate_io_type
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
+
+# What a failed conversion raises (private to TensorFlow; see keras_compat).
+ConverterError = keras_compat.lite_converter_error()
 
 RESIZE_LAYER = "resize"
 _OP_PATTERN = re.compile(r"'(tf\.\w+)' op is neither a custom op nor a flex op")

@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +56,7 @@ from tfxfer.image.model import (
 )
 from tfxfer.training.frozen import frozen_function
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
+from tfxfer.utils import atomic
 from tfxfer.utils.cache import cache_root
 
 logger = logging.getLogger(__name__)
@@ -236,9 +236,23 @@ def compute_features(
     Augmented copies come from the model's own augmentation layers (training=True;
     the frozen backbone still runs in inference mode).
     """
+    atomic.remove_temps(path.parent, path.name)  # of killed runs; a live writer's are kept
+    try:
+        with atomic.atomic_dir(path) as tmp:  # a half-written cache is never picked up
+            _write_features(extract, ds, tmp, size, copies, seed)
+    except FileExistsError:
+        if not (path / "y.npy").is_file():
+            raise
+        # Another process (e.g. a second worker of a multi-worker job) wrote it first.
+        logger.info("Features at %s were written by another process meanwhile.", path)
+
+
+def _write_features(
+    extract: FeatureExtractor, ds: tf.data.Dataset, tmp: Path, size: int, copies: int,
+    seed: int,
+) -> None:
+    """Writes x.npy and y.npy of `compute_features` into the folder `tmp`."""
     shape = (size, copies, *extract.shape) if copies else (size, *extract.shape)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(tmp / "x.npy", mode="w+", dtype=np.float32, shape=shape)
     y = np.lib.format.open_memmap(tmp / "y.npy", mode="w+", dtype=np.int64, shape=(size,))
     if copies:  # the augmentation draws from the global generator: make the copies repeatable
@@ -257,18 +271,20 @@ def compute_features(
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
     x.flush(), y.flush()
     del x, y
-    try:
-        os.replace(tmp, path)  # atomic: a half-written cache is never picked up
-    except OSError:
-        if not (path / "y.npy").is_file():
-            raise
-        # Another process (e.g. a second worker of a multi-worker job) wrote it first.
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Features (memory-mapped, read-only) and labels from `path`."""
     return np.load(path / "x.npy", mmap_mode="r"), np.load(path / "y.npy")
+
+
+def sorts_by_length(model: keras.Model) -> bool:
+    """Whether `model`'s text batches are sorted by length (`Splits.batches(by_length=)`).
+
+    True for a transformer encoder with dynamic padding, whose cost follows each
+    batch's longest text; other models gain nothing from it.
+    """
+    return bool(getattr(optional_layer(model, BACKBONE), "dynamic_padding", False))
 
 
 def cached_split(
@@ -298,7 +314,8 @@ def cached_split(
     else:
         logger.info("Computing %s %s of %d examples into %s", split, what,
                     splits.size(split), path)
-        ds = single_pass(splits.batches(split, config.data, training=False))
+        ds = single_pass(splits.batches(split, config.data, training=False,
+                                        by_length=sorts_by_length(model)))
         compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
                          copies, config.data.seed)
     return load_features(path)

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfxfer.config import TrainConfig
 from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer, phase_schedule
 from tfxfer.training.strategies import Phase, plan_phases, set_phase_trainable
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,7 @@ def _build_compiled_state(model: keras.Model, batch_spec) -> None:
     as the optimizer's): 0.05 s more on a small head. This is the symbolic build Keras
     itself runs in `fit` under a strategy, from the batch's spec.
     """
-    with model.distribute_strategy.scope():
-        model._symbolic_build(data_batch=batch_spec)
+    keras_compat.symbolic_build(model, batch_spec)
 
 
 def steps_per_epoch(train_ds: tf.data.Dataset | None) -> int:
