@@ -8,6 +8,7 @@ functions, so `tfxfer --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -24,6 +25,8 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    EXEMPLAR_SELECTIONS,
+    KEEP,
     LR_SCHEDULES,
     OPTIMIZERS,
     PHASE2_CACHE,
@@ -38,6 +41,7 @@ from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+from tfxfer.unsupervised import commands as unsupervised_commands
 
 
 def _float_or_auto(text: str) -> float | str:
@@ -83,6 +87,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "help": "domain_adaptation: folder of unlabelled target-domain images"}),
     ("--target-test-data", "adaptation", "target_test_source", {
         "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
+    ("--unlabelled-data", "data", "unlabelled_source", {
+        "help": "self-training: unlabelled images (folder) or texts (CSV) to pseudo-label"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -141,6 +147,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
+    ("--self-training-rounds", "train", "self_training_rounds", {
+        "type": int, "help": "self-training: student rounds after the teacher"}),
+    ("--self-training-precision", "train", "self_training_precision", {
+        "type": float, "help": "self-training: validation precision the threshold needs"}),
     ("--domain-hidden-units", "adaptation", "domain_hidden_units", {"type": int}),
     ("--adaptation-features", "adaptation", "features", {
         "choices": (*ADAPTATION_FEATURES, AUTO),
@@ -157,6 +167,22 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--reverse-validation-fraction", "adaptation",
      "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
+    # --- continual learning (tfxfer.continual, docs/continual.md) ---
+    ("--from", "continual", "parent", {
+        "metavar": "RUN_DIR", "help": "continue a finished run: its head grows to the union "
+                                      "of its classes and --data's (LwF, rehearsal)"}),
+    ("--keep", "continual", "keep", {
+        "choices": KEEP, "help": "old: keep the parent's classes; none: new classes only"}),
+    ("--rehearsal", "continual", "rehearsal", {
+        "type": int, "metavar": "N", "help": "train on N of the parent's exemplars per class too"}),
+    ("--lwf-weight", "continual", "lwf_weight", {
+        "type": float, "metavar": "W", "help": "weight of the LwF distillation (0: off)"}),
+    ("--temperature", "continual", "temperature", {
+        "type": float, "help": "temperature of the LwF distillation (default 2)"}),
+    ("--exemplars", "continual", "exemplars", {
+        "type": int, "metavar": "N", "help": "keep N examples per class for later rehearsal"}),
+    ("--exemplar-selection", "continual", "exemplar_selection", {
+        "choices": EXEMPLAR_SELECTIONS, "help": "herding (pooled features) or random"}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
@@ -166,6 +192,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
     ("--deterministic", "train", "deterministic", True),
+    ("--no-balance-rehearsal", "continual", "balance_rehearsal", False),
 ]
 
 
@@ -278,8 +305,14 @@ def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
     from tfxfer.training.resume import RunFinishedError
 
+    config = load_config(args.config, train_overrides(args))
+    if config.data.unlabelled_source:
+        from tfxfer.unsupervised.self_training import self_train
+
+        print(json.dumps(self_train(config).as_dict(), indent=2))
+        return 0
     try:
-        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+        result = train(config, resume=args.resume)
     except RunFinishedError as err:
         print(err)
         return 0
@@ -380,6 +413,11 @@ COMMANDS: list[Command] = [
     ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
      _with_train_flags(advise_commands.add_lr_find_arguments),
      _with_train_overrides(advise_commands.run_lr_find)),
+    # --- unlabelled data (tfxfer.unsupervised.commands) ---
+    ("embed", "pooled pretrained features of an image folder or text CSV (.npy or Parquet)",
+     unsupervised_commands.add_embed_arguments, unsupervised_commands.run_embed),
+    ("cluster", "k-means on pretrained features: clusters.csv, a 2-D map, an HTML report",
+     unsupervised_commands.add_cluster_arguments, unsupervised_commands.run_cluster),
 ]
 
 

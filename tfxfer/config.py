@@ -10,6 +10,7 @@ A run is described by one `RunConfig`:
     train    TrainConfig   strategy, epochs, learning rates, unfreezing, caching, devices
     adaptation AdaptationConfig  strategy "domain_adaptation": target folders, domain head,
                            the gradient-reversal lambda and its reverse-validation search
+    continual ContinualConfig  the parent run to grow (LwF, rehearsal), exemplars kept
     out                    the run directory
 
 A YAML or JSON file may override any field; command-line flags override the
@@ -62,6 +63,10 @@ DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 # Which features DANN's domain classifier reads: the pooled backbone features (the head's
 # input) or the output of the head's hidden layer (`model.hidden_units` > 0).
 ADAPTATION_FEATURES = ("pooling", "hidden")
+# Continual learning (tfxfer.continual): which of the parent's classes the child keeps, and
+# how exemplars are chosen.
+KEEP = ("old", "none")
+EXEMPLAR_SELECTIONS = ("herding", "random")
 
 
 @dataclass
@@ -97,6 +102,11 @@ class DataConfig:
     # labels not named keep their own, names of absent labels are ignored (at least one
     # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
     label_names: dict[str, str] | None = None
+    # --- Self-training (tfxfer.unsupervised.self_training) ---
+    # Unlabelled examples of the same kind as `source` (a flat image folder, or one whose
+    # subfolder names are ignored, or a CSV of texts): the teacher pseudo-labels them and
+    # students train on the labelled + confidently pseudo-labelled examples.
+    unlabelled_source: str | None = None
 
 
 @dataclass
@@ -246,6 +256,12 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
+    # --- Self-training (data.unlabelled_source, tfxfer.unsupervised.self_training) ---
+    # Student rounds after the teacher (each student teaches the next).
+    self_training_rounds: int = 2
+    # The pseudo-label confidence threshold is the smallest candidate at which the
+    # teacher's confident predictions on the validation split are at least this precise.
+    self_training_precision: float = 0.9
 
 
 @dataclass
@@ -284,12 +300,49 @@ class AdaptationConfig:
 
 
 @dataclass
+class ContinualConfig:
+    """Learning new classes without forgetting the old (see tfxfer/continual/).
+
+    A section of its own, not TrainConfig fields: these settings describe a run's relation
+    to another run (its parent) and what it keeps for its children (exemplars), they are
+    validated together, and a run that continues nothing carries one default block.
+    """
+
+    # A finished run directory to continue (`tfxfer train --from RUN_DIR`): its model is
+    # loaded and its head grows to the union of its classes and the new data's.
+    parent: str | None = None
+    # "old": the child keeps the parent's classes (the head grows); "none": the child has
+    # only the new data's classes and starts from the parent's weights (plain transfer).
+    keep: str = "old"
+    # Exemplars per old class of the parent (its RUN_DIR/exemplars.csv) added to the new
+    # training data (0: none).
+    rehearsal: int = 0
+    # Repeat each old class's exemplars in the training split until the class has about
+    # as many examples as a new class has (class-balanced rehearsal): with 20 exemplars
+    # against hundreds of new examples, the head otherwise leans to the new classes.
+    balance_rehearsal: bool = True
+    # Weight of the Learning-without-Forgetting loss: the parent's soft outputs on the
+    # training data distilled into the child's old-class outputs (0: plain fine-tuning).
+    lwf_weight: float = 1.0
+    # Temperature of the distillation (Li & Hoiem 2016 and Hinton et al. 2015 use 2).
+    temperature: float = 2.0
+    # Store this many training examples per class in RUN_DIR/exemplars.csv for a later
+    # child's rehearsal (0: none).
+    exemplars: int = 0
+    # How exemplars are chosen: "herding" (iCaRL: closest running mean of the pooled
+    # features) or "random".
+    exemplar_selection: str = "herding"
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     # Strategy "domain_adaptation" only (its defaults otherwise).
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    # Continual learning: the parent run and exemplars (tfxfer.continual).
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
     # Run directory for config, history, metrics, model and labels (None: runs/<timestamp>).
     out: str | None = None
 
@@ -301,7 +354,28 @@ class RunConfig:
         _validate_data(self.data)
         _validate_model(self.model)
         _validate_adaptation(self)
+        _validate_continual(self)
         return self
+
+
+def _validate_continual(config: RunConfig) -> None:
+    c = config.continual
+    _validate_choice("continual.keep", c.keep, KEEP)
+    _validate_choice("continual.exemplar_selection", c.exemplar_selection, EXEMPLAR_SELECTIONS)
+    for name in ("rehearsal", "exemplars"):
+        if getattr(c, name) < 0:
+            raise ValueError(f"continual.{name} must be >= 0. Received: {getattr(c, name)}")
+    if c.lwf_weight < 0 or c.temperature <= 0:
+        raise ValueError("continual.lwf_weight must be >= 0 and continual.temperature > 0. "
+                         f"Received: lwf_weight={c.lwf_weight}, temperature={c.temperature}")
+    if c.parent is None and c.rehearsal:
+        raise ValueError(f"continual.rehearsal needs a parent run (--from RUN_DIR). "
+                         f"Received: rehearsal={c.rehearsal}, parent=None")
+    if c.parent is not None and config.train.strategy == "domain_adaptation":
+        raise ValueError("A continual run (--from) does not take strategy 'domain_adaptation'.")
+    if c.keep == "none" and c.rehearsal:
+        raise ValueError("continual.keep 'none' drops the parent's classes, so there is "
+                         f"nothing to rehearse. Received: rehearsal={c.rehearsal}")
 
 
 def _validate_adaptation(config: RunConfig) -> None:

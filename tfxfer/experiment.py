@@ -32,6 +32,8 @@ import tensorflow as tf
 from tfxfer import rundir
 from tfxfer.auto.resolve import resolve_auto
 from tfxfer.config import ModelConfig, RunConfig
+from tfxfer.continual.experiment import ContinualMixin, continual_evaluation, reload_child
+from tfxfer.continual.lineage import wants_continual
 from tfxfer.data.sources import check_sources, load_splits, source_kind
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
@@ -366,7 +368,7 @@ def train(
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    run = Experiment(config, resume)
+    run = _experiment(config, resume)
     run.load_data(splits)
     run.build_model()
     for phase in run.phases:
@@ -375,10 +377,29 @@ def train(
     return run.save()
 
 
+class ContinualExperiment(ContinualMixin, Experiment):
+    """An `Experiment` that continues a parent run (`--from`) or keeps exemplars
+    (see `tfxfer.continual.experiment`)."""
+
+    def new_classifier(self) -> keras.Model:
+        splits = self._require("splits", "load_data")
+        return build_classifier(self.config, splits.modality, len(splits.class_names))
+
+
+def _experiment(config: RunConfig, resume: str | Path | None) -> Experiment:
+    """An `Experiment`, or a `ContinualExperiment` for a run with a parent or exemplars."""
+    if wants_continual(config, resume):
+        return ContinualExperiment(config, resume)
+    return Experiment(config, resume)
+
+
 def evaluate_run(run_dir: str | Path) -> Evaluation:
     """Reloads a run and evaluates its model on the run's own test split again."""
     config, model, class_names = rundir.load_run(run_dir)
     splits = load_splits(config.data, config.model.image_input_size)
+    union = None
+    if config.continual.parent:  # a child: the union of classes, the parent's test split too
+        splits, union = reload_child(config, splits)
     if splits.class_names != class_names:
         raise ValueError(
             f"The data at {config.data.source} now has classes {splits.class_names}, "
@@ -387,6 +408,8 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
     if not splits.size("test"):
         raise ValueError(f"The run at {run_dir} has no test split (test_fraction=0).")
     evaluation = evaluate(model, splits.batches("test", config.data), class_names)
+    if union is not None:
+        evaluation = continual_evaluation(evaluation, union)
     rundir.write_evaluation(Path(run_dir), evaluation, rundir.split_inputs(splits, "test"))
     write_report(run_dir, splits)
     return evaluation

@@ -118,9 +118,13 @@ class BestWeights(keras.callbacks.Callback):
 
 def compile_for_phase(
     model: keras.Model, phase: Phase, train: TrainConfig,
-    train_ds: tf.data.Dataset | None = None,
+    train_ds: tf.data.Dataset | None = None, loss="sparse_categorical_crossentropy",
+    metrics: Sequence | None = None,
 ) -> keras.Model:
     """Compiles `model` for `phase`: a fresh optimizer at the phase's learning rate.
+
+    `loss` and `metrics` (default ["accuracy"]) replace the classifier's own, e.g. the
+    distillation loss of a continual run (`tfxfer.continual.distillation`).
 
     Discriminative learning rates apply to phases that unfreeze pretrained layers.
     With `train.warmup_fraction` or a decaying `train.lr_schedule` the rate follows
@@ -136,8 +140,8 @@ def compile_for_phase(
                                        phase.epochs, train.warmup_fraction, train.lr_schedule)
     model.compile(
         optimizer=make_optimizer(train.optimizer, learning_rate, multipliers),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=list(metrics) if metrics is not None else ["accuracy"],
         jit_compile=train.jit_compile,
     )
     # Built here, the optimizer's variables exist before the train step is traced; built
