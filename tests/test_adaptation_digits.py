@@ -168,7 +168,7 @@ def test_arm_configs_follow_the_app_settings(tmp_path):
 def test_compare_arms_on_tiny_domains_gives_the_apps_row_and_table(tmp_path):
     """The three arms of `tfxfer.adaptation.arms` (what the app runs) on tiny bar domains.
 
-    About 55 s with the load average at 16 on 2 cores (three runs, one of them DANN).
+    Three runs, one of them DANN: 20 s at load average 7 on 2 cores, 55 s at 16.
     """
     from tfxfer.adaptation.arms import ArmSettings, arms_table, compare_arms
 
