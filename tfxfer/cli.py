@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
@@ -421,7 +422,8 @@ def parse_train_config(
     imports TensorFlow).
 
     Args:
-        argv: the arguments (default: sys.argv[1:]).
+        argv: the arguments (default: sys.argv[1:], except inside a Jupyter/IPython
+            kernel, whose command line (`-f kernel.json`) is not ours: there, none).
         config_file: the config file used when `--config` is not given.
         description: the `--help` text.
 
@@ -431,9 +433,16 @@ def parse_train_config(
     parser = Parser(description=description)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     add_train_arguments(parser)
+    if argv is None and in_kernel():
+        argv = []
     args = parser.parse_args(argv)
     start_process(args.log_level)
     return load_config(args.config or config_file, train_overrides(args))
+
+
+def in_kernel() -> bool:
+    """Whether this process is a Jupyter/IPython kernel (its sys.argv is the kernel's)."""
+    return "ipykernel" in sys.modules or "ipykernel" in Path(sys.argv[0] if sys.argv else "").name
 
 
 def start_process(log_level: str, tensorflow: bool = True) -> None:
