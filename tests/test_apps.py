@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import random_images
 from text_helpers import build_tiny_encoder
 
 from tfxfer.config import load_config
@@ -40,7 +41,7 @@ def _tiny_overrides(modality: str, tmp_path: Path) -> dict:
 
 def _tiny_inputs(modality: str):
     if modality == IMAGE:
-        return np.random.default_rng(0).integers(0, 255, (2, 40, 48, 3)).astype(np.uint8)
+        return random_images(2, (40, 48))
     import tensorflow as tf
 
     return tf.constant(["a good film<br />", "dull"])

@@ -74,7 +74,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, caplog):
     code = cli.main(["train", "--data", str(tmp_path / "missing"), "--out",
                      str(tmp_path / "r"), *TINY_FLAGS])
     assert code == 2
-    assert "Image folder not found" in caplog.text
+    assert "--data (data.source) not found" in caplog.text
 
 
 def test_list_backbones(capsys):

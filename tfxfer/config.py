@@ -117,6 +117,11 @@ class DataConfig:
     # The column of image file paths (relative to the CSV's folder) when a table holds
     # images; None: the table holds text in text_column.
     image_column: str | None = None
+    # --- Self-training (tfxfer.unsupervised.self_training) ---
+    # Unlabelled examples of the same kind as `source` (a flat image folder, or one whose
+    # subfolder names are ignored, or a CSV of texts): the teacher pseudo-labels them and
+    # students train on the labelled + confidently pseudo-labelled examples.
+    unlabelled_source: str | None = None
 
 
 @dataclass
@@ -270,6 +275,12 @@ class TrainConfig:
     # "mse" (squared error), "huber" (squared within 1 standard deviation, linear beyond) or
     # "mae" (absolute error: predicts the median, the lowest MAE for two-peaked targets).
     regression_loss: str = "mse"
+    # --- Self-training (data.unlabelled_source, tfxfer.unsupervised.self_training) ---
+    # Student rounds after the teacher (each student teaches the next).
+    self_training_rounds: int = 2
+    # The pseudo-label confidence threshold is the smallest candidate at which the
+    # teacher's confident predictions on the validation split are at least this precise.
+    self_training_precision: float = 0.9
 
 
 @dataclass

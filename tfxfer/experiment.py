@@ -2,8 +2,9 @@
 
 `Experiment` holds one run; its methods are the steps, in order:
 
-    run = Experiment(config)       resolve the config, create the run directory, seed
-    run.load_data()                read and split `config.data` -> Splits; config.json
+    run = Experiment(config)       validate and resolve the config, seed (writes nothing)
+    run.load_data()                read and split `config.data` -> Splits; creates the run
+                                   directory and writes config.json
     run.build_model()              the classifier for the data's modality
     run.fit(phase)                 each of `run.phases`: the head, then fine-tuning
     run.evaluate()                 best weights, history; test metrics and predictions
@@ -16,6 +17,7 @@ test split.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -29,12 +31,13 @@ import tensorflow as tf
 
 from tfxfer import rundir
 from tfxfer.auto.resolve import resolve_auto
-from tfxfer.config import RunConfig
+from tfxfer.config import ModelConfig, RunConfig
 from tfxfer.continual.experiment import ContinualMixin, continual_evaluation, reload_child
 from tfxfer.continual.lineage import wants_continual
-from tfxfer.data.sources import load_splits
+from tfxfer.data.sources import check_sources, load_splits, source_kind
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
+from tfxfer.image.backbones import get_backbone
 from tfxfer.image.model import build_image_classifier, image_size_for
 from tfxfer.modality import IMAGE, validate_modality
 from tfxfer.reports import tensorboard_callbacks, write_report
@@ -91,14 +94,30 @@ def resolve_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, model=model, out=config.out or _default_out())
 
 
-def _prepare_run_dir(path: Path) -> Path:
+def _check_run_dir(path: Path) -> None:
     if (path / rundir.CONFIG).exists():
         raise FileExistsError(
             f"Run directory {path} already holds a run; choose another --out "
             "(nothing was overwritten)."
         )
+
+
+@contextlib.contextmanager
+def _new_run_dir(path: Path):
+    """Creates the run directory `path` for the block; removes it if the block fails.
+
+    Only what this call created is removed: a directory that existed before (empty,
+    since `_check_run_dir` passed) is left as it was found.
+    """
+    _check_run_dir(path)
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        yield path
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def build_classifier(config: RunConfig, modality: str, num_classes: int,
@@ -132,7 +151,9 @@ class Experiment:
 
     Args:
         config: the run configuration; it is validated and resolved (image size,
-            run directory), and the run directory is created (never overwritten).
+            run directory). Nothing is written yet: `load_data` creates the run
+            directory once the data are read (never overwriting a run), and removes
+            it again if the rest of that step fails.
         resume: a run directory to continue from its last completed epoch (see
             `tfxfer.training.resume`); `config` is then the run's saved config unless it
             differs from the default, when it must match the saved one.
@@ -153,13 +174,16 @@ class Experiment:
 
     def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
         self.given_model = config.validate().model
+        if resume is None:
+            check_sources(config)
+            _check_names(config)
         self.config = _resolve_run(config, resume)
         self.resume = resume
         # Created first: MultiWorkerMirroredStrategy must precede any TensorFlow op.
         self.strategy = distribution_strategy(self.config.train.distribute)
         self.chief = is_chief(self.strategy)
         if resume is None and self.chief:
-            _prepare_run_dir(Path(self.config.out))
+            _check_run_dir(Path(self.config.out))  # fail now, not after reading the data
         self.run_dir = output_dir(Path(self.config.out), self.strategy)
         set_precision(self.config.train.mixed_precision)
         _seed(self.config)
@@ -184,11 +208,21 @@ class Experiment:
     def load_data(self, splits: Splits | None = None) -> Splits:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
 
+        The run directory is created here, once the data are read; if the rest of
+        this step fails, the directory it created is removed again.
+
         The data's modality decides which model section the run keeps; "auto"
         settings are resolved here (`tfxfer.auto.resolve`), so config.json holds the choice.
         """
         model = self.config.model
         self.splits = splits or load_splits(self.config.data, model.image_input_size)
+        if self.resume is None and self.chief:
+            with _new_run_dir(self.run_dir):
+                return self._set_up(model)
+        return self._set_up(model)
+
+    def _set_up(self, model: ModelConfig) -> Splits:
+        """The modality's model section, "auto" settings resolved, the setup files."""
         modality = self.splits.modality
         unused = self.given_model.unused_settings(modality)
         if unused:
@@ -334,6 +368,17 @@ def _resolve_run(config: RunConfig, resume: str | Path | None) -> RunConfig:
         return resolve_config(config)
     given = dataclasses.replace(config, out=str(resume))
     return resume_config(resume, None if config == RunConfig() else resolve_config(given))
+
+
+def _check_names(config: RunConfig) -> None:
+    """An unknown backbone fails here, before any data are read (it lists the valid ones).
+
+    Only for folder sources, which are images; text encoders may also be handles
+    or paths, which the encoder loader resolves.
+    """
+    image = config.model.image
+    if image is not None and source_kind(config.data.source) == "folder":
+        get_backbone(image.backbone)
 
 
 def _seed(config: RunConfig) -> None:

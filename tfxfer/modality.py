@@ -12,13 +12,25 @@ modality is read back from its input. Nothing else in tfxfer works modality out.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 IMAGE = "image"
 TEXT = "text"
 MODALITIES = (IMAGE, TEXT)
+# File suffixes read as images (folders, `tfxfer predict`).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
-# Source kinds (see `tfxfer.data.sources.source_kind`) whose modality is fixed.
+def source_kind(source: str) -> str:
+    """"tfds", "csv" or "folder", from the form of `source` (a `DataConfig.source`)."""
+    if source.startswith("tfds:"):
+        return "tfds"
+    if Path(source).suffix.lower() in (".csv", ".tsv"):
+        return "csv"
+    return "folder"
+
+
+# Source kinds (see `source_kind`) whose modality is fixed.
 _SOURCE_MODALITY = {"folder": IMAGE, "csv": TEXT}
 
 

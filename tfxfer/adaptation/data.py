@@ -46,7 +46,8 @@ class TargetImages:
     had_labels: bool = False
 
 
-def _image_files(root: Path) -> list[Path]:
+def image_files(root: Path) -> list[Path]:
+    """The image files under `root` (subfolders too, hidden ones not), sorted."""
     return sorted(
         p for p in root.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -73,7 +74,7 @@ def scan_target_images(path: str | os.PathLike, validate: bool = True) -> Target
         raise FileNotFoundError(f"{TARGET_FLAG} not found: {root}")
     if not root.is_dir():
         raise ValueError(f"{TARGET_FLAG} must be a folder of images. Received: {root}")
-    files = [str(p) for p in _image_files(root)]
+    files = [str(p) for p in image_files(root)]
     if not files:
         raise ValueError(
             f"{TARGET_FLAG} {root} holds no image files "

@@ -5,8 +5,9 @@
       roses/  c.jpg ...
 
 Every file is decoded once before training (in threads, with the same decoder
-the pipeline uses). Zero-byte, truncated, corrupt and non-image files are named
-in a warning, counted and left out, so training goes on with the rest.
+the pipeline uses, a progress bar on a terminal). Zero-byte, truncated, corrupt and
+non-image files are named in a warning, counted and left out, so training goes on
+with the rest.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfxfer.modality import IMAGE_EXTENSIONS
+from tfxfer.utils.progress import progress
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def scan_image_folder(root: str | os.PathLike, validate: bool = True) -> ImageFo
         folder.skipped.extend(skipped)
         per_class.append(files)
     if validate:
-        per_class = _drop_bad_files(per_class, folder.skipped)
+        per_class = _drop_bad_files(per_class, folder.skipped, f"checking {root.name or root}")
     for class_id, files in enumerate(per_class):
         if not files:
             raise ValueError(
@@ -126,10 +129,14 @@ def scan_image_folder(root: str | os.PathLike, validate: bool = True) -> ImageFo
     return folder
 
 
-def _drop_bad_files(per_class: list[list[str]], skipped: list[SkippedFile]) -> list[list[str]]:
+def _drop_bad_files(
+    per_class: list[list[str]], skipped: list[SkippedFile], desc: str = "checking images"
+) -> list[list[str]]:
     flat = [path for files in per_class for path in files]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        reasons = dict(zip(flat, pool.map(check_image, flat)))
+        checked = progress(pool.map(check_image, flat), total=len(flat), desc=desc,
+                           unit="image")
+        reasons = dict(zip(flat, checked))
     skipped.extend(SkippedFile(p, r) for p, r in reasons.items() if r is not None)
     return [[p for p in files if reasons[p] is None] for files in per_class]
 

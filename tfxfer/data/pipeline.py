@@ -31,6 +31,11 @@ def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    return resize_image(image, image_size)
+
+
+def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """An RGB image (H x W x 3, any dtype of 0-255 values) as uint8 of `image_size`²."""
     image = tf.image.resize(image, [image_size, image_size], antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 

@@ -49,10 +49,18 @@ def _check_download(name: str, data: DataConfig) -> None:
 
 def _load_info(name: str, data: DataConfig):
     """The train split and info; a dataset not prepared yet is downloaded after a probe."""
+    import tensorflow_datasets as tfds
+
     try:
         return _load(name, "train", data, download=False)
     except AssertionError:  # TFDS: "could not find data in ..." (not prepared)
         pass
+    except tfds.core.registered.DatasetNotFoundError as err:
+        # Its message lists every TFDS dataset (some 1,300 lines): name the one asked for.
+        raise ValueError(
+            f"Unknown TFDS dataset {name!r} (--data tfds:{name}): TFDS "
+            f"{tfds.__version__} has no such name; see "
+            "https://www.tensorflow.org/datasets/catalog/overview") from err
     _check_download(name, data)
     with fetching(f"TFDS dataset {name!r}", _OFFLINE):
         return _load(name, "train", data)

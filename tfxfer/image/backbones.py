@@ -2,7 +2,8 @@
 
 Each entry is a frozen `BackboneSpec`: the Keras constructor, the default input
 side, the backbone's own `preprocess_input`, the width of its pooled features and
-a one-line description. Adding a backbone is one `register_backbone` call.
+a one-line description. Adding a backbone is one `register_backbone` call (a built-in
+one is a row of `tfxfer.image.catalog`, which the CLI reads without Keras).
 
 Example:
     spec = get_backbone("mobilenet_v2")
@@ -11,15 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
-from tfxfer.image.small_cnns import dann_mnist_cnn, unit_scale
+from tfxfer.image.catalog import BUILTIN_BACKBONES, resolve_weights
 from tfxfer.runtime.offline import fetching
 from tfxfer.utils.registry import Registry
 
@@ -71,21 +73,6 @@ def get_backbone(name: str) -> BackboneSpec:
     return BACKBONES.get(name)
 
 
-def resolve_weights(weights: str | None) -> str | None:
-    """Normalises the `weights` option: "imagenet", None, or an existing file path."""
-    if weights is None or str(weights).lower() in ("none", "null", ""):
-        return None
-    if str(weights).lower() == "imagenet":
-        return "imagenet"
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Weights file not found. Expected 'imagenet', 'none' or a path to a local "
-            f"weights file. Received: weights={weights!r}"
-        )
-    return path
-
-
 def build_backbone(
     name: str,
     *,
@@ -128,66 +115,21 @@ def _identity(x: Any) -> Any:
     return x
 
 
-for _spec in (
-    BackboneSpec(
-        "vgg16", _apps.VGG16, _apps.vgg16.preprocess_input, 224, 512,
-        "VGG16 (2014): 13 conv layers, 14.7M params, caffe preprocessing",
-    ),
-    BackboneSpec(
-        "resnet50", _apps.ResNet50, _apps.resnet.preprocess_input, 224, 2048,
-        "ResNet50 (2015): residual bottleneck blocks, 23.6M params",
-    ),
-    BackboneSpec(
-        "resnet50_v2", _apps.ResNet50V2, _apps.resnet_v2.preprocess_input, 224, 2048,
-        "ResNet50V2 (2016): pre-activation residual blocks, 23.6M params",
-    ),
-    BackboneSpec(
-        "mobilenet", _apps.MobileNet, _apps.mobilenet.preprocess_input, 224, 1024,
-        "MobileNet v1 (2017): depthwise separable convs; width 1024*alpha",
-    ),
-    BackboneSpec(
-        "mobilenet_v2", _apps.MobileNetV2, _apps.mobilenet_v2.preprocess_input, 224, 1280,
-        "MobileNetV2 (2018): inverted residuals, 2.3M params",
-    ),
-    BackboneSpec(
-        "mobilenet_v3_small", _apps.MobileNetV3Small, _identity, 224, 576,
-        "MobileNetV3 Small (2019): NAS-designed, preprocessing built in",
-    ),
-    BackboneSpec(
-        "mobilenet_v3_large", _apps.MobileNetV3Large, _identity, 224, 960,
-        "MobileNetV3 Large (2019): NAS-designed, preprocessing built in",
-    ),
-    BackboneSpec(
-        "efficientnet_v2_b0", _apps.EfficientNetV2B0, _identity, 224, 1280,
-        "EfficientNetV2-B0 (2021): fused MBConv, preprocessing built in",
-    ),
-    BackboneSpec(
-        "inception_v3", _apps.InceptionV3, _apps.inception_v3.preprocess_input, 299, 2048,
-        "InceptionV3 (2015): factorised inception modules, 21.8M params", min_size=75,
-    ),
-    BackboneSpec(
-        "xception", _apps.Xception, _apps.xception.preprocess_input, 299, 2048,
-        "Xception (2016): depthwise separable inception, 20.9M params", min_size=71,
-    ),
-    BackboneSpec(
-        "densenet121", _apps.DenseNet121, _apps.densenet.preprocess_input, 224, 1024,
-        "DenseNet121 (2016): densely connected blocks, 7.0M params, torch preprocessing",
-    ),
-    BackboneSpec(
-        "convnext_tiny", _apps.ConvNeXtTiny, _identity, 224, 768,
-        "ConvNeXt Tiny (2022): modernised ResNet, 27.8M params, preprocessing built in",
-    ),
-    BackboneSpec(
-        "nasnet_mobile", _apps.NASNetMobile, _apps.nasnet.preprocess_input, 224, 1056,
-        "NASNet Mobile (2017): NAS-designed cells, 4.3M params",
-    ),
-    BackboneSpec(
-        "dann_mnist_cnn", dann_mnist_cnn, unit_scale, 28, 768,
-        "DANN paper's MNIST CNN (2015): 2 conv + pool, 768 flat features; no pretrained "
-        "weights", min_size=28,
-    ),
-):
-    register_backbone(_spec)
+def _resolve(reference: str | None) -> Any:
+    """A catalog reference (`tfxfer.image.catalog`) -> the function it names."""
+    if reference is None:
+        return _identity
+    if ":" in reference:
+        module, _, attribute = reference.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+    return functools.reduce(getattr, reference.split("."), _apps)
+
+
+for _entry in BUILTIN_BACKBONES:
+    register_backbone(BackboneSpec(
+        _entry.name, _resolve(_entry.builder), _resolve(_entry.preprocess), _entry.input_size,
+        _entry.feature_width, _entry.description, min_size=_entry.min_size,
+    ))
 
 
 # --- Cut at an intermediate layer (`model.feature_layer`, see tfxfer.auto.advisor) ---

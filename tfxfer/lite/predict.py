@@ -69,6 +69,8 @@ def predict_tflite(
         One dict per input (see `row`).
     """
     model_path = Path(model_path)
+    if not model_path.is_file():  # before the labels beside it, so the message names it
+        raise FileNotFoundError(f"LiteRT model file not found: {model_path}")
     class_names = read_labels(labels or model_path.with_name(LABELS_FILE))
     classifier = LiteClassifier(model_path)
     if classifier.output.shape[-1] != len(class_names):

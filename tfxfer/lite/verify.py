@@ -18,6 +18,7 @@ import numpy as np
 
 from tfxfer.lite.quantization import get_quantization
 from tfxfer.lite.runtime import LiteClassifier
+from tfxfer.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ def verify(
     keras_probabilities: np.ndarray, quantization: str, split: str = "test",
 ) -> LiteVerifyReport:
     """Runs `classifier` on `images` and compares it with the Keras probabilities."""
-    report = compare(keras_probabilities, classifier.predict(images), labels, quantization,
-                     split)
+    bar = progress(images, total=len(images), desc=f"verifying {quantization} on {split}",
+                   unit="image")
+    lite = np.stack([classifier.predict_one(image) for image in bar])  # batch 1, as on a phone
+    report = compare(keras_probabilities, lite, labels, quantization, split)
     logger.info("LiteRT %s: %s", quantization, report.summary())
     return report

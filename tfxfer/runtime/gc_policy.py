@@ -59,11 +59,18 @@ def import_tensorflow() -> None:
     """
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
+    from tfxfer.runtime.native_log import native_log_filtered
+
     enabled = gc.isenabled()
     gc.disable()
     try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        with native_log_filtered():  # the C++ log at import ignores TF_CPP_MIN_LOG_LEVEL
+            import keras  # noqa: F401
+            import tensorflow
+
+            # Listing the physical devices (not initialising them) runs cuInit now, inside
+            # the filter: on a machine without a GPU it logs an error line otherwise.
+            tensorflow.config.list_physical_devices()
     finally:
         if enabled:
             gc.enable()

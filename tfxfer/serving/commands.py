@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from tfxfer.lite import commands as lite_commands
-from tfxfer.serving.contract import DEFAULT_SIGNATURE, list_versions
+from tfxfer.serving.contract import DEFAULT_SIGNATURE
 from tfxfer.serving.policy import VersionPolicy, add_policy_arguments, positive_int
 
 logger = logging.getLogger("tfxfer")
@@ -27,7 +27,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         "savedmodel)")
     parser.add_argument("--base", default="saved_models",
                         help="base directory of exported models (default saved_models)")
-    parser.add_argument("--version", type=positive_int,
+    parser.add_argument("--model-version", "--version", dest="version", type=positive_int,
+                        metavar="N",
                         help="version number (default: the next free one; never overwritten)")
     parser.add_argument("--top-k", type=positive_int, help="classes in the top-k outputs "
                         "(default min(5, classes))")
@@ -103,9 +104,12 @@ def _run_task_export(args: argparse.Namespace) -> int:
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="inputs sent as bytes (images; for text models, text files)")
-    target = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument(
+        "files", nargs="*", metavar="MODEL INPUT",
+        help="a run directory or an export (SavedModel dir, or BASE/NAME for its latest "
+             "version), then the inputs: images, .txt files (one text per line) or folders "
+             "of them (recursive). With --saved-model/--rest/--grpc/--tflite: inputs only")
+    target = parser.add_mutually_exclusive_group()
     target.add_argument("--saved-model", metavar="DIR",
                         help="run a SavedModel locally (a version dir, or BASE/NAME for the "
                              "latest version)")
@@ -115,69 +119,106 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         "localhost:8500")
     lite_commands.add_predict_arguments(parser, target)
     parser.add_argument("--model", help="model name on the server (--rest/--grpc)")
-    parser.add_argument("--version", type=positive_int, help="model version on the server "
-                        "(default: the latest)")
-    parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
+    parser.add_argument("--model-version", "--version", dest="version", type=positive_int,
+                        metavar="N", help="model version on the server (default: the latest)")
+    parser.add_argument("--signature", default=DEFAULT_SIGNATURE,
+                        help=f"signature of --rest/--grpc (default {DEFAULT_SIGNATURE})")
     parser.add_argument("--text", action="append", default=[],
                         help="a text input, sent as a string (repeatable)")
+    parser.add_argument("--csv", metavar="FILE",
+                        help="write path,label,probability (and the top-k) as CSV to FILE "
+                             "('-': stdout) instead of printing a table")
+    parser.add_argument("--top-k", type=positive_int, metavar="N",
+                        help="classes per input in the output (default: 1 in the CSV, the "
+                             "model's top-k in the table)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                        help="inputs per model call (default 32)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _read_inputs(args: argparse.Namespace) -> tuple[list[str], list[bytes | str]]:
-    names, values = [], []
-    for path in args.files:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Input file not found: {path}")
-        names.append(str(path))
-        values.append(path.read_bytes())
-    for text in args.text:
-        names.append(text if len(text) <= 40 else text[:37] + "...")
-        values.append(text)
-    if not values:
-        raise ValueError("Nothing to predict: give input FILEs and/or --text.")
-    return names, values
+def _model_and_paths(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The local model given as the first positional (no --saved-model etc.) and the inputs."""
+    if args.saved_model or args.rest or args.grpc or args.tflite:
+        return None, list(args.files)
+    if not args.files:
+        raise ValueError("tfxfer predict needs a MODEL (a run directory or an export) and "
+                         "inputs, e.g. tfxfer predict runs/flowers photos/")
+    return args.files[0], list(args.files[1:])
 
 
-def _local_version_dir(path: str) -> Path:
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = list_versions(path)
-    if not versions:
-        raise FileNotFoundError(f"{path} is neither a SavedModel nor a model directory "
-                                "with version subdirectories.")
-    return path / str(versions[-1])
+def check_predict(args: argparse.Namespace) -> None:
+    """The model and inputs exist (before TensorFlow is imported; see tfxfer.cli.PREFLIGHT)."""
+    from tfxfer.serving import predict_files
+
+    model, paths = _model_and_paths(args)
+    if model is not None:
+        predict_files.check_model_path(model)
+    if args.saved_model:
+        predict_files.saved_model_dir(args.saved_model)
+    if args.tflite and not Path(args.tflite).is_file():
+        raise FileNotFoundError(f"--tflite: model file not found: {args.tflite}")
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"Input not found: {', '.join(missing)}")
+    if (args.rest or args.grpc) and not args.model:
+        raise ValueError("--rest and --grpc need --model NAME.")
+
+
+def _predictor(args: argparse.Namespace, model: str | None):
+    """(predict function, the exceptions that mean one input is unreadable)."""
+    from tfxfer.serving import client, predict_files
+
+    if args.rest:
+        return (lambda values: client.predict_rest(
+            args.rest, args.model, values, version=args.version,
+            signature_name=args.signature, timeout=args.timeout)), ()
+    if args.grpc:
+        return (lambda values: client.predict_grpc(
+            args.grpc, args.model, values, version=args.version,
+            signature_name=args.signature, timeout=args.timeout)), ()
+    from tfxfer.runtime.gc_policy import import_tensorflow
+
+    import_tensorflow()  # with the collector paused and the C++ import log filtered
+    if args.tflite:
+        from tfxfer.lite.predict import LitePredictError
+
+        return (lambda values: lite_commands.predict(args, values)), (LitePredictError,)
+    return (predict_files.load_predictor(model or args.saved_model, args.top_k),
+            (predict_files.InputError,))
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tfxfer.serving import client
+    from tfxfer.serving import client, predict_files
 
-    names, values = _read_inputs(args)
-    if (args.rest or args.grpc) and not args.model:
-        raise ValueError("--rest and --grpc need --model NAME.")
+    check_predict(args)
+    model, paths = _model_and_paths(args)
+    inputs = predict_files.collect_inputs(paths, args.text)
+    predict, errors = _predictor(args, model)
     try:
-        if args.tflite:
-            rows = lite_commands.predict(args, values)
-        elif args.saved_model:
-            rows = client.predict_local(_local_version_dir(args.saved_model), values,
-                                        signature_name=args.signature)
-        elif args.rest:
-            rows = client.predict_rest(args.rest, args.model, values, version=args.version,
-                                       signature_name=args.signature, timeout=args.timeout)
-        else:
-            rows = client.predict_grpc(args.grpc, args.model, values, version=args.version,
-                                       signature_name=args.signature, timeout=args.timeout)
+        result = predict_files.predict_inputs(predict, inputs, batch_size=args.batch_size,
+                                              errors=errors)
     except client.PredictError as err:
         logger.error("%s", err)
         return 1
-    records = client.summarize(names, rows)
-    if args.json:
+    records = result.records
+    if args.top_k:
+        records = predict_files.truncate_top_k(records, args.top_k)
+    if args.csv:
+        text = predict_files.to_csv(records, args.top_k or 1)
+        if args.csv == "-":
+            print(text, end="")
+        else:
+            Path(args.csv).write_text(text)
+            print(f"wrote {len(records)} predictions to {args.csv}")
+    elif args.json:
         print(json.dumps(records, indent=2))
-    else:
+    elif records:
         print(client.format_table(records))
-    return 0
+    if result.skipped:
+        logger.warning("%d of %d inputs skipped (named above)", len(result.skipped),
+                       len(inputs))
+    return 0 if records else 1
 
 
 # ---------------------------------------------------------------- serving-config

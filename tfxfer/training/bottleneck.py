@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
 from tfxfer.data.pipeline import single_pass
-from tfxfer.data.splits import Splits
+from tfxfer.data.splits import LENGTH_WINDOW, Splits
 from tfxfer.image.model import (
     AUGMENTATION,
     BACKBONE,
@@ -58,6 +58,7 @@ from tfxfer.training.frozen import frozen_function
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
 from tfxfer.utils import atomic
 from tfxfer.utils.cache import cache_root
+from tfxfer.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -227,19 +228,20 @@ class FeatureExtractor:
 
 def compute_features(
     extract: FeatureExtractor, ds: tf.data.Dataset, path: Path, size: int, copies: int,
-    seed: int,
+    seed: int, *, desc: str = "features", show_progress: bool | None = None,
 ) -> None:
     """Writes the features of batched (inputs, labels) `ds` to `path` (a folder).
 
     Shapes on disk: `x.npy` (size, *shape) or (size, copies, *shape), `shape` being
     `extract.shape`, e.g. (width,) for pooled features; `y.npy` (size,).
     Augmented copies come from the model's own augmentation layers (training=True;
-    the frozen backbone still runs in inference mode).
+    the frozen backbone still runs in inference mode). A progress bar counts the
+    examples (`tfxfer.utils.progress`; `show_progress=False` turns it off).
     """
     atomic.remove_temps(path.parent, path.name)  # of killed runs; a live writer's are kept
     try:
         with atomic.atomic_dir(path) as tmp:  # a half-written cache is never picked up
-            _write_features(extract, ds, tmp, size, copies, seed)
+            _write_features(extract, ds, tmp, size, copies, seed, desc, show_progress)
     except FileExistsError:
         if not (path / "y.npy").is_file():
             raise
@@ -249,7 +251,7 @@ def compute_features(
 
 def _write_features(
     extract: FeatureExtractor, ds: tf.data.Dataset, tmp: Path, size: int, copies: int,
-    seed: int,
+    seed: int, desc: str, show_progress: bool | None,
 ) -> None:
     """Writes x.npy and y.npy of `compute_features` into the folder `tmp`."""
     shape = (size, copies, *extract.shape) if copies else (size, *extract.shape)
@@ -258,15 +260,17 @@ def _write_features(
     if copies:  # the augmentation draws from the global generator: make the copies repeatable
         keras.utils.set_random_seed(seed)
     start = 0
-    for inputs, labels in ds:
-        end = start + len(labels)
-        y[start:end] = labels.numpy()
-        if copies:
-            for c in range(copies):
-                x[start:end, c] = extract(inputs, training=True)
-        else:
-            x[start:end] = extract(inputs)
-        start = end
+    with progress(total=size, desc=desc, unit="example", enabled=show_progress) as bar:
+        for inputs, labels in ds:
+            end = start + len(labels)
+            y[start:end] = labels.numpy()
+            if copies:
+                for c in range(copies):
+                    x[start:end, c] = extract(inputs, training=True)
+            else:
+                x[start:end] = extract(inputs)
+            bar.update(end - start)
+            start = end
     if start != size:
         raise RuntimeError(f"Expected {size} examples while caching features, got {start}.")
     x.flush(), y.flush()
@@ -317,13 +321,15 @@ def cached_split(
         ds = single_pass(splits.batches(split, config.data, training=False,
                                         by_length=sorts_by_length(model)))
         compute_features(extract or FeatureExtractor(model), ds, path, splits.size(split),
-                         copies, config.data.seed)
+                         copies, config.data.seed, desc=f"{split} {what}",
+                         show_progress=config.train.verbose != 0)
     return load_features(path)
 
 
 def features_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, seed: int,
     drop_remainder: bool = False, feature_rank: int = 1, in_memory_bytes: int = IN_MEMORY_BYTES,
+    lengths: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of cached (features, labels); works for in-memory and memory-mapped arrays.
 
@@ -332,13 +338,16 @@ def features_dataset(
     `in_memory_bytes` become one tensor; larger ones are read batch by batch through
     Python. Measured on the head of MobileNet alpha=0.25 (360 examples, 10 epochs,
     2 cores): 0.28 s per 9 epochs read batch by batch, 0.13 s from a tensor.
+    With `lengths` (a transformer's cached activations: real tokens per text), the
+    examples are sorted by length within windows of `LENGTH_WINDOW` batches, as
+    `Splits.batches(by_length=True)` sorts texts, and read by index.
     """
     copies = x.ndim == feature_rank + 2
-    if x.nbytes <= in_memory_bytes:
+    if x.nbytes <= in_memory_bytes and lengths is None:
         ds = _tensor_batches(x, y, batch_size, training, seed, drop_remainder, copies)
     else:
         ds = _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies,
-                             list(x.shape[x.ndim - feature_rank:]))
+                             list(x.shape[x.ndim - feature_rank:]), lengths)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -361,7 +370,8 @@ def _tensor_batches(x, y, batch_size, training, seed, drop_remainder, copies):
     return tf.data.Dataset.zip(ds, draws).map(one_copy)
 
 
-def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies, shape):
+def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies, shape,
+                    lengths=None):
     rng = np.random.default_rng(seed)
 
     def rows(index):
@@ -381,7 +391,18 @@ def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies, sh
     ds = tf.data.Dataset.range(len(y))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).map(load)
+    if lengths is None:
+        return ds.batch(batch_size, drop_remainder=drop_remainder).map(load)
+    keys = tf.constant(np.asarray(lengths), tf.int64)
+
+    def by_length(index):
+        return tf.gather(index, tf.argsort(tf.gather(keys, index), stable=True))
+
+    ds = ds.batch(batch_size * LENGTH_WINDOW).map(by_length).unbatch()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if training:
+        ds = ds.shuffle(LENGTH_WINDOW, seed=seed, reshuffle_each_iteration=True)
+    return ds.map(load)
 
 
 # Another way to get a split's (features, labels) given its copies; None: not available.

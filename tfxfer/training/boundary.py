@@ -224,16 +224,17 @@ def _cached_datasets(
     even = tf.distribute.get_strategy().num_replicas_in_sync > 1
     extract = FeatureExtractor(model, split.bottom)
     rank = len(extract.shape)
-    train = features_dataset(
-        *cached_split(model, config, splits, "train", copies, extract, split.layer),
-        batch, training=True, seed=seed, drop_remainder=even, feature_rank=rank,
-    )
+
+    def batches(name: str, n: int, training: bool) -> tf.data.Dataset:
+        x, y = cached_split(model, config, splits, name, n, extract, split.layer)
+        lengths = split.lengths(x) if split.lengths is not None else None
+        return features_dataset(x, y, batch, training=training, seed=seed,
+                                drop_remainder=even, feature_rank=rank, lengths=lengths)
+
+    train = batches("train", copies, True)
     val = None
     if splits.has_batches("val", config.data, drop_remainder=even):
-        val = features_dataset(
-            *cached_split(model, config, splits, "val", 0, extract, split.layer),
-            batch, training=False, seed=seed, drop_remainder=even, feature_rank=rank,
-        )
+        val = batches("val", 0, False)
     return train, val
 
 

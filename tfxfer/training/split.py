@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 
 class NoBoundary(ValueError):
@@ -25,9 +27,12 @@ class SplitModel:
         bottom: raw inputs (images, strings) -> activations at the boundary.
         top: activations at the boundary -> class probabilities.
         top_features: activations at the boundary -> the head's input (pooled features).
+        lengths: for variable-length inputs, cached activations -> each example's length,
+            so that batches of similar lengths are formed; None for images.
     """
 
     layer: str
     bottom: keras.Model
     top: keras.Model
     top_features: keras.Model
+    lengths: Callable[[np.ndarray], np.ndarray] | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfxfer.image.model import head_input
@@ -141,4 +142,10 @@ def split_transformer_classifier(model: keras.Model, encoder: TransformerTextEnc
     if features is not vectors:  # a layer (feature standardisation) before the head
         sentence = keras.Model(vectors, features, name="pooling_part")(sentence)
     top_features = keras.Model(activations, sentence, name="top_features")
-    return SplitModel(name, bottom, top, top_features)
+    return SplitModel(name, bottom, top, top_features, lengths=text_lengths)
+
+
+def text_lengths(packed: np.ndarray) -> np.ndarray:
+    """Real tokens per text of cached [hidden | mask] activations (read in chunks)."""
+    return np.concatenate([packed[i:i + 1024, :, -1].sum(axis=1).astype(np.int64)
+                           for i in range(0, len(packed), 1024)])

@@ -7,4 +7,5 @@
                  one temporary-name scheme: DIR/.STEM.tmp-PID-XXXX
     keras_compat.py  every use of a Keras / keras-hub / TensorFlow private API and every
                  patch of one, each with why and the versions it was checked on
+    progress.py  tqdm progress bars, only on a terminal and without --quiet
 """
