@@ -34,7 +34,7 @@ from tfxfer.data.sources import load_splits
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.image.model import build_image_classifier, image_size_for
-from tfxfer.modality import IMAGE, validate_modality
+from tfxfer.modality import AUDIO, IMAGE, validate_modality
 from tfxfer.reports import tensorboard_callbacks, write_report
 from tfxfer.runtime.devices import distribution_strategy, set_precision
 from tfxfer.runtime.distribute import (
@@ -95,7 +95,7 @@ def _prepare_run_dir(path: Path) -> Path:
 
 
 def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:
-    """The classifier for `modality` ("image" or "text"), built from the model section.
+    """The classifier for `modality` ("image", "text" or "audio"), built from the model section.
 
     Args:
         config: the run config (model section; the strategy and seed for from_scratch).
@@ -110,6 +110,10 @@ def build_classifier(config: RunConfig, modality: str, num_classes: int) -> kera
     )
     if validate_modality(modality) == IMAGE:
         return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
+    if modality == AUDIO:
+        from tfxfer.audio.model import build_audio_classifier
+
+        return build_audio_classifier(config.model, num_classes, from_scratch=from_scratch)
     return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
                                  seed=config.data.seed)
 
@@ -175,7 +179,8 @@ class Experiment:
         settings are resolved here (`tfxfer.auto.resolve`), so config.json holds the choice.
         """
         model = self.config.model
-        self.splits = splits or load_splits(self.config.data, model.image_input_size)
+        self.splits = splits or load_splits(self.config.data, model.image_input_size,
+                                            model.audio)
         modality = self.splits.modality
         unused = self.given_model.unused_settings(modality)
         if unused:
@@ -331,7 +336,7 @@ def train(
 def evaluate_run(run_dir: str | Path) -> Evaluation:
     """Reloads a run and evaluates its model on the run's own test split again."""
     config, model, class_names = rundir.load_run(run_dir)
-    splits = load_splits(config.data, config.model.image_input_size)
+    splits = load_splits(config.data, config.model.image_input_size, config.model.audio)
     if splits.class_names != class_names:
         raise ValueError(
             f"The data at {config.data.source} now has classes {splits.class_names}, "

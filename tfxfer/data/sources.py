@@ -1,6 +1,7 @@
 """Which loader reads `DataConfig.source`: the dispatcher, nothing else.
 
     path/to/folder      a folder of class subfolders (images)   -> `folder.py`
+                        ... of WAV files (audio)                -> `tfxfer.audio.folder`
     path/to/file.csv    a CSV/TSV table of texts and labels     -> `text.py`
     tfds:NAME           a TFDS dataset (images or text)         -> `tfds_source.py`
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfxfer.config import DataConfig
+from tfxfer.config import AudioConfig, DataConfig
 from tfxfer.data.folder import load_folder_splits
 from tfxfer.data.splits import Splits, apply_label_names
 from tfxfer.data.text import load_csv_splits
 from tfxfer.data.tfds_source import load_tfds_splits
+from tfxfer.modality import AUDIO, modality_of_folder
 
 
 def source_kind(source: str) -> str:
@@ -37,26 +39,34 @@ def _validate_test_source(data: DataConfig, kind: str) -> None:
         )
 
 
-def load_splits(data: DataConfig, image_size: int | None = None) -> Splits:
+def load_splits(data: DataConfig, image_size: int | None = None,
+                audio: AudioConfig | None = None) -> Splits:
     """Reads and splits the data named by `data.source`, with `data.label_names` applied.
 
     Args:
         data: the data section of the config.
         image_size: square side images are decoded to (image sources only).
+        audio: the model's audio section: the rate and clip length WAV files are
+            decoded to (audio folders only; default `AudioConfig()`).
 
     Returns:
         Splits with decoders for the model's inputs.
     """
-    return apply_label_names(_load_splits(data, image_size), data.label_names)
+    return apply_label_names(_load_splits(data, image_size, audio), data.label_names)
 
 
-def _load_splits(data: DataConfig, image_size: int | None) -> Splits:
+def _load_splits(data: DataConfig, image_size: int | None,
+                 audio: AudioConfig | None = None) -> Splits:
     kind = source_kind(data.source)
     _validate_test_source(data, kind)
     if kind == "tfds":
         return load_tfds_splits(data, image_size)
     if kind == "csv":
         return load_csv_splits(data)
+    if Path(data.source).is_dir() and modality_of_folder(data.source) == AUDIO:
+        from tfxfer.audio.folder import load_audio_folder_splits
+
+        return load_audio_folder_splits(data, audio or AudioConfig())
     if image_size is None:
         raise ValueError("image_size is required for image folders.")
     return load_folder_splits(data, image_size)
