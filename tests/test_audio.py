@@ -168,3 +168,45 @@ def test_real_spoken_digits_decode_and_scan(assets, tmp_path):
     assert waves.shape == (6, 4000) and float(tf.reduce_max(tf.abs(waves))) > 0.05
     model = build_audio_classifier(_model_config(), 2)
     assert model.predict(waves, verbose=0).shape == (6, 2)
+
+
+def test_fsdd_staging_official_and_leave_one_speaker_out(tmp_path):
+    from tfxfer.audio.fsdd import speakers, stage_fsdd
+
+    flat = tmp_path / "recordings"
+    for digit in "07":
+        for speaker in ("ann", "bob"):
+            for index in range(7):
+                write_wav(flat / f"{digit}_{speaker}_{index}.wav", tone(300, RATE, 0.1), RATE)
+    (flat / "README.txt").write_text("not a recording")
+    assert speakers(flat) == ["ann", "bob"]
+    train, test = stage_fsdd(flat, tmp_path / "official")
+    assert sorted(p.name for p in (test / "0").iterdir()) == [
+        f"0_{s}_{i}.wav" for s in ("ann", "bob") for i in range(5)]
+    assert len(list((train / "7").iterdir())) == 4
+    train, test = stage_fsdd(flat, tmp_path / "bob", "speaker:bob")
+    assert {p.name.split("_")[1] for p in test.rglob("*.wav")} == {"bob"}
+    assert {p.name.split("_")[1] for p in train.rglob("*.wav")} == {"ann"}
+    with pytest.raises(ValueError, match="ann"):
+        stage_fsdd(flat, tmp_path / "x", "speaker:carol")
+
+
+@pytest.mark.parametrize("fine_tune_batchnorm", [False, True])
+def test_fine_tune_batchnorm_leaves_batchnorm_trainable_in_phase_two(fine_tune_batchnorm):
+    from tfxfer.config import TrainConfig
+    from tfxfer.training.strategies import Phase, set_phase_trainable, walk_layers
+
+    model = build_audio_classifier(_model_config("mobilenet", 32), 3,
+                                   train_batchnorm=fine_tune_batchnorm)
+    norms = [la for la in walk_layers(model.get_layer("backbone"))
+             if isinstance(la, keras.layers.BatchNormalization)]
+    train = TrainConfig(fine_tune_batchnorm=fine_tune_batchnorm)
+    set_phase_trainable(model, Phase("head", 1, 1e-3, "none"), train)
+    assert not any(la.trainable for la in norms)
+    set_phase_trainable(model, Phase("fine_tune", 1, 1e-4, "all"), train)
+    assert all(la.trainable for la in norms) == fine_tune_batchnorm
+    waves = np.random.default_rng(1).normal(0, 0.1, (4, 4000)).astype("float32")
+    before = [np.array(v) for v in norms[0].non_trainable_weights]
+    model(waves, training=True)  # moving statistics move only when BatchNorm trains
+    moved = any(not np.allclose(a, b) for a, b in zip(before, norms[0].non_trainable_weights))
+    assert moved == fine_tune_batchnorm

@@ -159,6 +159,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--no-augment", "model.image", "augment", False),
+    ("--no-audio-augment", "model.audio", "augment", False),
+    ("--fine-tune-batchnorm", "train", "fine_tune_batchnorm", True),
     ("--restore-best", "train", "restore_best", True),
     ("--mixed-precision", "train", "mixed_precision", True),
     ("--jit-compile", "train", "jit_compile", True),

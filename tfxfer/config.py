@@ -308,6 +308,10 @@ class TrainConfig:
     unfreeze_layers: int | None = None
     unfreeze_from: str | None = None
     unfreeze_fraction: float | None = None
+    # Phase 2 trains the unfrozen BatchNorm layers too (their statistics follow the new
+    # data, the backbone runs in training mode while fitting): for data far from
+    # ImageNet such as spectrograms. False keeps them frozen (the keras-io recipe).
+    fine_tune_batchnorm: bool = False
     # Discriminative learning rates in phase 2: each unfrozen backbone layer's rate
     # is multiplied by decay**depth, depth counted in blocks from the top (None: off).
     layer_lr_decay: float | None = None

@@ -108,12 +108,15 @@ def build_classifier(config: RunConfig, modality: str, num_classes: int) -> kera
     from_scratch = config.train.strategy == "from_scratch" or (
         config.train.strategy == "domain_adaptation" and not is_pretrained(config)
     )
+    batchnorm = config.train.fine_tune_batchnorm
     if validate_modality(modality) == IMAGE:
-        return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
+        return build_image_classifier(config.model, num_classes, from_scratch=from_scratch,
+                                      train_batchnorm=batchnorm)
     if modality == AUDIO:
         from tfxfer.audio.model import build_audio_classifier
 
-        return build_audio_classifier(config.model, num_classes, from_scratch=from_scratch)
+        return build_audio_classifier(config.model, num_classes, from_scratch=from_scratch,
+                                      train_batchnorm=batchnorm)
     return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
                                  seed=config.data.seed)
 

@@ -7,6 +7,7 @@
                 waveform augmentation (time shift, noise), SpecAugment masks
     model.py    the audio classifier factory (an image backbone on the spectrogram)
     guard.py    the duration budget an export checks before decoding WAV bytes
+    fsdd.py     the Free Spoken Digit Dataset's flat files as train/test class folders
 
 A Keras audio model takes `[batch, samples]` float waveforms; its export takes raw WAV
 bytes and decodes them in the graph with `decode.decode_wav_bytes`, as an image export
@@ -28,6 +29,7 @@ _EXPORTS = {
     "WaveAugment": "tfxfer.audio.layers",
     "build_audio_classifier": "tfxfer.audio.model",
     "within_duration_budget": "tfxfer.audio.guard",
+    "stage_fsdd": "tfxfer.audio.fsdd",
 }
 
 __all__ = sorted(_EXPORTS)

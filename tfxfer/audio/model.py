@@ -34,7 +34,8 @@ SPECTROGRAM_IMAGE = "spectrogram_image"
 
 
 def build_audio_classifier(
-    config: ModelConfig, num_classes: int, *, from_scratch: bool = False
+    config: ModelConfig, num_classes: int, *, from_scratch: bool = False,
+    train_batchnorm: bool = False,
 ) -> keras.Model:
     """Builds a classifier from waveforms to class probabilities.
 
@@ -44,6 +45,9 @@ def build_audio_classifier(
         num_classes: number of classes.
         from_scratch: random backbone weights, BatchNorm following the training flag
             (the `from_scratch` strategy); otherwise the backbone runs with training=False.
+        train_batchnorm: a pretrained backbone's BatchNorm layers follow the training
+            flag once trainable (`train.fine_tune_batchnorm`): ImageNet's statistics do
+            not fit log-mel pictures.
 
     Returns:
         An uncompiled `keras.Model` with one float32 input [batch, clip samples].
@@ -69,7 +73,7 @@ def build_audio_classifier(
                         name=SPEC_AUGMENT)(x)
     x = SpectrogramImage(size, audio.top_db, name=SPECTROGRAM_IMAGE)(x)
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
-    x = backbone(x) if from_scratch else backbone(x, training=False)
+    x = backbone(x) if from_scratch or train_batchnorm else backbone(x, training=False)
     x = _pooling(image.pooling)(x)
     outputs = build_head(x, num_classes, config)
     return keras.Model(inputs, outputs, name=f"{spec.name}_audio_classifier")

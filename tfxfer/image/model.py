@@ -92,7 +92,8 @@ def _pooling(kind: str) -> keras.layers.Layer:
 
 
 def build_image_classifier(
-    config: ModelConfig, num_classes: int, *, from_scratch: bool = False
+    config: ModelConfig, num_classes: int, *, from_scratch: bool = False,
+    train_batchnorm: bool = False,
 ) -> keras.Model:
     """Builds a classifier on a registered `keras.applications` backbone.
 
@@ -106,6 +107,9 @@ def build_image_classifier(
             BatchNormalization layers follow the training flag (for the
             `from_scratch` strategy). Otherwise the backbone is called with
             `training=False`, as transfer learning requires.
+        train_batchnorm: call the pretrained backbone without `training=False`, so
+            its BatchNorm layers follow the training flag once they are trainable
+            (`train.fine_tune_batchnorm`; frozen layers stay in inference mode).
 
     Returns:
         An uncompiled `keras.Model` from uint8 images to class probabilities.
@@ -130,7 +134,7 @@ def build_image_classifier(
     if image.augment:
         x = _augmentation(image)(x)
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
-    x = backbone(x) if from_scratch else backbone(x, training=False)
+    x = backbone(x) if from_scratch or train_batchnorm else backbone(x, training=False)
     x = _pooling(image.pooling)(x)
     if image.feature_layer:
         x = FeatureStandardization(name=FEATURE_NORM)(x)
