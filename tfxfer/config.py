@@ -167,10 +167,12 @@ class AudioConfig:
     fmin: float = 20.0
     fmax: float | None = None
     top_db: float = 80.0
-    # Training-only augmentation: a random time shift of up to this fraction of the clip,
-    # Gaussian noise of up to this fraction of the clip's peak, and SpecAugment masks
-    # (this many of each, up to the given widths in mel bands / frames).
+    # Training-only augmentation: a random playback speed within ±`speed` (pitch and tempo:
+    # other voices), a random time shift of up to this fraction of the clip, Gaussian
+    # noise of up to this fraction of the clip's peak, and SpecAugment masks (this many
+    # of each, up to the given widths in mel bands / frames).
     augment: bool = True
+    speed: float = 0.15
     time_shift: float = 0.1
     noise: float = 0.01
     spec_masks: int = 1
@@ -522,9 +524,10 @@ def _validate_audio(audio: AudioConfig) -> None:
     for name in ("sample_rate", "clip_seconds", "frame_ms", "hop_ms", "n_mels", "top_db"):
         if not getattr(audio, name) > 0:
             raise ValueError(f"model.audio.{name} must be > 0. Received: {getattr(audio, name)!r}")
-    if not 0 <= audio.time_shift < 1 or not 0 <= audio.noise < 1:
-        raise ValueError("model.audio.time_shift and model.audio.noise must be in [0, 1). "
-                         f"Received: time_shift={audio.time_shift}, noise={audio.noise}")
+    if not all(0 <= v < 1 for v in (audio.time_shift, audio.noise, audio.speed)):
+        raise ValueError("model.audio.time_shift, noise and speed must be in [0, 1). "
+                         f"Received: time_shift={audio.time_shift}, noise={audio.noise}, "
+                         f"speed={audio.speed}")
 
 
 def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

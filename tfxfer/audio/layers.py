@@ -110,39 +110,56 @@ class SpectrogramImage(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfxfer")
 class WaveAugment(keras.layers.Layer):
-    """Random time shift and Gaussian noise of waveforms [B, N] (training only).
+    """Random speed, time shift and Gaussian noise of waveforms [B, N] (training only).
 
-    Each clip moves by a uniform shift in ±`time_shift`·N samples (what moves out is
-    dropped, zeros come in) and gets noise of standard deviation uniform in
-    [0, `noise`] times its peak amplitude.
+    Each clip is played at a speed uniform in [1 - `speed`, 1 + `speed`] (pitch and
+    tempo change together, the "speed perturbation" of Ko et al. 2015, which makes
+    voices of other speakers), moved by a uniform shift in ±`time_shift`·N samples
+    (what moves out is dropped, zeros come in), and gets noise of standard deviation
+    uniform in [0, `noise`] times its peak amplitude. One linear resampling does the
+    speed and the shift.
 
     Args:
         time_shift: largest shift as a fraction of the clip, in [0, 1).
         noise: largest noise level as a fraction of the clip's peak, in [0, 1).
+        speed: largest change of playback speed, in [0, 1).
         seed: seed of the layer's random generator.
     """
 
-    def __init__(self, time_shift: float = 0.1, noise: float = 0.01, seed: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, time_shift: float = 0.1, noise: float = 0.01, speed: float = 0.0,
+                 seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not (0 <= time_shift < 1 and 0 <= noise < 1):
-            raise ValueError(f"time_shift and noise must be in [0, 1). Received: "
-                             f"time_shift={time_shift}, noise={noise}")
-        self.time_shift, self.noise, self.seed = time_shift, noise, seed
+        if not (0 <= time_shift < 1 and 0 <= noise < 1 and 0 <= speed < 1):
+            raise ValueError(f"time_shift, noise and speed must be in [0, 1). Received: "
+                             f"time_shift={time_shift}, noise={noise}, speed={speed}")
+        self.time_shift, self.noise, self.speed, self.seed = time_shift, noise, speed, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _resample(self, x, n, length):
+        """Each clip read at a random speed from a random offset, linearly interpolated."""
+        span = tf.cast(length, tf.float32)
+        rate = keras.random.uniform((n, 1), 1 - self.speed, 1 + self.speed,
+                                    seed=self.seed_generator)
+        shift = keras.random.uniform((n, 1), -self.time_shift, self.time_shift,
+                                     seed=self.seed_generator) * span
+        source = tf.range(span)[None, :] * rate - shift
+        left = tf.floor(source)
+        frac = source - left
+        left = tf.cast(left, tf.int32)
+
+        def at(index):
+            inside = tf.logical_and(index >= 0, index < length)
+            values = tf.gather(x, tf.clip_by_value(index, 0, length - 1), batch_dims=1)
+            return tf.where(inside, values, 0.0)
+
+        return at(left) * (1 - frac) + at(left + 1) * frac
 
     def call(self, waveforms, training=None):
         if not training:
             return waveforms
         x = tf.cast(waveforms, tf.float32)
         n, length = tf.shape(x)[0], tf.shape(x)[1]
-        largest = tf.cast(tf.cast(length, tf.float32) * self.time_shift, tf.int32)
-        shift = keras.random.randint((n, 1), -largest, largest + 1,
-                                     seed=self.seed_generator)
-        source = tf.range(length)[None, :] - tf.cast(shift, tf.int32)
-        inside = tf.logical_and(source >= 0, source < length)
-        x = tf.where(inside, tf.gather(x, tf.clip_by_value(source, 0, length - 1), batch_dims=1),
-                     0.0)
+        x = self._resample(x, n, length)
         level = keras.random.uniform((n, 1), 0.0, self.noise, seed=self.seed_generator)
         peak = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
         x = x + level * peak * keras.random.normal(tf.shape(x), seed=self.seed_generator)
@@ -153,7 +170,7 @@ class WaveAugment(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "time_shift": self.time_shift, "noise": self.noise,
-                "seed": self.seed}
+                "speed": self.speed, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="tfxfer")

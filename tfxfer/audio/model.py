@@ -1,6 +1,6 @@
 """The audio classifier factory: any registered image backbone on a log-mel spectrogram.
 
-    waveform [B, clip samples] -> [augmentation: shift, noise] -> log_mel
+    waveform [B, clip samples] -> [augmentation: speed, shift, noise] -> log_mel
         -> [spec_augment] -> spectrogram_image (S x S x 3, 0-255) -> preprocess
         -> backbone -> pooling -> dropout -> [hidden] -> predictions
 
@@ -65,7 +65,7 @@ def build_audio_classifier(
                          dtype="float32", name=WAVEFORM_INPUT)
     x = inputs
     if audio.augment:
-        x = WaveAugment(audio.time_shift, audio.noise, name=AUGMENTATION)(x)
+        x = WaveAugment(audio.time_shift, audio.noise, audio.speed, name=AUGMENTATION)(x)
     x = LogMelSpectrogram(audio.sample_rate, audio.frame_ms, audio.hop_ms, audio.n_mels,
                           audio.fmin, audio.fmax, audio.top_db, name=LOG_MEL)(x)
     if audio.augment and audio.spec_masks:
