@@ -5,7 +5,7 @@ still trains (so its accuracy shows how separable the domains are without
 adaptation), but no gradient reaches the features, so the classifier learns from
 source labels alone, with the same batches and learning-rate schedule as DANN.
 Gated on the offline assets (MNIST and the flower photos MNIST-M is blended with).
-The margins were measured over seeds 0-4 with these settings (see the README).
+The margins were measured over seeds 0-4 with these settings (see bench/README.md).
 """
 
 from __future__ import annotations

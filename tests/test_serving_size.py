@@ -1,4 +1,4 @@
-"""Export sizes of real-sized models: the README's size table (prints it; asserts the ratios).
+"""Export sizes of real-sized models: the size table of bench/README.md (prints it, asserts ratios).
 
 MobileNetV2 (224 px, 5 classes, random weights), reloaded from `.keras` with Adam
 state as `tfxfer train` leaves it, three ways:

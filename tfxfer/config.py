@@ -342,7 +342,7 @@ class TrainConfig:
     # MirroredStrategy when several GPUs are visible), "mirrored", "multi_worker" or "none".
     distribute: str = "auto"
     # Seeds everything, enables TensorFlow op determinism and a deterministic tf.data
-    # order: the same command twice gives the same metrics (slower; see the README).
+    # order: the same command twice gives the same metrics (slower; see docs/scaling.md).
     deterministic: bool = False
     # GPU options; both off by default (slower on this project's reference CPU).
     mixed_precision: bool = False

@@ -14,7 +14,7 @@ two domain pairs, every accuracy on the target's test split:
                       (--usps-frame mnist: put into MNIST's frame instead, box 20x20,
                       centre of mass at the centre of 28x28)
 
-Run (7 minutes on 2 quiet CPU cores with the defaults; see the README):
+Run (7 minutes on 2 quiet CPU cores with the defaults; see bench/README.md):
 
     python apps/digits/run.py --assets ../shared/assets --out runs/digits
 

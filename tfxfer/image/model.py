@@ -11,7 +11,7 @@ preprocessing:
 layer (`feature_layer`) with the statistics of the training data (set by
 `tfxfer.training.feature_norm` before training): an intermediate layer's pooled features
 are on another scale than the top's, and a head on them trains poorly at the
-learning rates that suit the top (see the README's advisor section).
+learning rates that suit the top (see docs/strategies.md).
 
 Layers that other code looks up have stable names (the constants below).
 """

@@ -12,7 +12,7 @@ the picture to the model's side S (resizing is the app's job, like cropping):
 The backbone's own preprocessing stays inside the model. The Keras model's
 `resize` layer is left out (it would resize S x S to S x S); with
 `resize_in_model=True` it is kept and the input takes any height and width
-(see the README for how that converts and runs).
+(see docs/litert.md for how that converts and runs).
 
 Models the converter cannot express with LiteRT's builtin ops (text models:
 string ops for tokenization and vocabulary lookup) raise `LiteConversionError`
