@@ -94,7 +94,7 @@ def test_front_end_layers_shapes_and_training_only_augmentation():
     assert low < high  # the higher tone lights up higher mel bands
     picture = SpectrogramImage(28)(mel)
     assert picture.shape == (2, 28, 28, 3) and 0 <= float(tf.reduce_min(picture))
-    for layer, x in ((WaveAugment(0.2, 0.05, seed=1), waves), (SpecAugment(2, 8, 10, seed=1),
+    for layer, x in ((WaveAugment(0.2, 0.05, 0.1, seed=1), waves), (SpecAugment(2, 8, 10, seed=1),
                                                                mel)):
         np.testing.assert_array_equal(layer(x, training=False), x)
         assert not np.allclose(layer(x, training=True), x)
