@@ -80,7 +80,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="inputs sent as bytes (images; for text models, text files)")
+                        help="inputs sent as bytes (images, WAV files; for text models, "
+                             "text files)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--saved-model", metavar="DIR",
                         help="run a SavedModel locally (a version dir, or BASE/NAME for the "
