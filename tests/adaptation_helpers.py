@@ -41,13 +41,13 @@ def write_domain(root, per_class: int, target: bool, seed: int, flat: bool = Fal
     return root
 
 
-def dann_config(domains, out, **train):
+def dann_config(domains, out, adaptation=None, **train):
     """A 2-epoch DANN run config on the tiny domains (batch 8, dann_mnist_cnn)."""
     return load_config(overrides={
-        "data": {"source": str(domains["source"]), "target_source": str(domains["target"]),
-                 "target_test_source": str(domains["target_test"]),
-                 "test_source": str(domains["target_test"]), "batch_size": 8,
-                 "val_fraction": 0.25, "seed": 1},
+        "data": {"source": str(domains["source"]), "test_source": str(domains["target_test"]),
+                 "batch_size": 8, "val_fraction": 0.25, "seed": 1},
+        "adaptation": {"target_source": str(domains["target"]),
+                       "target_test_source": str(domains["target_test"]), **(adaptation or {})},
         "model": {"hidden_units": 16, "image": {"backbone": "dann_mnist_cnn", "weights": "none",
                                                 "augment": False}},
         "train": {"strategy": "domain_adaptation", "epochs": 2, "fine_tune_epochs": 0,

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic image folders, tiny configs, gated offline assets.
+"""Shared fixtures and helpers: tiny synthetic images and image folders, tiny configs,
+gated offline assets.
 
 Keras reads KERAS_HOME once, when it is imported, so the scratch KERAS_HOME that
 real-asset tests load ImageNet weights from is made in `pytest_configure`,
@@ -75,13 +76,42 @@ def domains(tmp_path) -> dict[str, Path]:
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230)]
 
 
+def random_images(n=2, size=32, *, seed=0, low=0, high=256, dtype="uint8") -> np.ndarray:
+    """`n` images of uniform random pixels in [low, high), shape (n, size, size, 3).
+
+    `size` is a side or a (height, width) pair; integer dtypes draw integers,
+    float dtypes draw floats (e.g. low=-1, high=1 for preprocessed inputs).
+    """
+    rng = np.random.default_rng(seed)
+    shape = (n, *_hw(size), 3)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return rng.integers(low, high, shape).astype(dtype)
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def colour_images(n, size, *, seed=0, noise=40.0, colours=None) -> np.ndarray:
+    """`n` uint8 images of solid colours plus Gaussian noise (clipped to 0-255).
+
+    Image i has colour `colours[i % len(colours)]` (default `CLASS_COLOURS`), so a
+    tiny model can learn them; strong noise covers the pixel values 0 and 255.
+    """
+    rng = np.random.default_rng(seed)
+    colours = colours or CLASS_COLOURS
+    base = np.array([colours[i % len(colours)] for i in range(n)], np.float32)
+    pixels = base[:, None, None, :] + rng.normal(0, noise, (n, *_hw(size), 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _hw(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
 def write_image(path: Path, colour, size=(40, 48), mode="RGB", seed=0) -> Path:
     """Writes a noisy solid-colour image; the format follows the file suffix."""
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.asarray(colour) + rng.normal(0, 12, (*size, 3)), 0, 255)
-    image = Image.fromarray(pixels.astype(np.uint8), "RGB").convert(mode)
+    pixels = colour_images(1, size, seed=seed, noise=12.0, colours=[colour])[0]
+    image = Image.fromarray(pixels, "RGB").convert(mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path

@@ -135,16 +135,17 @@ def test_domain_head_reads_the_features_the_config_names(features, width):
     config = ModelConfig(hidden_units=7, image=ImageConfig(
         backbone="dann_mnist_cnn", weights=None, augment=False, image_size=SIZE))
     classifier = build_image_classifier(config, 3, from_scratch=True)
-    train = dataclasses.replace(load_config().train, adaptation_features=features)
-    model = domain_adversarial_model(classifier, train)
+    adaptation = dataclasses.replace(load_config().adaptation, features=features)
+    model = domain_adversarial_model(classifier, adaptation)
     assert model.domain_head.layers[0].kernel.shape[0] == width
     features_out, _ = model.extractor(np.zeros((2, SIZE, SIZE, 3), np.uint8))
     assert features_out.shape == (2, width)
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"train": {"adaptation_features": "logits"}}, "must be one of ['pooling', 'hidden', 'auto']"),
-    ({"train": {"adaptation_features": "hidden"}, "model": {"hidden_units": 0}},
+    ({"adaptation": {"features": "logits"}},
+     "adaptation.features must be one of ['pooling', 'hidden', 'auto']"),
+    ({"adaptation": {"features": "hidden"}, "model": {"hidden_units": 0}},
      "model.hidden_units is 0"),
 ])
 def test_bad_adaptation_features_are_named(overrides, message):
@@ -239,11 +240,11 @@ def test_cli_names_bad_target_data_and_missing_target(domains, tmp_path, caplog)
              "--weights", "none", "--strategy", "domain_adaptation", "--no-augment",
              "--out", str(tmp_path / "run")]
     assert cli.main([*flags, "--target-data", str(tmp_path / "nowhere")]) == 2
-    assert "--target-data (data.target_source) not found" in caplog.text
+    assert "--target-data (adaptation.target_source) not found" in caplog.text
     assert cli.main(flags) == 2
     assert "needs unlabelled target images: set --target-data" in caplog.text
     with pytest.raises(ValueError, match="used by --strategy domain_adaptation only"):
-        load_config(overrides={"data": {"target_source": str(domains["target"])}})
+        load_config(overrides={"adaptation": {"target_source": str(domains["target"])}})
 
 
 def test_dann_trains_under_a_mirrored_strategy(domains, tmp_path):

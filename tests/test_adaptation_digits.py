@@ -39,15 +39,16 @@ def digit_arms(root, assets, seed: int, epochs: int = EPOCHS) -> dict:
     runs = {}
     for arm, lambda_max in (("source_only", 0.0), ("dann", 1.0)):
         data = {"source": str(folders["source"]), "test_source": str(folders["target_test"]),
-                "target_source": str(folders["target_train"]),
-                "target_test_source": str(folders["target_test"]),
                 "val_fraction": 0.1, "batch_size": 32, "seed": seed}
         runs[arm] = train(load_config(overrides={
             "data": data,
             "model": {"hidden_units": 100, "dropout": 0.0,
                       "image": {"backbone": "dann_mnist_cnn", "weights": "none",
                                 "image_size": 28, "augment": False}},
-            "train": {"strategy": "domain_adaptation", "adaptation_lambda": lambda_max,
+            "adaptation": {"target_source": str(folders["target_train"]),
+                           "target_test_source": str(folders["target_test"]),
+                           "lambda_max": lambda_max},
+            "train": {"strategy": "domain_adaptation",
                       "epochs": epochs, "fine_tune_epochs": 0,
                       "optimizer": "sgd", "learning_rate": 0.01, "verbose": 0,
                       "tensorboard": False},
@@ -93,8 +94,8 @@ def test_digits_app_chooses_usps_settings_by_reverse_validation(assets, tmp_path
     best = max(scores.values())
     winners = {tuple(k.split(" λ ")) for k, v in scores.items() if v == best}
     assert (row["dann_features"], f"{row['dann_lambda']['lambda']:g}") in winners
-    saved = json.loads((out / "usps" / "dann" / "config.json").read_text())["train"]
-    assert (saved["adaptation_features"], saved["adaptation_lambda"]) == (
+    saved = json.loads((out / "usps" / "dann" / "config.json").read_text())["adaptation"]
+    assert (saved["features"], saved["lambda_max"]) == (
         row["dann_features"], row["dann_lambda"]["lambda"])
     assert f"| {row['dann_features']} (reverse validation) |" in (out / "table.md").read_text()
 
@@ -128,3 +129,68 @@ def test_digits_app_table_with_features_chosen_by_the_bound(assets, tmp_path):
     assert (out / "usps" / f"dann_{chosen}" / "model.keras").is_file()
     table = (out / "table.md").read_text()
     assert f"| {chosen} (bound score) |" in table and "bound scores of the DANN runs" in table
+
+
+def _bar_pair(root):
+    from adaptation_helpers import write_domain
+
+    from tfxfer.adaptation.arms import DomainPair
+
+    return DomainPair(write_domain(root / "source", 8, False, 0),
+                      write_domain(root / "target_train", 4, True, 1),
+                      write_domain(root / "target_test", 4, True, 2))
+
+
+def test_arm_configs_follow_the_app_settings(tmp_path):
+    from tfxfer.adaptation.arms import ArmSettings, arm_overrides
+
+    pair = _bar_pair(tmp_path)
+    app = _digits_app()
+    settings = app.settings("usps", app.parse(["--epochs", "3", "--adaptation-lambdas", "0,1"]))
+    dann = arm_overrides("dann", pair, settings)
+    assert dann["train"] == {"strategy": "domain_adaptation", "epochs": 3}
+    assert dann["adaptation"] == {"target_source": str(pair.target_train),
+                                  "target_test_source": str(pair.target_test),
+                                  "lambda_max": "auto", "lambda_grid": [0.0, 1.0],
+                                  "features": "auto"}
+    target = arm_overrides("train_on_target", pair, settings)
+    # The same number of steps on half as many examples: twice the epochs.
+    assert target["data"]["source"] == str(pair.target_train)
+    assert target["train"] == {"strategy": "from_scratch", "epochs": 6}
+    pretrained = arm_overrides("source_only", pair, ArmSettings(backbone="mobilenet"))
+    assert pretrained["train"]["strategy"] == "fine_tune"
+    assert pretrained["model"]["image"]["weights"] == "imagenet"
+    with pytest.raises(ValueError, match="Unknown arm 'dan'"):
+        arm_overrides("dan", pair, settings)
+
+
+@pytest.mark.large
+def test_compare_arms_on_tiny_domains_gives_the_apps_row_and_table(tmp_path):
+    """The three arms of `tfxfer.adaptation.arms` (what the app runs) on tiny bar domains.
+
+    Three runs, one of them DANN: 20 s at load average 7 on 2 cores, 55 s at 16.
+    """
+    from tfxfer.adaptation.arms import ArmSettings, arms_table, compare_arms
+
+    pair = _bar_pair(tmp_path)
+    config = tmp_path / "arms.yaml"
+    config.write_text(json.dumps({
+        "data": {"batch_size": 8, "val_fraction": 0.25},
+        "model": {"hidden_units": 8, "image": {"backbone": "dann_mnist_cnn", "weights": "none",
+                                               "image_size": 28, "augment": False}},
+        "train": {"fine_tune_epochs": 0, "verbose": 0, "tensorboard": False}}))
+    row = compare_arms("bars", pair, ArmSettings(epochs=1, seed=1), config, tmp_path / "out")
+    assert set(row["accuracy"]) == {"source_only", "dann", "train_on_target"}
+    saved = {arm: json.loads((tmp_path / "out" / "bars" / arm / "config.json").read_text())
+             for arm in row["accuracy"]}
+    assert saved["dann"]["train"]["strategy"] == "domain_adaptation"
+    assert saved["source_only"]["train"]["strategy"] == "from_scratch"
+    assert saved["source_only"]["data"]["source"] == str(pair.source)
+    # The same steps on half as many examples: twice the epochs.
+    assert saved["train_on_target"]["train"]["epochs"] == 2
+    assert saved["train_on_target"]["data"]["source"] == str(pair.target_train)
+    assert (row["dann_features"], row["dann_lambda"], row["bound_scores"]) == (
+        "pooling", {"lambda": 1.0}, {})
+    assert (tmp_path / "out" / "bars_features.png").is_file()
+    table = arms_table([row], {"bars": "Bars"})
+    assert f"| Bars | {row['accuracy']['source_only']:.4f} |" in table

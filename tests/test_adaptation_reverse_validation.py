@@ -1,4 +1,4 @@
-"""Reverse validation of DANN's λ ceiling (`adaptation_lambda: auto`): no target label used."""
+"""Reverse validation of DANN's λ ceiling (`adaptation.lambda_max: auto`): no target label used."""
 
 from __future__ import annotations
 
@@ -43,44 +43,45 @@ def test_features_are_chosen_with_lambda_and_ties_go_to_the_earlier_choice():
     assert tie.features == "pooling"
 
 
-@pytest.mark.parametrize("train, hidden_units, pairs", [
-    ({"adaptation_lambda": "auto", "adaptation_lambdas": [0.0, 1.0]}, 16,
+@pytest.mark.parametrize("adaptation, hidden_units, pairs", [
+    ({"lambda_max": "auto", "lambda_grid": [0.0, 1.0]}, 16,
      [("pooling", 0.0), ("pooling", 1.0)]),
-    ({"adaptation_features": "auto", "adaptation_lambda": 0.3}, 16,
+    ({"features": "auto", "lambda_max": 0.3}, 16,
      [("pooling", 0.3), ("hidden", 0.3)]),
-    ({"adaptation_features": "auto", "adaptation_lambda": "auto", "adaptation_lambdas": [0.1, 1.0]},
+    ({"features": "auto", "lambda_max": "auto", "lambda_grid": [0.1, 1.0]},
      16, [("pooling", 0.1), ("pooling", 1.0), ("hidden", 0.1), ("hidden", 1.0)]),
-    ({"adaptation_features": "auto", "adaptation_lambda": 1.0}, 0, [("pooling", 1.0)]),
+    ({"features": "auto", "lambda_max": 1.0}, 0, [("pooling", 1.0)]),
 ])
-def test_candidates_cover_what_is_auto(train, hidden_units, pairs):
+def test_candidates_cover_what_is_auto(adaptation, hidden_units, pairs):
     config = load_config(overrides={
         "model": {"hidden_units": hidden_units},
-        "train": {"strategy": "domain_adaptation", **train},
-        "data": {"target_source": "target"}})
+        "train": {"strategy": "domain_adaptation"},
+        "adaptation": {"target_source": "target", **adaptation}})
     assert candidates(config) == pairs
 
 
-@pytest.mark.parametrize("train, data, message", [
-    ({"adaptation_features": "middle"}, {}, "['pooling', 'hidden', 'auto']. Received: 'middle'"),
-    ({"adaptation_features": "auto"}, {"val_fraction": 0.0}, "val_fraction=0.0"),
-    ({"adaptation_features": "auto", "strategy": "from_scratch"}, {"target_source": None},
-     "needs strategy 'domain_adaptation'"),
-    ({"adaptation_lambda": "best"}, {}, "must be a number >= 0 or 'auto'. Received: 'best'"),
-    ({"adaptation_lambda": -0.5}, {}, "must be a number >= 0 or 'auto'. Received: -0.5"),
-    ({"adaptation_lambdas": []}, {}, "non-empty list of numbers >= 0"),
-    ({"adaptation_lambdas": [0.1, -1.0]}, {}, "Received: [0.1, -1.0]"),
-    ({"adaptation_lambdas": [0.1, "x"]}, {}, "Received: [0.1, 'x']"),
-    ({"adaptation_lambdas": [0.1, float("nan")]}, {}, "non-empty list of numbers >= 0"),
-    ({"adaptation_lambdas": [0.3, 0.3]}, {}, "lists a value twice"),
+@pytest.mark.parametrize("adaptation, other, message", [
+    ({"features": "middle"}, {}, "['pooling', 'hidden', 'auto']. Received: 'middle'"),
+    ({"features": "auto"}, {"data": {"val_fraction": 0.0}}, "val_fraction=0.0"),
+    ({"features": "auto", "target_source": None}, {"train": {"strategy": "from_scratch"}},
+     "adaptation.features 'auto' (reverse validation) needs strategy 'domain_adaptation'"),
+    ({"lambda_max": "best"}, {}, "must be a number >= 0 or 'auto'. Received: 'best'"),
+    ({"lambda_max": -0.5}, {}, "must be a number >= 0 or 'auto'. Received: -0.5"),
+    ({"lambda_grid": []}, {}, "adaptation.lambda_grid must be a non-empty list of numbers >= 0"),
+    ({"lambda_grid": [0.1, -1.0]}, {}, "Received: [0.1, -1.0]"),
+    ({"lambda_grid": [0.1, "x"]}, {}, "Received: [0.1, 'x']"),
+    ({"lambda_grid": [0.1, float("nan")]}, {}, "non-empty list of numbers >= 0"),
+    ({"lambda_grid": [0.3, 0.3]}, {}, "lists a value twice"),
     ({"reverse_validation_fraction": 0.0}, {}, "reverse_validation_fraction must be in (0, 1]"),
     ({"reverse_validation_fraction": 1.5}, {}, "reverse_validation_fraction must be in (0, 1]"),
-    ({"adaptation_lambda": "auto", "strategy": "from_scratch"}, {"target_source": None},
-     "needs strategy 'domain_adaptation'"),
-    ({"adaptation_lambda": "auto"}, {"val_fraction": 0.0}, "set data.val_fraction > 0"),
+    ({"lambda_max": "auto", "target_source": None}, {"train": {"strategy": "from_scratch"}},
+     "adaptation.lambda_max 'auto' (reverse validation) needs strategy 'domain_adaptation'"),
+    ({"lambda_max": "auto"}, {"data": {"val_fraction": 0.0}}, "set data.val_fraction > 0"),
 ])
-def test_bad_lambda_settings_are_clear_errors(train, data, message):
-    sections = {"train": {"strategy": "domain_adaptation", **train},
-                "data": {"target_source": "target", **data}}
+def test_bad_lambda_settings_are_clear_errors(adaptation, other, message):
+    sections = {"train": {"strategy": "domain_adaptation", **other.get("train", {})},
+                "data": other.get("data", {}),
+                "adaptation": {"target_source": "target", **adaptation}}
     with pytest.raises(ValueError) as error:
         load_config(overrides=sections)
     assert message in str(error.value)
@@ -91,16 +92,17 @@ def test_cli_takes_auto_and_a_candidate_grid():
         "--data", "source", "--target-data", "target", "--strategy", "domain_adaptation",
         "--adaptation-lambda", "auto", "--adaptation-lambdas", "0,0.05,0.5",
         "--reverse-validation-fraction", "0.2"])
-    assert config.train.adaptation_lambda == "auto"
-    assert config.train.adaptation_lambdas == [0.0, 0.05, 0.5]
-    assert config.train.reverse_validation_fraction == 0.2
+    assert config.adaptation.lambda_max == "auto"
+    assert config.adaptation.lambda_grid == [0.0, 0.05, 0.5]
+    assert config.adaptation.reverse_validation_fraction == 0.2
+    assert config.adaptation.target_source == "target"
     with pytest.raises(SystemExit):
         parse_train_config(["--data", "source", "--adaptation-lambdas", "0,low"])
 
 
 def test_auto_lambda_trains_with_the_reverse_validation_choice(domains, tmp_path):
-    result = train(dann_config(domains, tmp_path / "run", adaptation_lambda="auto",
-                               adaptation_lambdas=GRID, reverse_validation_fraction=0.5))
+    result = train(dann_config(domains, tmp_path / "run", {
+        "lambda_max": "auto", "lambda_grid": GRID, "reverse_validation_fraction": 0.5}))
     scores = json.loads((result.run_dir / REVERSE_VALIDATION).read_text())
     assert [c["lambda_max"] for c in scores["candidates"]] == GRID
     best = max(c["reverse_accuracy"] for c in scores["candidates"])
@@ -110,7 +112,7 @@ def test_auto_lambda_trains_with_the_reverse_validation_choice(domains, tmp_path
     assert (scores["run_steps"], scores["steps"], scores["target_examples"]) == (8, 4, 24)
     assert all(sum(c["pseudo_label_counts"]) == 24 for c in scores["candidates"])
     saved = json.loads((result.run_dir / rundir.CONFIG).read_text())
-    assert saved["train"]["adaptation_lambda"] == scores["choice"]
+    assert saved["adaptation"]["lambda_max"] == scores["choice"]
     lambdas = [float(row["lambda"])
                for row in csv.DictReader((result.run_dir / rundir.HISTORY).open())]
     assert 0.0 <= max(lambdas) <= scores["choice"] + 1e-6
@@ -118,15 +120,15 @@ def test_auto_lambda_trains_with_the_reverse_validation_choice(domains, tmp_path
 
 
 def test_auto_features_train_with_the_reverse_validation_choice(domains, tmp_path):
-    result = train(dann_config(domains, tmp_path / "run", adaptation_features="auto",
-                               adaptation_lambda=1.0, reverse_validation_fraction=0.5))
+    result = train(dann_config(domains, tmp_path / "run", {
+        "features": "auto", "lambda_max": 1.0, "reverse_validation_fraction": 0.5}))
     scores = json.loads((result.run_dir / REVERSE_VALIDATION).read_text())
     assert [(c["features"], c["lambda_max"]) for c in scores["candidates"]] == [
         ("pooling", 1.0), ("hidden", 1.0)]
     best = max(scores["candidates"], key=lambda c: c["reverse_accuracy"])
     assert scores["features"] == best["features"]
     saved = json.loads((result.run_dir / rundir.CONFIG).read_text())
-    assert saved["train"]["adaptation_features"] == scores["features"]
+    assert saved["adaptation"]["features"] == scores["features"]
     assert "domain head reads" in (result.run_dir / "report.html").read_text()
 
 
@@ -144,8 +146,8 @@ def test_target_labels_are_never_read(tmp_path):
     for name, folders in (("right", None), ("wrong", {0: "1", 1: "2", 2: "2"})):
         target = write_domain(tmp_path / name, 8, True, 1, folder_names=folders)
         domains = {"source": source, "target": target, "target_test": target_test}
-        config = dann_config(domains, tmp_path / f"run_{name}", adaptation_lambda="auto",
-                             adaptation_lambdas=GRID, reverse_validation_fraction=0.5)
+        config = dann_config(domains, tmp_path / f"run_{name}", {
+            "lambda_max": "auto", "lambda_grid": GRID, "reverse_validation_fraction": 0.5})
         Experiment(config).load_data()
         scores[name] = json.loads((tmp_path / f"run_{name}" / REVERSE_VALIDATION).read_text())
     for key in ("choice", "candidates"):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_image_folder, spread_backbone_weights, tiny_config
+from conftest import make_image_folder, random_images, spread_backbone_weights, tiny_config
 
 from tfxfer import cli, rundir
 from tfxfer.auto.advisor import AdvisorSettings, advise, apply_advice, decide
@@ -31,10 +31,6 @@ def _image_settings(config, **changes):
     return dataclasses.replace(config, model=dataclasses.replace(config.model, image=image))
 
 
-def _images(n=4, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3)).astype("uint8")
-
-
 def test_cut_model_outputs_the_pooled_intermediate_layer(tmp_path):
     config = _image_settings(tiny_config(tmp_path, tmp_path / "run"), feature_layer=CUT,
                              augment=False).model
@@ -47,7 +43,7 @@ def test_cut_model_outputs_the_pooled_intermediate_layer(tmp_path):
         if layer.weights:
             full.get_layer(layer.name).set_weights(layer.get_weights())
     intermediate = keras.Model(full.inputs, full.get_layer(CUT).output)
-    x = _images()
+    x = random_images(4)
     pixels = BackbonePreprocess("mobilenet")(keras.ops.cast(x, "float32"))
     expected = np.asarray(intermediate(pixels, training=False)).mean(axis=(1, 2))
     features = np.asarray(bottleneck.feature_model(model)(x, training=False))
@@ -194,7 +190,7 @@ def test_cut_run_caches_exports_and_reloads(tmp_path):
     norm = result.model.get_layer(FEATURE_NORM)
     np.testing.assert_allclose(np.asarray(norm.mean), train_x.mean(0), rtol=1e-5, atol=1e-30)
     _, reloaded, names = rundir.load_run(result.run_dir)
-    x = _images(3, seed=1)
+    x = random_images(3, seed=1)
     expected = result.model.predict(x, verbose=0)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, atol=1e-6)
     exported = export_model(reloaded, names, tmp_path / "saved", "cut", warmup=False)

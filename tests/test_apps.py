@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import random_images
 from text_helpers import build_tiny_encoder
 
 from tfxfer.config import load_config
@@ -46,7 +47,7 @@ def _tiny_inputs(modality: str, model=None):
         samples = model.inputs[0].shape[1]
         return np.random.default_rng(0).normal(0, 0.1, (2, samples)).astype(np.float32)
     if modality == IMAGE:
-        return np.random.default_rng(0).integers(0, 255, (2, 40, 48, 3)).astype(np.uint8)
+        return random_images(2, (40, 48))
     import tensorflow as tf
 
     return tf.constant(["a good film<br />", "dull"])

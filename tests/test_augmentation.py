@@ -3,22 +3,19 @@
 import keras
 import numpy as np
 import pytest
+from conftest import random_images
 
 from tfxfer.image.layers import RandomAffine
 
 
-def _images(n=16, size=12, seed=0):
-    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
-
-
 def test_identity_outside_training():
-    images = _images()
+    images = random_images(16, 12, high=255, dtype="float32")
     out = np.asarray(RandomAffine("horizontal", 0.2, 0.2)(images, training=False))
     np.testing.assert_array_equal(out, images)
 
 
 def test_flip_alone_gives_each_image_or_its_mirror_and_both_occur():
-    images = _images(n=32)
+    images = random_images(32, 12, high=255, dtype="float32")
     out = np.asarray(RandomAffine("horizontal", seed=1)(images, training=True))
     same = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, images)]
     mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, images)]
@@ -27,7 +24,7 @@ def test_flip_alone_gives_each_image_or_its_mirror_and_both_occur():
 
 
 def test_vertical_flip_mirrors_rows():
-    images = _images(n=32)
+    images = random_images(32, 12, high=255, dtype="float32")
     out = np.asarray(RandomAffine("vertical", seed=2)(images, training=True))
     assert all(np.allclose(o, i, atol=1e-3) or np.allclose(o, i[::-1], atol=1e-3)
                for o, i in zip(out, images))
@@ -50,7 +47,7 @@ def test_drawn_maps_stay_in_the_configured_ranges():
 
 
 def test_seeded_layers_repeat_and_calls_draw_afresh():
-    images = _images()
+    images = random_images(16, 12, high=255, dtype="float32")
     a, b = (RandomAffine("horizontal", 0.1, 0.1, seed=5) for _ in range(2))
     first = np.asarray(a(images, training=True))
     np.testing.assert_array_equal(first, np.asarray(b(images, training=True)))

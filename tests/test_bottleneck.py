@@ -141,6 +141,23 @@ def test_features_dataset_keeps_order_shapes_and_drops_the_remainder(in_memory_b
         np.testing.assert_array_equal(features.numpy(), x[batch_labels.numpy()])
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_features_dataset_with_lengths_batches_similar_lengths_and_keeps_every_pair(training):
+    lengths = np.random.default_rng(0).integers(1, 100, 256)
+    x = np.repeat(lengths[:, None].astype(np.float32), 3, axis=1)  # each row names its length
+    y = np.arange(256)
+    ds = bottleneck.features_dataset(x, y, batch_size=8, training=training, seed=0,
+                                     lengths=lengths)
+    batches = [(f.numpy(), labels.numpy()) for f, labels in ds]
+    for features, labels in batches:
+        np.testing.assert_array_equal(features, x[labels])
+    assert sorted(np.concatenate([labels for _, labels in batches])) == list(range(256))
+    longest = sum(len(labels) * lengths[labels].max() for _, labels in batches)
+    plain = bottleneck.features_dataset(x, y, batch_size=8, training=training, seed=0)
+    longest_plain = sum(len(labels) * lengths[labels.numpy()].max() for _, labels in plain)
+    assert longest < 0.8 * longest_plain  # padded positions a length-cut batch computes
+
+
 def test_data_digest_of_file_lists_equals_the_digest_of_the_pipeline(image_folder, tmp_path):
     config = _config(image_folder, tmp_path / "run", tmp_path / "cache")
     splits = load_splits(config.data, 32)

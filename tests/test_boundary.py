@@ -32,7 +32,7 @@ def _setup(image_folder, tmp_path, backbone="mobilenet", alpha=0.25, augment=Fal
     return config, splits, model
 
 
-def _images(splits, config, split="train"):
+def _split_images(splits, config, split="train"):
     return np.concatenate([b.numpy() for b, _ in splits.batches(split, config.data)])
 
 
@@ -56,7 +56,7 @@ def test_split_model_predicts_like_the_classifier(image_folder, tmp_path, backbo
     index = names.index(split.layer)
     assert index == first if sequential else 0 < index < first
     assert len(boundary._crossing(boundary._sublayers(backbone_layer)[index:])) == 1
-    images = _images(splits, config)
+    images = _split_images(splits, config)
     full = model.predict(images, verbose=0)
     assert np.ptp(full[:, 0]) > 1e-3  # outputs depend on the image
     np.testing.assert_allclose(split.top.predict(split.bottom.predict(images, verbose=0),
@@ -85,7 +85,7 @@ def test_phase2_on_cached_activations_trains_the_classifiers_own_layers(image_fo
     assert moved, "phase 2 did not change the unfrozen backbone layers of the classifier"
     # The trained top is grafted: the full classifier computes what the split model does.
     split = boundary.split_model(model)
-    images = _images(splits, config, "test")
+    images = _split_images(splits, config, "test")
     assert boundary.max_difference(model, split, images) <= 1e-5
 
 

@@ -1,16 +1,19 @@
-"""Config sections per modality, the old flat layout, and flags into sections."""
+"""Config sections (per modality, adaptation), keys of the earlier layout, flags into sections."""
 
+import dataclasses
 import json
-import logging
 
 import pytest
 
 from tfxfer import cli
 from tfxfer.config import (
     AUTO,
+    MOVED_KEYS,
     STRATEGIES,
+    AdaptationConfig,
     ImageConfig,
     ModelConfig,
+    RunConfig,
     TextConfig,
     config_from_dict,
     load_config,
@@ -39,25 +42,63 @@ def test_a_run_keeps_only_its_modality_and_names_unused_settings():
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
-def test_old_flat_model_keys_are_mapped_into_sections(tmp_path, caplog, suffix):
-    flat = {"model": {"backbone": "mobilenet", "image_size": 32, "backbone_kwargs": {"alpha": 0.25},
-                      "encoder": "glove-6b-50d", "dropout": 0.4}}
+@pytest.mark.parametrize("section, key, new_place", [
+    ("model", "backbone", "model.image.backbone"),
+    ("model", "encoder", "model.text.encoder"),
+    ("model", "image_size", "model.image.image_size"),
+    ("data", "target_source", "adaptation.target_source"),
+    ("data", "target_test_source", "adaptation.target_test_source"),
+    ("train", "domain_hidden_units", "adaptation.domain_hidden_units"),
+    ("train", "adaptation_features", "adaptation.features"),
+    ("train", "adaptation_lambda", "adaptation.lambda_max"),
+    ("train", "adaptation_lambdas", "adaptation.lambda_grid"),
+    ("train", "reverse_validation_fraction", "adaptation.reverse_validation_fraction"),
+    ("train", "anneal_learning_rate", "adaptation.anneal_learning_rate"),
+])
+def test_a_key_of_the_earlier_layout_names_its_new_place(tmp_path, suffix, section, key,
+                                                         new_place):
     path = tmp_path / f"old{suffix}"
-    path.write_text(json.dumps(flat))  # JSON is YAML too
-    with caplog.at_level(logging.WARNING, logger="tfxfer.config"):
-        config = load_config(path)
-    image = config.model.image
-    assert (image.backbone, image.image_size, image.backbone_kwargs) == ("mobilenet", 32,
-                                                                         {"alpha": 0.25})
-    assert config.model.text.encoder == "glove-6b-50d" and config.model.dropout == 0.4
-    assert "model.backbone -> model.image.backbone" in caplog.text
-    assert "model.encoder -> model.text.encoder" in caplog.text
+    path.write_text(json.dumps({section: {key: 1}}))  # JSON is YAML too
+    with pytest.raises(ValueError) as error:
+        load_config(path)
+    assert str(error.value) == (f"Config key '{section}.{key}' has moved: write it as "
+                                f"'{new_place}' (the earlier layout is not read).")
 
 
-def test_old_flat_keyword_arguments_are_mapped():
-    model = ModelConfig(backbone="mobilenet", augment=False, encoder="e", hidden_units=3)
-    assert model.image == ImageConfig(backbone="mobilenet", augment=False)
-    assert model.text == TextConfig(encoder="e") and model.hidden_units == 3
+def _has_key(dotted: str) -> bool:
+    node = RunConfig()
+    for name in dotted.split("."):
+        if not hasattr(node, name):
+            return False
+        node = getattr(node, name)
+    return True
+
+
+def test_every_moved_key_is_gone_from_its_old_place_and_exists_in_its_new_one():
+    # Every image and text key once flat under `model` (a new section key too: written
+    # flat, it is pointed to its section) + the 8 of the adaptation section.
+    sections = len(dataclasses.fields(ImageConfig)) + len(dataclasses.fields(TextConfig))
+    assert len(MOVED_KEYS) == sections + 8 and sections >= 13
+    for old, new in MOVED_KEYS.items():
+        assert not _has_key(old) and _has_key(new), (old, new)
+
+
+def test_flat_keyword_arguments_of_model_config_are_rejected():
+    with pytest.raises(TypeError, match="backbone"):
+        ModelConfig(backbone="mobilenet")
+
+
+def test_adaptation_section_from_a_file(tmp_path):
+    path = tmp_path / "dann.yaml"
+    path.write_text("train: {strategy: domain_adaptation}\n"
+                    "adaptation: {target_source: target, lambda_max: auto, features: hidden,\n"
+                    "             lambda_grid: [0, 0.5], domain_hidden_units: 8}\n"
+                    "model: {hidden_units: 4}\n")
+    adaptation = load_config(path).adaptation
+    assert adaptation == AdaptationConfig(target_source="target", lambda_max="auto",
+                                          features="hidden", lambda_grid=[0, 0.5],
+                                          domain_hidden_units=8)
+    assert config_from_dict(load_config(path).to_dict()).adaptation == adaptation
 
 
 def test_unknown_keys_in_a_section_are_named():
@@ -77,6 +118,21 @@ def test_flags_keep_their_names_and_land_in_sections():
         "text": {"encoder": "e"}, "dropout": 0.1}
     assert overrides["train"] == {"strategy": "fine_tune_all"}
     assert load_config(overrides=overrides).model.image.backbone_kwargs == {"alpha": 0.25}
+
+
+def test_domain_adaptation_flags_keep_their_names_and_land_in_the_adaptation_section():
+    args = cli.build_parser().parse_args([
+        "train", "--strategy", "domain_adaptation", "--target-data", "t",
+        "--target-test-data", "tt", "--domain-hidden-units", "8", "--hidden-units", "4",
+        "--adaptation-features", "hidden", "--adaptation-lambda", "0.3",
+        "--adaptation-lambdas", "0,0.3", "--reverse-validation-fraction", "0.5"])
+    overrides = cli.train_overrides(args)
+    assert overrides["adaptation"] == {
+        "target_source": "t", "target_test_source": "tt", "domain_hidden_units": 8,
+        "features": "hidden", "lambda_max": 0.3, "lambda_grid": [0.0, 0.3],
+        "reverse_validation_fraction": 0.5}
+    assert overrides["train"] == {"strategy": "domain_adaptation"}
+    assert load_config(overrides=overrides).adaptation.features == "hidden"
 
 
 def test_the_cli_lists_the_strategies_of_the_config():

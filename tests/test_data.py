@@ -136,7 +136,10 @@ def test_a_split_without_a_full_batch_has_no_batches_when_the_remainder_drops(im
     data = DataConfig(source=str(image_folder), batch_size=4, val_fraction=0.2,
                       test_fraction=0.2, seed=3)
     splits = load_splits(data, image_size=32)  # val holds 3 examples
-    assert splits.has_batches("val", data) and splits.batches("val", data) is not None
+    assert splits.has_batches("val", data)
+    val = [y.numpy().tolist() for _, y in splits.batches("val", data)]
+    assert [len(b) for b in val] == [3]  # the partial batch is kept without drop_remainder
+    assert sorted(val[0]) == sorted(splits.labels["val"].tolist())
     with caplog.at_level(logging.WARNING):
         assert not splits.has_batches("val", data, drop_remainder=True)
     assert "val split (3 examples) holds no full batch of 4" in caplog.text

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from conftest import random_images
 
 from tfxfer.evaluation import inference_function
 from tfxfer.image.layers import RandomAffine
@@ -18,8 +19,9 @@ def _conv_bn(inputs, frozen=True):
     return keras.layers.GlobalAveragePooling2D()(x)
 
 
-def _images(n=6, seed=0):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, 10, 10, 3)).astype("float32")
+def _inputs(n=6):
+    """Preprocessed-range inputs of the tiny 10x10 models below."""
+    return random_images(n, 10, low=-1, high=1, dtype="float32")
 
 
 def _baked_in(model, extract, images) -> bool:
@@ -33,7 +35,7 @@ def _baked_in(model, extract, images) -> bool:
 def test_constant_weights_give_the_same_outputs():
     inputs = keras.Input((10, 10, 3))
     model = keras.Model(inputs, _conv_bn(inputs))
-    images = _images()
+    images = _inputs()
     extract = frozen_function(model)
     np.testing.assert_allclose(np.asarray(extract(images)),
                                np.asarray(inference_function(model)(images)), atol=1e-5)
@@ -44,7 +46,7 @@ def test_random_layers_draw_afresh_and_the_rest_is_constant():
     inputs = keras.Input((10, 10, 3))
     flip = RandomAffine("horizontal", name="augmentation")  # flips only: outcomes known
     model = keras.Model(inputs, _conv_bn(flip(inputs)))
-    images = _images(n=32)
+    images = _inputs(32)
     plain = inference_function(model)
     as_is, mirrored = np.asarray(plain(images)), np.asarray(plain(images[:, :, ::-1]))
     extract = frozen_function(model, training=True)
@@ -64,14 +66,14 @@ def test_a_skip_around_the_random_layer_keeps_the_variables():
     inputs = keras.Input((10, 10, 3))
     skip = RandomAffine("horizontal")(inputs)  # the layers above also read below the cut
     model = keras.Model(inputs, _conv_bn(keras.layers.Add()([skip, inputs])))
-    assert not _baked_in(model, frozen_function(model, training=True), _images())
+    assert not _baked_in(model, frozen_function(model, training=True), _inputs())
 
 
 
 def test_a_layer_that_would_update_its_state_gives_the_same_outputs_and_writes_nothing():
     inputs = keras.Input((10, 10, 3))
     model = keras.Model(inputs, _conv_bn(inputs, frozen=False))  # BatchNorm in training mode
-    images = _images()
+    images = _inputs()
     mean = model.get_layer("bn").moving_mean.numpy()
     out = np.asarray(frozen_function(model, training=True)(images))
     np.testing.assert_array_equal(model.get_layer("bn").moving_mean.numpy(), mean)

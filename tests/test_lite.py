@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from conftest import (
     CLASS_COLOURS,
+    colour_images,
     make_image_folder,
     spread_backbone_weights,
     tiny_config,
@@ -43,21 +44,13 @@ TOLERANCES = {"none": (1e-4, 1e-5), "float16": (0.07, 0.008), "dynamic": (0.35, 
               "int8": (0.9, 0.2)}
 
 
-def _images(count: int, size: int, seed: int) -> np.ndarray:
-    """Noisy images of the three class colours, covering pixel values 0 and 255."""
-    rng = np.random.default_rng(seed)
-    colours = np.array([CLASS_COLOURS[i % 3] for i in range(count)], np.float32)
-    noise = rng.normal(0, 40, (count, size, size, 3))
-    return np.clip(colours[:, None, None, :] + noise, 0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     keras.utils.set_random_seed(0)
     config = ModelConfig(image=ImageConfig(backbone="mobilenet", weights=None, image_size=SIZE,
                                            backbone_kwargs={"alpha": 0.25}))
     model = spread_backbone_weights(build_image_classifier(config, 3))
-    images = _images(48, SIZE, seed=0)
+    images = colour_images(48, SIZE, seed=0)
     calibration, test = images[:24], images[24:]
     expected = model.predict(test, verbose=0)
     assert np.ptp(expected, axis=0).max() > 0.1  # outputs depend on the image
@@ -142,7 +135,7 @@ def _small_classifier(size: int = 16) -> keras.Model:
 @pytest.fixture
 def small():
     model = _small_classifier()
-    images = _images(12, 16, seed=3)
+    images = colour_images(12, 16, seed=3)
     labels = model.predict(images, verbose=0).argmax(1)  # Keras accuracy 1.0
     return model, images, labels
 
@@ -217,7 +210,7 @@ def test_resize_in_model_takes_any_image_size(small):
     model, images, _ = small
     classifier = LiteClassifier(convert_image_model(model, "none", 16, resize_in_model=True))
     assert classifier.image_size is None
-    photo = _images(1, 40, seed=5)[0][:, :30]  # 40 x 30, resized inside the model
+    photo = colour_images(1, 40, seed=5)[0][:, :30]  # 40 x 30, resized inside the model
     expected = model.predict(photo[None], verbose=0)[0]
     np.testing.assert_allclose(classifier.predict_one(photo), expected, atol=1e-5)
     np.testing.assert_allclose(classifier.predict_one(images[0]),

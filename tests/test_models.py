@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import keras
 import numpy as np
-from conftest import spread_backbone_weights
+from conftest import random_images, spread_backbone_weights
 
 from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.image.model import build_image_classifier
@@ -12,29 +12,31 @@ IMAGE = ImageConfig(backbone="mobilenet", weights=None, image_size=32,
 CONFIG = ModelConfig(image=IMAGE)
 
 
-def _images(n=2, size=40, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-
 def test_model_takes_raw_uint8_images_of_any_size():
     model = build_image_classifier(CONFIG, num_classes=3)
     assert model.input.dtype == "uint8"
     for size in (32, 57):
-        probs = np.asarray(model.predict(_images(size=size), verbose=0))
+        probs = np.asarray(model.predict(random_images(2, size), verbose=0))
         assert probs.shape == (2, 3)
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_stable_layer_names():
     model = build_image_classifier(ModelConfig(image=IMAGE, hidden_units=8), 3)
-    for name in ("image", "resize", "augmentation", "preprocess", "backbone", "pooling",
-                 "dropout", "hidden", "predictions"):
-        assert model.get_layer(name) is not None
+    # Exactly these layers, in graph order: other code looks them up by name.
+    assert [layer.name for layer in model.layers] == [
+        "image", "resize", "augmentation", "preprocess", "backbone", "pooling",
+        "dropout", "hidden", "predictions"]
+    assert model.get_layer("hidden").units == 8
+    assert model.get_layer("predictions").units == 3
+    plain = build_image_classifier(replace(CONFIG, image=replace(IMAGE, augment=False)), 3)
+    names = [layer.name for layer in plain.layers]
+    assert "hidden" not in names and "augmentation" not in names
 
 
 def test_augmentation_is_active_in_training_only():
     model = build_image_classifier(CONFIG, num_classes=3)
-    images = _images(size=32)
+    images = random_images(2, 32)
     inference = [np.asarray(model(images, training=False)) for _ in range(2)]
     np.testing.assert_array_equal(*inference)
     augment = model.get_layer("augmentation")
@@ -49,7 +51,7 @@ def test_no_augmentation_when_disabled():
 
 def test_keras_round_trip_gives_identical_predictions(tmp_path):
     model = spread_backbone_weights(build_image_classifier(CONFIG, num_classes=3))
-    images = _images()
+    images = random_images(2, 40)
     before = model.predict(images, verbose=0)
     assert np.ptp(before[:, 0]) > 1e-3  # outputs depend on the image
     model.save(tmp_path / "m.keras")
@@ -64,7 +66,7 @@ def test_frozen_phases_run_the_backbone_in_inference_mode():
     from tfxfer.training.strategies import plan_phases, set_phase_trainable
 
     plain = ModelConfig(image=replace(IMAGE, augment=False), dropout=0.0)
-    images = _images(size=32)
+    images = random_images(2, 32)
     model = build_image_classifier(plain, num_classes=3)
     train = TrainConfig(strategy="fine_tune_all")
     for phase in plan_phases(train):

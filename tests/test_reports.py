@@ -91,7 +91,7 @@ def test_report_of_an_image_run(image_run):
     embedded = _embedded_pngs(page)
     assert set(embedded) == set(PLOTS)
     assert all(embedded[n] == (image_run / n).read_bytes() for n in PLOTS)
-    assert "Test accuracy <b>0.6667</b> on 6 examples" in page
+    assert "Test accuracy <b>0.6667</b> (95% interval 0.3000-0.9032) on 6 examples" in page
     for name in CLASSES:
         assert f"<tr><td>{name}</td>" in page  # per-class and data rows
     assert "/data/dog/broken.jpg</td><td>empty file (0 bytes)" in page

@@ -12,7 +12,7 @@ import pytest
 from conftest import spread_backbone_weights
 from text_helpers import build_tiny_encoder
 
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig, TextConfig
 from tfxfer.image.model import build_image_classifier
 from tfxfer.serving.client import PredictError, predict_grpc, predict_local, predict_rest
 from tfxfer.serving.contract import (
@@ -33,8 +33,8 @@ TEXT_LABELS = ["negative", "neutral", "positive"]
 
 def _text_model(encoder_dir):
     """A tfxfer text classifier on a tiny encoder built from dim-4 word vectors."""
-    return build_text_classifier(ModelConfig(encoder=str(build_tiny_encoder(encoder_dir))),
-                                 num_classes=len(TEXT_LABELS), seed=0)
+    text = TextConfig(encoder=str(build_tiny_encoder(encoder_dir)))
+    return build_text_classifier(ModelConfig(text=text), num_classes=len(TEXT_LABELS), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,9 @@ def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
     keras.utils.set_random_seed(0)
     image_model = build_image_classifier(
-        ModelConfig(backbone="mobilenet", weights="none", image_size=32, augment=False,
-                    backbone_kwargs={"alpha": 0.25}), num_classes=len(IMAGE_LABELS))
+        ModelConfig(image=ImageConfig(backbone="mobilenet", weights="none", image_size=32,
+                                      augment=False, backbone_kwargs={"alpha": 0.25})),
+        num_classes=len(IMAGE_LABELS))
     images = synthetic_images(count=3)
     spread_backbone_weights(image_model)
     image = export_model(image_model, IMAGE_LABELS, base, "flowers", samples=images)

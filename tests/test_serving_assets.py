@@ -8,7 +8,7 @@ tf_flowers class: the served probabilities must match Keras within 1e-5.
 import numpy as np
 import pytest
 
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig
 from tfxfer.image.model import build_image_classifier
 from tfxfer.serving import client
 from tfxfer.serving.export import export_model
@@ -22,8 +22,8 @@ def test_real_weights_and_photos_round_trip(assets, tmp_path):
     classes = sorted(p.name for p in photos.iterdir() if p.is_dir())
     files = [sorted((photos / c).glob("*.jpg"))[0] for c in classes]
     samples = [f.read_bytes() for f in files]
-    config = ModelConfig(backbone="mobilenet", backbone_kwargs={"alpha": 0.25},
-                         weights="imagenet", image_size=224)
+    config = ModelConfig(image=ImageConfig(backbone="mobilenet", backbone_kwargs={"alpha": 0.25},
+                                           weights="imagenet", image_size=224))
     model = build_image_classifier(config, len(classes))
 
     result = export_model(model, classes, tmp_path, "flowers", samples=samples, verify=True)

@@ -78,7 +78,7 @@ def _text_run(root):
     config = load_config(overrides={
         "data": {"source": str(reviews), "batch_size": 4, "seed": 1, "val_fraction": 0.2,
                  "test_fraction": 0.2},
-        "model": {"encoder": str(encoder), "hidden_units": 4},
+        "model": {"text": {"encoder": str(encoder)}, "hidden_units": 4},
         "train": {"strategy": "fine_tune", "epochs": 1, "fine_tune_epochs": 1, "verbose": 0,
                   "tensorboard": False, "learning_rate": 0.05},
         "out": str(root / "text_run"),

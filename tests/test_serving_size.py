@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from saved_model_oracles import checkpoint_tensor_bytes, checkpoint_tensors, keras_variable_bytes
 
-from tfxfer.config import ModelConfig
+from tfxfer.config import ImageConfig, ModelConfig, TextConfig
 from tfxfer.image.model import build_image_classifier
 from tfxfer.serving.export import export_model
 from tfxfer.serving.export.checks import directory_bytes
@@ -47,7 +47,8 @@ def _assert_each_variable_stored_once(model, saved_model_dir, extra=()):
 
 
 def test_mobilenet_v2_export_writes_each_variable_once(tmp_path):
-    model = build_image_classifier(ModelConfig(backbone="mobilenet_v2", weights=None), 5)
+    config = ModelConfig(image=ImageConfig(backbone="mobilenet_v2", weights=None))
+    model = build_image_classifier(config, 5)
     model = _as_a_run_leaves_it(model, tmp_path)
     arrays = keras_variable_bytes(model)
     assert model.optimizer.variables and arrays > 8e6
@@ -78,7 +79,7 @@ def test_mobilenet_v2_export_writes_each_variable_once(tmp_path):
 def test_glove_text_export_writes_the_embedding_once(tmp_path):
     from tfxfer.text.model import build_text_classifier
 
-    model = build_text_classifier(ModelConfig(encoder="glove-6b-50d"), 2)
+    model = build_text_classifier(ModelConfig(text=TextConfig(encoder="glove-6b-50d")), 2)
     model = _as_a_run_leaves_it(model, tmp_path)
     arrays = keras_variable_bytes(model)
 

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import random_images
 
 from tfxfer.config import ImageConfig, ModelConfig, TrainConfig
 from tfxfer.image.model import build_image_classifier
@@ -85,7 +86,7 @@ def _fit_one_epoch(model, phase, train):
     set_phase_trainable(model, phase, train)
     model.compile(keras.optimizers.Adam(phase.learning_rate), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    images = random_images(8)
     model.fit(images, rng.integers(0, 3, 8), batch_size=4, epochs=1, verbose=0)
 
 

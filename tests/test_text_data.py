@@ -3,10 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from conftest import make_image_folder
 from text_helpers import review_rows, write_csv
 
 from tfxfer.config import DataConfig
+from tfxfer.data.pipeline import make_batches
 from tfxfer.data.sources import load_splits
 from tfxfer.data.text import load_dataframe_splits
 
@@ -117,6 +119,9 @@ def test_max_examples_subsample_the_text_splits(tmp_path):
                                max_test_examples=6))
     assert splits.size("train") == 10 and splits.size("test") == 6
     assert np.bincount(splits.labels["train"]).tolist() == [5, 5]
+    # Validation shrinks with training: 40 rows carve 32 train + 8 val; 10/32 of 8 -> 2.
+    assert splits.size("val") == 2
+    assert np.bincount(splits.labels["val"]).tolist() == [1, 1]
 
 
 def test_dataframes_with_integer_labels_and_missing_values():
@@ -144,3 +149,24 @@ def test_separate_test_folder_for_images(tmp_path):
         load_splits(_data(train, test_source=str(other)), image_size=16)
     with pytest.raises(ValueError, match="same kind of source"):
         load_splits(_data(train, test_source=str(tmp_path / "t.csv")), image_size=16)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_length_sorted_batches_keep_every_pair_and_pad_less(training):
+    texts = [" ".join(["w"] * n) for n in np.random.default_rng(0).integers(1, 200, 256)]
+    labels = np.arange(256)
+    ds = tf.data.Dataset.from_tensor_slices((texts, labels))
+    plain = list(make_batches(ds, batch_size=8, training=training, cache="none"))
+    ordered = list(make_batches(ds, batch_size=8, training=training, cache="none",
+                                sort_window=4))
+    pairs = sorted((int(y), x.decode()) for b in ordered for x, y in zip(*(t.numpy() for t in b)))
+    assert pairs == sorted(zip(labels.tolist(), texts))  # every text keeps its label
+
+    def padded(batches):  # characters a batch padded to its longest text holds
+        return sum(len(b[0]) * max(len(x) for x in b[0].numpy()) for b in batches)
+
+    assert padded(ordered) < 0.8 * padded(plain)
+    if training:  # the batches of a window come out shuffled, not shortest first
+        longest = [max(len(x) for x in b[0].numpy()) for b in ordered]
+        windows = [longest[i:i + 4] for i in range(0, len(longest), 4)]
+        assert any(w != sorted(w) for w in windows)

@@ -24,8 +24,9 @@ from tfxfer.serving.server.servable import load_servable
 from tfxfer.text import encoders
 from tfxfer.text.model import build_text_classifier
 from tfxfer.text.transformer import TransformerEncoderError, TransformerTextEncoder
+from tfxfer.training import boundary
 from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer
-from tfxfer.training.strategies import Phase, set_phase_trainable
+from tfxfer.training.strategies import Phase, plan_phases, set_phase_trainable
 
 TEXTS = ["Good film!", "a dull, awful plot<br /><br />", "", "zzz unknown words " * 10]
 EMBEDDING_UNITS = ["token_embedding", "position_embedding", "segment_embedding",
@@ -39,7 +40,7 @@ def bert_dir(tmp_path_factory):
 
 
 def _model(bert_dir, **model):
-    text = TextConfig(encoder=str(bert_dir), sequence_length=12, **model)
+    text = TextConfig(encoder=str(bert_dir), **{"sequence_length": 12, **model})
     config = ModelConfig(dropout=0.0, text=text)
     return build_text_classifier(config, 2)
 
@@ -72,6 +73,24 @@ def test_pooling_ignores_padding(bert_dir, pooling):
     expected = (hidden[:, 0] if pooling == "cls"
                 else (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True))
     np.testing.assert_allclose(long(texts), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_dynamic_padding_cuts_batches_to_their_longest_text_without_changing_outputs(
+        bert_dir, pooling):
+    texts = tf.constant(["good film", "bad plot , dull film", ""])
+    fixed = TransformerTextEncoder(str(bert_dir), sequence_length=16, pooling=pooling,
+                                   dynamic_padding=False)
+    dynamic = TransformerTextEncoder(str(bert_dir), sequence_length=16, pooling=pooling)
+    longest = int(fixed.tokenize(texts)["padding_mask"].numpy().sum(1).max())
+    assert longest < 16
+    assert fixed.tokenize(texts)["token_ids"].shape == (3, 16)
+    assert {v.shape for v in dynamic.tokenize(texts).values()} == {(3, longest)}
+    np.testing.assert_allclose(dynamic(texts), fixed(texts), atol=1e-5)
+    # A text longer than sequence_length is still truncated to it.
+    long_text = tf.constant(["word " * 40])
+    assert dynamic.tokenize(long_text)["token_ids"].shape == (1, 16)
+    np.testing.assert_allclose(dynamic(long_text), fixed(long_text), atol=1e-5)
 
 
 @pytest.mark.parametrize("train, phase, expected", [
@@ -138,6 +157,9 @@ def test_train_caches_phase_1_exports_and_predicts_with_label_names(bert_dir, tm
     per_block = 16  # attention q/k/v/o kernels and biases, 2 LayerNorms, 2 dense layers
     assert [(p["name"], p["trainable_weights"]) for p in phases] == [
         ("head", 2), ("fine_tune", 2 + per_block)]
+    # Both phases read the activations below the unfrozen block, computed once.
+    assert [p["mode"] for p in phases] == [
+        "cached features", f"cached activations at 'transformer_layer_{NUM_LAYERS - 1}'"]
     assert json.loads((out / rundir.CONFIG).read_text())["model"]["text"]["sequence_length"] == 12
 
     base = tmp_path / "exports"
@@ -166,6 +188,43 @@ def test_train_caches_phase_1_exports_and_predicts_with_label_names(bert_dir, tm
     assert "transformer 'bert_backbone' (padding_mask int32 [1, 12]" in error
     assert "converts with builtin ops" in error and "from layer 'dropout' on" in error
     assert not (out / "tflite-dynamic").exists()
+
+
+def _split(bert_dir, unfreeze_layers, sequence_length=16):
+    model = _model(bert_dir, sequence_length=sequence_length)
+    train = TrainConfig(unfreeze_layers=unfreeze_layers)
+    set_phase_trainable(model, plan_phases(train)[1], train)
+    return model, boundary.split_model(model)
+
+
+def test_phase_2_cut_above_the_frozen_blocks_equals_the_classifier(bert_dir):
+    model, split = _split(bert_dir, unfreeze_layers=2)
+    assert split.layer == f"transformer_layer_{NUM_LAYERS - 2}"
+    texts = tf.constant(["good film", "a dull, awful plot<br />dull", "", "zzz " * 30])
+    assert boundary.max_difference(model, split, texts) <= 1e-5
+    packed = split.bottom(texts).numpy()
+    hidden_dim = model.get_layer("backbone").output_dim
+    assert packed.shape == (4, 16, hidden_dim + 1)
+    lengths = packed[..., -1].sum(1).astype(int)  # the mask channel: real tokens
+    assert lengths[2] == 2 and lengths[3] == 16  # [CLS] [SEP]; truncated
+    assert not packed[0, lengths[0]:].any()  # zeros past the text's end
+    # The top trains the classifier's own blocks: one step moves both alike.
+    assert len(split.top.trainable_weights) == len(model.trainable_weights)
+    split.top.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    before = model(texts).numpy()
+    split.top.train_on_batch(packed, np.array([1, 0, 1, 0]))
+    after = model(texts).numpy()
+    assert np.abs(after - before).max() > 1e-4
+    assert boundary.max_difference(model, split, texts) <= 1e-5
+
+
+@pytest.mark.parametrize("unfreeze_layers, reason", [
+    (NUM_LAYERS, "every transformer block trains"),
+    (NUM_LAYERS + 1, "embedding layers train in this phase"),
+])
+def test_no_transformer_cut_when_nothing_below_stays_fixed(bert_dir, unfreeze_layers, reason):
+    with pytest.raises(boundary.NoBoundary, match=reason):
+        _split(bert_dir, unfreeze_layers)
 
 
 def test_bad_encoders_fail_with_clear_errors(bert_dir, tmp_path):

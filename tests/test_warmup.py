@@ -137,4 +137,4 @@ def test_flags_and_bad_values(tmp_path):
         load_config(overrides={"train": {"lr_schedule": "step"}})
     with pytest.raises(ValueError, match="anneals its own learning rate"):
         load_config(overrides={"train": {"strategy": "domain_adaptation", "warmup_fraction": 0.1},
-                               "data": {"target_source": str(tmp_path)}})
+                               "adaptation": {"target_source": str(tmp_path)}})

@@ -3,8 +3,12 @@
 The public API is imported lazily, so `import tfxfer` (and `tfxfer --help`)
 does not load TensorFlow until a name that needs it is used.
 
-Example:
+Example (a notebook; see docs/python-api.md):
     import tfxfer
+    clf = tfxfer.fit("photos/", backbone="mobilenet_v2", epochs=3)
+    clf.evaluate(), clf.predict(["photos/roses/1.jpg"]), clf.export("saved_models")
+
+Example (a script, step by step):
     config = tfxfer.load_config("apps/flowers/config.yaml", {"train": {"epochs": 2}})
     result = tfxfer.train(config)
 """
@@ -19,6 +23,7 @@ _EXPORTS = {
     "get_backbone": "tfxfer.image.backbones",
     "list_backbones": "tfxfer.image.backbones",
     "register_backbone": "tfxfer.image.backbones",
+    "AdaptationConfig": "tfxfer.config",
     "DataConfig": "tfxfer.config",
     "ImageConfig": "tfxfer.config",
     "ModelConfig": "tfxfer.config",
@@ -46,6 +51,9 @@ _EXPORTS = {
     "set_phase_trainable": "tfxfer.training.strategies",
     "PhaseTrainer": "tfxfer.training.trainer",
     "fit_phases": "tfxfer.training.trainer",
+    "Classifier": "tfxfer.notebook.classifier",
+    "fit": "tfxfer.notebook.classifier",
+    "load": "tfxfer.notebook.classifier",
     "get_encoder": "tfxfer.text.encoders",
     "list_encoders": "tfxfer.text.encoders",
     "register_encoder": "tfxfer.text.encoders",

@@ -8,10 +8,12 @@ functions, so `tfxfer --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,6 +25,8 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    EXEMPLAR_SELECTIONS,
+    KEEP,
     LR_SCHEDULES,
     OPTIMIZERS,
     PHASE2_CACHE,
@@ -37,6 +41,7 @@ from tfxfer.runtime.onednn import enable_onednn_default
 from tfxfer.serving import commands as serving_commands
 from tfxfer.serving.server import commands as server_commands
 from tfxfer.text import commands as text_commands
+from tfxfer.unsupervised import commands as unsupervised_commands
 
 
 def _float_or_auto(text: str) -> float | str:
@@ -78,10 +83,12 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--data", "data", "source", {"help": "class-subfolder image folder, CSV file or tfds:NAME"}),
     ("--test-data", "data", "test_source", {
         "help": "separate test folder or CSV file (then --test-fraction is not carved)"}),
-    ("--target-data", "data", "target_source", {
+    ("--target-data", "adaptation", "target_source", {
         "help": "domain_adaptation: folder of unlabelled target-domain images"}),
-    ("--target-test-data", "data", "target_test_source", {
+    ("--target-test-data", "adaptation", "target_test_source", {
         "help": "domain_adaptation: labelled target folder, accuracy measured every epoch"}),
+    ("--unlabelled-data", "data", "unlabelled_source", {
+        "help": "self-training: unlabelled images (folder) or texts (CSV) to pseudo-label"}),
     ("--tfds-data-dir", "data", "tfds_data_dir", {"help": "TFDS data directory"}),
     ("--batch-size", "data", "batch_size", {"type": int}),
     ("--seed", "data", "seed", {"type": int, "help": "split and shuffle seed"}),
@@ -140,21 +147,42 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "choices": DISTRIBUTE, "help": "auto: multi_worker when TF_CONFIG names several workers"}),
     ("--cache-dir", "data", "cache_dir", {"help": "feature cache directory"}),
     ("--verbose", "train", "verbose", {"type": int}),
-    ("--domain-hidden-units", "train", "domain_hidden_units", {"type": int}),
-    ("--adaptation-features", "train", "adaptation_features", {
+    ("--self-training-rounds", "train", "self_training_rounds", {
+        "type": int, "help": "self-training: student rounds after the teacher"}),
+    ("--self-training-precision", "train", "self_training_precision", {
+        "type": float, "help": "self-training: validation precision the threshold needs"}),
+    ("--domain-hidden-units", "adaptation", "domain_hidden_units", {"type": int}),
+    ("--adaptation-features", "adaptation", "features", {
         "choices": (*ADAPTATION_FEATURES, AUTO),
         "help": "what the domain classifier reads: the pooled backbone features, the "
                 "head's hidden layer, or auto: reverse validation picks it (with "
                 "--adaptation-lambda when that is auto too)"}),
-    ("--adaptation-lambda", "train", "adaptation_lambda", {
+    ("--adaptation-lambda", "adaptation", "lambda_max", {
         "type": _float_or_auto, "metavar": "LAMBDA|auto",
         "help": "ceiling of the gradient-reversal schedule; auto: reverse validation picks "
                 "it among --adaptation-lambdas without target labels"}),
-    ("--adaptation-lambdas", "train", "adaptation_lambdas", {
+    ("--adaptation-lambdas", "adaptation", "lambda_grid", {
         "type": _float_list, "metavar": "L1,L2,...",
         "help": "candidates of --adaptation-lambda auto (default 0,0.1,0.3,1)"}),
-    ("--reverse-validation-fraction", "train", "reverse_validation_fraction", {
+    ("--reverse-validation-fraction", "adaptation",
+     "reverse_validation_fraction", {
         "type": float, "help": "share of the run's steps each reverse-validation run trains"}),
+    # --- continual learning (tfxfer.continual, docs/continual.md) ---
+    ("--from", "continual", "parent", {
+        "metavar": "RUN_DIR", "help": "continue a finished run: its head grows to the union "
+                                      "of its classes and --data's (LwF, rehearsal)"}),
+    ("--keep", "continual", "keep", {
+        "choices": KEEP, "help": "old: keep the parent's classes; none: new classes only"}),
+    ("--rehearsal", "continual", "rehearsal", {
+        "type": int, "metavar": "N", "help": "train on N of the parent's exemplars per class too"}),
+    ("--lwf-weight", "continual", "lwf_weight", {
+        "type": float, "metavar": "W", "help": "weight of the LwF distillation (0: off)"}),
+    ("--temperature", "continual", "temperature", {
+        "type": float, "help": "temperature of the LwF distillation (default 2)"}),
+    ("--exemplars", "continual", "exemplars", {
+        "type": int, "metavar": "N", "help": "keep N examples per class for later rehearsal"}),
+    ("--exemplar-selection", "continual", "exemplar_selection", {
+        "choices": EXEMPLAR_SELECTIONS, "help": "herding (pooled features) or random"}),
 ]
 
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
@@ -166,6 +194,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool]] = [
     ("--jit-compile", "train", "jit_compile", True),
     ("--no-tensorboard", "train", "tensorboard", False),
     ("--deterministic", "train", "deterministic", True),
+    ("--no-balance-rehearsal", "continual", "balance_rehearsal", False),
 ]
 
 
@@ -232,7 +261,8 @@ def parse_train_config(
     imports TensorFlow).
 
     Args:
-        argv: the arguments (default: sys.argv[1:]).
+        argv: the arguments (default: sys.argv[1:], except inside a Jupyter/IPython
+            kernel, whose command line (`-f kernel.json`) is not ours: there, none).
         config_file: the config file used when `--config` is not given.
         description: the `--help` text.
 
@@ -242,9 +272,16 @@ def parse_train_config(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     add_train_arguments(parser)
+    if argv is None and in_kernel():
+        argv = []
     args = parser.parse_args(argv)
     start_process(args.log_level)
     return load_config(args.config or config_file, train_overrides(args))
+
+
+def in_kernel() -> bool:
+    """Whether this process is a Jupyter/IPython kernel (its sys.argv is the kernel's)."""
+    return "ipykernel" in sys.modules or "ipykernel" in Path(sys.argv[0] if sys.argv else "").name
 
 
 def start_process(log_level: str, tensorflow: bool = True) -> None:
@@ -270,8 +307,14 @@ def run_train(args: argparse.Namespace) -> int:
     from tfxfer.experiment import train
     from tfxfer.training.resume import RunFinishedError
 
+    config = load_config(args.config, train_overrides(args))
+    if config.data.unlabelled_source:
+        from tfxfer.unsupervised.self_training import self_train
+
+        print(json.dumps(self_train(config).as_dict(), indent=2))
+        return 0
     try:
-        result = train(load_config(args.config, train_overrides(args)), resume=args.resume)
+        result = train(config, resume=args.resume)
     except RunFinishedError as err:
         print(err)
         return 0
@@ -372,6 +415,11 @@ COMMANDS: list[Command] = [
     ("lr-find", "sweep the phase-1 learning rate and plot loss against it (no training)",
      _with_train_flags(advise_commands.add_lr_find_arguments),
      _with_train_overrides(advise_commands.run_lr_find)),
+    # --- unlabelled data (tfxfer.unsupervised.commands) ---
+    ("embed", "pooled pretrained features of an image folder or text CSV (.npy or Parquet)",
+     unsupervised_commands.add_embed_arguments, unsupervised_commands.run_embed),
+    ("cluster", "k-means on pretrained features: clusters.csv, a 2-D map, an HTML report",
+     unsupervised_commands.add_cluster_arguments, unsupervised_commands.run_cluster),
 ]
 
 

@@ -11,14 +11,17 @@ A run is described by one `RunConfig`:
                            (an audio model also reads `image`: its backbone runs on the
                            log-mel spectrogram as on a picture)
     train    TrainConfig   strategy, epochs, learning rates, unfreezing, caching, devices
+    adaptation AdaptationConfig  strategy "domain_adaptation": target folders, domain head,
+                           the gradient-reversal lambda and its reverse-validation search
+    continual ContinualConfig  the parent run to grow (LwF, rehearsal), exemplars kept
     out                    the run directory
 
 A YAML or JSON file may override any field; command-line flags override the
 file. There is no config framework: `load_config` merges plain dicts into the
-dataclasses and rejects unknown keys by name. The data decide the modality
-(`tfxfer.modality`); a run's resolved config keeps only that model section.
-Flat model keys of the old layout (`model.backbone`, `model.encoder`, ...) are
-mapped into their section with a warning, so old files and run directories load.
+dataclasses and rejects unknown keys by name; a key of an earlier layout
+(`model.backbone`, `train.adaptation_lambda`, ...) is an error naming its new place.
+The data decide the modality (`tfxfer.modality`); a run's resolved config keeps only
+that model section.
 
 Example:
     config = load_config("apps/flowers/config.yaml", {"train": {"epochs": 2}})
@@ -28,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 STRATEGIES = (
     "feature_extraction", "fine_tune", "fine_tune_all", "from_scratch", "domain_adaptation"
 )
-# `train.strategy`, `train.learning_rate`, `train.adaptation_lambda` and
+# `train.strategy`, `train.learning_rate`, `adaptation.lambda_max`, `adaptation.features` and
 # `model.image.feature_layer` may be "auto" (resolved by `tfxfer.auto.resolve` once the data
 # are read).
 AUTO = "auto"
@@ -64,6 +66,10 @@ DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
 # Which features DANN's domain classifier reads: the pooled backbone features (the head's
 # input) or the output of the head's hidden layer (`model.hidden_units` > 0).
 ADAPTATION_FEATURES = ("pooling", "hidden")
+# Continual learning (tfxfer.continual): which of the parent's classes the child keeps, and
+# how exemplars are chosen.
+KEEP = ("old", "none")
+EXEMPLAR_SELECTIONS = ("herding", "random")
 
 
 @dataclass
@@ -99,13 +105,11 @@ class DataConfig:
     # labels not named keep their own, names of absent labels are ignored (at least one
     # must match). TFDS sources already carry the dataset's names (IMDB: neg, pos).
     label_names: dict[str, str] | None = None
-    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
-    # Unlabelled target-domain images: a flat folder, or class subfolders whose names
-    # (labels) are ignored.
-    target_source: str | None = None
-    # Labelled target images (class subfolders) to measure target accuracy after every
-    # epoch; never used for training.
-    target_test_source: str | None = None
+    # --- Self-training (tfxfer.unsupervised.self_training) ---
+    # Unlabelled examples of the same kind as `source` (a flat image folder, or one whose
+    # subfolder names are ignored, or a CSV of texts): the teacher pseudo-labels them and
+    # students train on the labelled + confidently pseudo-labelled examples.
+    unlabelled_source: str | None = None
 
 
 @dataclass
@@ -145,6 +149,9 @@ class TextConfig:
     sequence_length: int = 128
     # Transformer encoders: sentence pooling, "mean", "cls", or None for the checkpoint's own.
     text_pooling: str | None = None
+    # Transformer encoders: pad each batch only to its longest text (outputs unchanged,
+    # cost follows the real length); false keeps every batch at `sequence_length`.
+    dynamic_padding: bool = True
 
 
 @dataclass
@@ -185,59 +192,6 @@ SECTIONS = {IMAGE: ImageConfig, TEXT: TextConfig, AUDIO: AudioConfig}
 # The sections each modality's model reads (an audio model: its backbone's image section).
 MODALITY_SECTIONS = {IMAGE: (IMAGE,), TEXT: (TEXT,), AUDIO: (AUDIO, IMAGE)}
 
-# Pre-sections configs wrote these keys flat under `model`; they are mapped into their
-# section (with a warning), so old config files and run directories keep loading.
-_FLAT_MODEL_KEYS = {
-    **{f.name: IMAGE for f in dataclasses.fields(ImageConfig)},
-    **{f.name: TEXT for f in dataclasses.fields(TextConfig)},
-}  # audio never had flat keys
-
-
-def nest_flat_model_keys(values: dict[str, Any], where: str = "model") -> dict[str, Any]:
-    """Moves pre-sections flat keys (`backbone`, `encoder`, ...) into their section dicts.
-
-    Args:
-        values: the keys of a `model` mapping (or `ModelConfig` keyword arguments).
-        where: named in the warning.
-
-    Returns:
-        `values` with every flat key moved to `values[section][key]`; a section given
-        as a dataclass is turned into a dict first.
-    """
-    flat = [k for k in values if k.replace("-", "_") in _FLAT_MODEL_KEYS]
-    if not flat:
-        return values
-    logger.warning(
-        "Flat model keys of the old config layout were mapped into their sections: %s. "
-        "Update the file or call.", ", ".join(
-            f"{where}.{k} -> {where}.{_FLAT_MODEL_KEYS[k.replace('-', '_')]}.{k}" for k in flat))
-    nested = {k: v for k, v in values.items() if k not in flat}
-    for key in flat:
-        name = _FLAT_MODEL_KEYS[key.replace("-", "_")]
-        section = nested.get(name) or {}
-        if dataclasses.is_dataclass(section):
-            section = dataclasses.asdict(section)
-        nested[name] = {**section, key: values[key]}
-    return nested
-
-
-def _accepts_flat_keys(cls: type) -> type:
-    """Lets `ModelConfig(backbone=..., encoder=...)` keep working: keys go to their section."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        nested = nest_flat_model_keys(kwargs, "ModelConfig()")
-        for name, section in SECTIONS.items():
-            if isinstance(nested.get(name), dict):
-                nested[name] = section(**nested[name])
-        init(self, *args, **nested)
-
-    cls.__init__ = __init__
-    return cls
-
-
-@_accepts_flat_keys
 @dataclass
 class ModelConfig:
     """The classifier: a head shared by both modalities, and one section per modality.
@@ -245,8 +199,6 @@ class ModelConfig:
     Before the data are read both sections are present (the data decide which one
     is used); a run's resolved config keeps only its own (`for_modality`), and the
     run warns about settings of the other one (`unused_settings`).
-    Flat keyword arguments of the pre-sections form, `ModelConfig(backbone=...)`,
-    are still accepted and put into their section, with a warning.
     """
 
     # Dropout before the classifier.
@@ -352,20 +304,42 @@ class TrainConfig:
     verbose: int = 2
     # Write TensorBoard logs of both phases to RUN_DIR/tensorboard.
     tensorboard: bool = True
-    # --- Domain adaptation (strategy "domain_adaptation", see tfxfer.adaptation) ---
+    # --- Self-training (data.unlabelled_source, tfxfer.unsupervised.self_training) ---
+    # Student rounds after the teacher (each student teaches the next).
+    self_training_rounds: int = 2
+    # The pseudo-label confidence threshold is the smallest candidate at which the
+    # teacher's confident predictions on the validation split are at least this precise.
+    self_training_precision: float = 0.9
+
+
+@dataclass
+class AdaptationConfig:
+    """Domain-adversarial training (DANN) of strategy "domain_adaptation" (`tfxfer.adaptation`).
+
+    One section because its settings span data (the target folders), model (the domain
+    head) and training (the lambda schedule, its search, the annealed learning rate), and
+    only this strategy reads them; other strategies reject target folders.
+    """
+
+    # Unlabelled target-domain images: a flat folder, or class subfolders whose names
+    # (labels) are ignored.
+    target_source: str | None = None
+    # Labelled target images (class subfolders) to measure target accuracy after every
+    # epoch; never used for training.
+    target_test_source: str | None = None
     # Width of the domain classifier's hidden layer (0: a linear domain classifier).
     domain_hidden_units: int = 100
     # What the domain classifier reads (ADAPTATION_FEATURES): "pooling", the pooled backbone
     # features (the paper's MNIST split, after the convolutions), or "hidden", the label
     # head's hidden layer, so that a fully connected layer is part of the adapted features,
-    # or "auto": reverse validation picks it (with adaptation_lambda, when that is "auto").
-    adaptation_features: str = "pooling"
+    # or "auto": reverse validation picks it (with lambda_max, when that is "auto").
+    features: str = "pooling"
     # Ceiling of the gradient-reversal schedule lambda_p = max * (2 / (1 + exp(-10 p)) - 1),
-    # or "auto": reverse validation picks it among `adaptation_lambdas` without target
-    # labels (tfxfer.adaptation.reverse_validation; reverse_validation.json).
-    adaptation_lambda: float | str = 1.0
-    # The candidates of adaptation_lambda "auto" (0: no adaptation is a candidate too).
-    adaptation_lambdas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
+    # or "auto": reverse validation picks it among `lambda_grid` without target labels
+    # (tfxfer.adaptation.reverse_validation; reverse_validation.json).
+    lambda_max: float | str = 1.0
+    # The candidates of lambda_max "auto" (0: no adaptation is a candidate too).
+    lambda_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0])
     # Each forward and reverse run of reverse validation trains this fraction of the
     # run's steps (2 runs per candidate).
     reverse_validation_fraction: float = 0.15
@@ -374,10 +348,49 @@ class TrainConfig:
 
 
 @dataclass
+class ContinualConfig:
+    """Learning new classes without forgetting the old (see tfxfer/continual/).
+
+    A section of its own, not TrainConfig fields: these settings describe a run's relation
+    to another run (its parent) and what it keeps for its children (exemplars), they are
+    validated together, and a run that continues nothing carries one default block.
+    """
+
+    # A finished run directory to continue (`tfxfer train --from RUN_DIR`): its model is
+    # loaded and its head grows to the union of its classes and the new data's.
+    parent: str | None = None
+    # "old": the child keeps the parent's classes (the head grows); "none": the child has
+    # only the new data's classes and starts from the parent's weights (plain transfer).
+    keep: str = "old"
+    # Exemplars per old class of the parent (its RUN_DIR/exemplars.csv) added to the new
+    # training data (0: none).
+    rehearsal: int = 0
+    # Repeat each old class's exemplars in the training split until the class has about
+    # as many examples as a new class has (class-balanced rehearsal): with 20 exemplars
+    # against hundreds of new examples, the head otherwise leans to the new classes.
+    balance_rehearsal: bool = True
+    # Weight of the Learning-without-Forgetting loss: the parent's soft outputs on the
+    # training data distilled into the child's old-class outputs (0: plain fine-tuning).
+    lwf_weight: float = 1.0
+    # Temperature of the distillation (Li & Hoiem 2016 and Hinton et al. 2015 use 2).
+    temperature: float = 2.0
+    # Store this many training examples per class in RUN_DIR/exemplars.csv for a later
+    # child's rehearsal (0: none).
+    exemplars: int = 0
+    # How exemplars are chosen: "herding" (iCaRL: closest running mean of the pooled
+    # features) or "random".
+    exemplar_selection: str = "herding"
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Strategy "domain_adaptation" only (its defaults otherwise).
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    # Continual learning: the parent run and exemplars (tfxfer.continual).
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
     # Run directory for config, history, metrics, model and labels (None: runs/<timestamp>).
     out: str | None = None
 
@@ -389,17 +402,39 @@ class RunConfig:
         _validate_data(self.data)
         _validate_model(self.model)
         _validate_adaptation(self)
+        _validate_continual(self)
         return self
 
 
+def _validate_continual(config: RunConfig) -> None:
+    c = config.continual
+    _validate_choice("continual.keep", c.keep, KEEP)
+    _validate_choice("continual.exemplar_selection", c.exemplar_selection, EXEMPLAR_SELECTIONS)
+    for name in ("rehearsal", "exemplars"):
+        if getattr(c, name) < 0:
+            raise ValueError(f"continual.{name} must be >= 0. Received: {getattr(c, name)}")
+    if c.lwf_weight < 0 or c.temperature <= 0:
+        raise ValueError("continual.lwf_weight must be >= 0 and continual.temperature > 0. "
+                         f"Received: lwf_weight={c.lwf_weight}, temperature={c.temperature}")
+    if c.parent is None and c.rehearsal:
+        raise ValueError(f"continual.rehearsal needs a parent run (--from RUN_DIR). "
+                         f"Received: rehearsal={c.rehearsal}, parent=None")
+    if c.parent is not None and config.train.strategy == "domain_adaptation":
+        raise ValueError("A continual run (--from) does not take strategy 'domain_adaptation'.")
+    if c.keep == "none" and c.rehearsal:
+        raise ValueError("continual.keep 'none' drops the parent's classes, so there is "
+                         f"nothing to rehearse. Received: rehearsal={c.rehearsal}")
+
+
 def _validate_adaptation(config: RunConfig) -> None:
+    adaptation = config.adaptation
     adapting = config.train.strategy == "domain_adaptation"
-    if adapting and not config.data.target_source:
+    if adapting and not adaptation.target_source:
         raise ValueError(
             "strategy 'domain_adaptation' needs unlabelled target images: set --target-data "
-            "(data.target_source) to a folder of images."
+            "(adaptation.target_source) to a folder of images."
         )
-    if not adapting and (config.data.target_source or config.data.target_test_source):
+    if not adapting and (adaptation.target_source or adaptation.target_test_source):
         raise ValueError(
             "--target-data / --target-test-data are used by --strategy domain_adaptation only. "
             f"Received: strategy={config.train.strategy!r}"
@@ -407,14 +442,14 @@ def _validate_adaptation(config: RunConfig) -> None:
     scheduled = config.train.warmup_fraction > 0 or config.train.lr_schedule != "constant"
     if adapting and scheduled:
         raise ValueError(
-            "strategy 'domain_adaptation' anneals its own learning rate (anneal_learning_rate); "
-            "it does not take --warmup or --lr-schedule. Received: warmup_fraction="
-            f"{config.train.warmup_fraction}, lr_schedule={config.train.lr_schedule!r}"
+            "strategy 'domain_adaptation' anneals its own learning rate "
+            "(adaptation.anneal_learning_rate); it does not take --warmup or --lr-schedule. "
+            f"Received: warmup_fraction={config.train.warmup_fraction}, "
+            f"lr_schedule={config.train.lr_schedule!r}"
         )
-    if config.train.domain_hidden_units < 0:
-        raise ValueError(
-            f"domain_hidden_units must be >= 0. Received: {config.train.domain_hidden_units}"
-        )
+    if adaptation.domain_hidden_units < 0:
+        raise ValueError("adaptation.domain_hidden_units must be >= 0. "
+                         f"Received: {adaptation.domain_hidden_units}")
     _validate_adaptation_features(config)
     _validate_adaptation_lambda(config)
 
@@ -424,65 +459,65 @@ def _is_number(value: Any) -> bool:
 
 
 def _validate_adaptation_features(config: RunConfig) -> None:
-    """adaptation_features: one of ADAPTATION_FEATURES or "auto" (reverse validation, which
+    """adaptation.features: one of ADAPTATION_FEATURES or "auto" (reverse validation, which
     scores on the source validation split); "hidden" needs a hidden layer."""
-    value = config.train.adaptation_features
+    value = config.adaptation.features
     if value not in (*ADAPTATION_FEATURES, AUTO):
-        raise ValueError(f"train.adaptation_features must be one of "
+        raise ValueError(f"adaptation.features must be one of "
                          f"{[*ADAPTATION_FEATURES, AUTO]}. Received: {value!r}")
     if value == AUTO:
-        _require_reverse_validation(config, "adaptation_features")
+        _require_reverse_validation(config, "features")
     if value == "hidden" and not config.model.hidden_units:
         raise ValueError(
-            "train.adaptation_features 'hidden' reads the head's hidden layer, and "
+            "adaptation.features 'hidden' reads the head's hidden layer, and "
             f"model.hidden_units is {config.model.hidden_units!r}: set model.hidden_units "
             "(e.g. 100) or use 'pooling'."
         )
 
 
 def _require_reverse_validation(config: RunConfig, setting: str) -> None:
-    """train.<setting> 'auto' is resolved by reverse validation: a domain-adaptation run
-    with a labelled source validation split to score the candidates on."""
+    """adaptation.<setting> 'auto' is resolved by reverse validation: a domain-adaptation
+    run with a labelled source validation split to score the candidates on."""
     if config.train.strategy != "domain_adaptation":
         raise ValueError(
-            f"train.{setting} 'auto' (reverse validation) needs strategy "
+            f"adaptation.{setting} 'auto' (reverse validation) needs strategy "
             f"'domain_adaptation'. Received: strategy={config.train.strategy!r}"
         )
     if config.data.val_fraction <= 0:
         raise ValueError(
-            f"train.{setting} 'auto' scores candidates on the labelled source "
+            f"adaptation.{setting} 'auto' scores candidates on the labelled source "
             "validation split: set data.val_fraction > 0. Received: "
             f"val_fraction={config.data.val_fraction}"
         )
 
 
 def _validate_adaptation_lambda(config: RunConfig) -> None:
-    """adaptation_lambda: a number >= 0, or "auto" with a candidate grid to choose from."""
-    train = config.train
-    value = train.adaptation_lambda
+    """adaptation.lambda_max: a number >= 0, or "auto" with a grid of candidates."""
+    adaptation = config.adaptation
+    value = adaptation.lambda_max
     if isinstance(value, str):
         if value != AUTO:
             raise ValueError(
-                f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
+                f"adaptation.lambda_max must be a number >= 0 or 'auto'. Received: {value!r}"
             )
-        _require_reverse_validation(config, "adaptation_lambda")
+        _require_reverse_validation(config, "lambda_max")
     elif not _is_number(value) or not math.isfinite(value) or value < 0:
         raise ValueError(
-            f"train.adaptation_lambda must be a number >= 0 or 'auto'. Received: {value!r}"
+            f"adaptation.lambda_max must be a number >= 0 or 'auto'. Received: {value!r}"
         )
-    grid = train.adaptation_lambdas
+    grid = adaptation.lambda_grid
     if (not isinstance(grid, (list, tuple)) or not grid
             or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in grid)):
         raise ValueError(
-            "train.adaptation_lambdas must be a non-empty list of numbers >= 0 "
-            f"(the candidates of adaptation_lambda 'auto'). Received: {grid!r}"
+            "adaptation.lambda_grid must be a non-empty list of numbers >= 0 "
+            f"(the candidates of lambda_max 'auto'). Received: {grid!r}"
         )
     if len(set(grid)) != len(grid):
-        raise ValueError(f"train.adaptation_lambdas lists a value twice. Received: {grid!r}")
-    fraction = train.reverse_validation_fraction
+        raise ValueError(f"adaptation.lambda_grid lists a value twice. Received: {grid!r}")
+    fraction = adaptation.reverse_validation_fraction
     if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
         raise ValueError(
-            f"train.reverse_validation_fraction must be in (0, 1]. Received: {fraction!r}"
+            f"adaptation.reverse_validation_fraction must be in (0, 1]. Received: {fraction!r}"
         )
 
 
@@ -589,16 +624,12 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
     """
     if not isinstance(overrides, dict):
         raise ValueError(f"Config section {where or 'root'} must be a mapping. Got: {overrides!r}")
-    if isinstance(obj, ModelConfig):
-        overrides = nest_flat_model_keys(overrides, where.rstrip("."))
     known = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for key, value in overrides.items():
         key = key.replace("-", "_")
         if key not in known:
-            raise ValueError(
-                f"Unknown config key {where + key!r}. Valid keys here: {', '.join(sorted(known))}"
-            )
+            _raise_unknown_key(where + key, known)
         current = getattr(obj, key)
         if key in SECTIONS and current is None and value is not None:
             current = SECTIONS[key]()
@@ -608,6 +639,30 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
             _check_type(type(obj), key, value, where)
         changes[key] = value
     return dataclasses.replace(obj, **changes)
+
+
+# Keys of earlier layouts (never released) and where they live now: reading one is an
+# error that names its new place rather than a silent mapping.
+MOVED_KEYS = {
+    **{f"model.{f.name}": f"model.image.{f.name}" for f in dataclasses.fields(ImageConfig)},
+    **{f"model.{f.name}": f"model.text.{f.name}" for f in dataclasses.fields(TextConfig)},
+    "data.target_source": "adaptation.target_source",
+    "data.target_test_source": "adaptation.target_test_source",
+    "train.domain_hidden_units": "adaptation.domain_hidden_units",
+    "train.adaptation_features": "adaptation.features",
+    "train.adaptation_lambda": "adaptation.lambda_max",
+    "train.adaptation_lambdas": "adaptation.lambda_grid",
+    "train.reverse_validation_fraction": "adaptation.reverse_validation_fraction",
+    "train.anneal_learning_rate": "adaptation.anneal_learning_rate",
+}
+
+
+def _raise_unknown_key(key: str, known: dict[str, Any]) -> None:
+    """ValueError for an unknown key: its new place when it moved, else the valid keys."""
+    if key in MOVED_KEYS:
+        raise ValueError(f"Config key {key!r} has moved: write it as {MOVED_KEYS[key]!r} "
+                         "(the earlier layout is not read).")
+    raise ValueError(f"Unknown config key {key!r}. Valid keys here: {', '.join(sorted(known))}")
 
 
 _SCALARS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",

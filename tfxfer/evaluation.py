@@ -1,4 +1,8 @@
-"""Test-set evaluation: accuracy, per-class precision/recall/F1, confusion matrix."""
+"""Test-set evaluation: accuracy, per-class precision/recall/F1, confusion matrix.
+
+Accuracy carries its 95% Wilson interval and macro F1 a 95% bootstrap interval
+(`tfxfer.utils.stats`), in the printed table and in metrics.json.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.data.pipeline import single_pass
+from tfxfer.utils.stats import bootstrap_interval, format_interval, wilson_interval
 
 
 @dataclass
@@ -35,8 +40,22 @@ class Evaluation:
         return float(np.mean(self.y_pred == self.y_true)) if len(self.y_true) else float("nan")
 
     @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the accuracy."""
+        return wilson_interval(int(np.sum(self.y_pred == self.y_true)), len(self.y_true))
+
+    @property
     def confusion(self) -> np.ndarray:
         return confusion_matrix(self.y_true, self.y_pred, len(self.class_names))
+
+    @property
+    def macro_f1(self) -> float:
+        return macro_f1(self.y_true, self.y_pred, len(self.class_names))
+
+    def macro_f1_interval(self) -> tuple[float, float]:
+        """The 95% bootstrap interval of the macro F1 (1,000 resamples of the examples)."""
+        classes = len(self.class_names)
+        return bootstrap_interval(lambda t, p: macro_f1(t, p, classes), self.y_true, self.y_pred)
 
     def per_class(self) -> list[dict]:
         """Precision, recall, F1 and support of every class."""
@@ -44,19 +63,22 @@ class Evaluation:
 
     def table(self) -> str:
         """Accuracy and a per-class table, as `tfxfer train` prints them."""
-        lines = [f"test accuracy: {self.accuracy:.4f} ({len(self.y_true)} examples)",
+        lines = [f"test accuracy: {format_interval(self.accuracy, self.accuracy_interval, 4)} "
+                 f"(95% interval; {len(self.y_true)} examples)",
                  f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
         lines += [f"{r['class']:<20} {r['precision']:>9.3f} {r['recall']:>9.3f} "
                   f"{r['f1']:>9.3f} {r['support']:>8d}" for r in self.per_class()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        rows = self.per_class()
         return {
             "accuracy": self.accuracy,
+            "accuracy_interval": list(self.accuracy_interval),
             "examples": int(len(self.y_true)),
-            "macro_f1": float(np.mean([r["f1"] for r in rows])),
-            "per_class": rows,
+            "macro_f1": self.macro_f1,
+            "macro_f1_interval": list(self.macro_f1_interval()),
+            "interval_level": 0.95,
+            "per_class": self.per_class(),
             "confusion_matrix": self.confusion.tolist(),
             "class_names": self.class_names,
         }
@@ -67,6 +89,14 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
     return matrix
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """The unweighted mean of the per-class F1 scores."""
+    counts = np.bincount(np.asarray(y_true) * num_classes + np.asarray(y_pred),
+                         minlength=num_classes * num_classes)
+    rows = per_class_metrics(counts.reshape(num_classes, num_classes), range(num_classes))
+    return float(np.mean([r["f1"] for r in rows]))
 
 
 def per_class_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> list[dict]:

@@ -2,8 +2,9 @@
 
 `Experiment` holds one run; its methods are the steps, in order:
 
-    run = Experiment(config)       resolve the config, create the run directory, seed
-    run.load_data()                read and split `config.data` -> Splits; config.json
+    run = Experiment(config)       validate and resolve the config, seed (writes nothing)
+    run.load_data()                read and split `config.data` -> Splits; creates the run
+                                   directory and writes config.json
     run.build_model()              the classifier for the data's modality
     run.fit(phase)                 each of `run.phases`: the head, then fine-tuning
     run.evaluate()                 best weights, history; test metrics and predictions
@@ -16,6 +17,7 @@ test split.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -29,10 +31,13 @@ import tensorflow as tf
 
 from tfxfer import rundir
 from tfxfer.auto.resolve import resolve_auto
-from tfxfer.config import RunConfig
-from tfxfer.data.sources import load_splits
+from tfxfer.config import ModelConfig, RunConfig
+from tfxfer.continual.experiment import ContinualMixin, continual_evaluation, reload_child
+from tfxfer.continual.lineage import wants_continual
+from tfxfer.data.sources import check_sources, load_splits, source_kind
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
+from tfxfer.image.backbones import get_backbone
 from tfxfer.image.model import build_image_classifier, image_size_for
 from tfxfer.modality import AUDIO, IMAGE, validate_modality
 from tfxfer.reports import tensorboard_callbacks, write_report
@@ -47,7 +52,7 @@ from tfxfer.runtime.distribute import (
 )
 from tfxfer.runtime.gc_policy import long_lived_frozen
 from tfxfer.text.model import build_text_classifier
-from tfxfer.training.bottleneck import head_phase_runner, should_cache
+from tfxfer.training.bottleneck import head_phase_runner, should_cache, sorts_by_length
 from tfxfer.training.boundary import boundary_phase_runner, features_via_boundary
 from tfxfer.training.feature_norm import fit_feature_norm
 from tfxfer.training.resume import CHECKPOINTS, EpochBackup, latest_checkpoint, resume_config
@@ -84,14 +89,30 @@ def resolve_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, model=model, out=config.out or _default_out())
 
 
-def _prepare_run_dir(path: Path) -> Path:
+def _check_run_dir(path: Path) -> None:
     if (path / rundir.CONFIG).exists():
         raise FileExistsError(
             f"Run directory {path} already holds a run; choose another --out "
             "(nothing was overwritten)."
         )
+
+
+@contextlib.contextmanager
+def _new_run_dir(path: Path):
+    """Creates the run directory `path` for the block; removes it if the block fails.
+
+    Only what this call created is removed: a directory that existed before (empty,
+    since `_check_run_dir` passed) is left as it was found.
+    """
+    _check_run_dir(path)
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        yield path
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def build_classifier(config: RunConfig, modality: str, num_classes: int) -> keras.Model:
@@ -126,7 +147,9 @@ class Experiment:
 
     Args:
         config: the run configuration; it is validated and resolved (image size,
-            run directory), and the run directory is created (never overwritten).
+            run directory). Nothing is written yet: `load_data` creates the run
+            directory once the data are read (never overwriting a run), and removes
+            it again if the rest of that step fails.
         resume: a run directory to continue from its last completed epoch (see
             `tfxfer.training.resume`); `config` is then the run's saved config unless it
             differs from the default, when it must match the saved one.
@@ -147,13 +170,16 @@ class Experiment:
 
     def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
         self.given_model = config.validate().model
+        if resume is None:
+            check_sources(config)
+            _check_names(config)
         self.config = _resolve_run(config, resume)
         self.resume = resume
         # Created first: MultiWorkerMirroredStrategy must precede any TensorFlow op.
         self.strategy = distribution_strategy(self.config.train.distribute)
         self.chief = is_chief(self.strategy)
         if resume is None and self.chief:
-            _prepare_run_dir(Path(self.config.out))
+            _check_run_dir(Path(self.config.out))  # fail now, not after reading the data
         self.run_dir = output_dir(Path(self.config.out), self.strategy)
         set_precision(self.config.train.mixed_precision)
         _seed(self.config)
@@ -178,12 +204,22 @@ class Experiment:
     def load_data(self, splits: Splits | None = None) -> Splits:
         """Reads and splits `config.data.source` (or takes `splits`); writes config.json.
 
+        The run directory is created here, once the data are read; if the rest of
+        this step fails, the directory it created is removed again.
+
         The data's modality decides which model section the run keeps; "auto"
         settings are resolved here (`tfxfer.auto.resolve`), so config.json holds the choice.
         """
         model = self.config.model
         self.splits = splits or load_splits(self.config.data, model.image_input_size,
                                             model.audio)
+        if self.resume is None and self.chief:
+            with _new_run_dir(self.run_dir):
+                return self._set_up(model)
+        return self._set_up(model)
+
+    def _set_up(self, model: ModelConfig) -> Splits:
+        """The modality's model section, "auto" settings resolved, the setup files."""
         modality = self.splits.modality
         unused = self.given_model.unused_settings(modality)
         if unused:
@@ -223,10 +259,12 @@ class Experiment:
                 logger.info("Resuming after epoch %d from %s", self.start.epoch, self.start.path)
             else:  # a cut's feature standardisation (a resumed run restored it above)
                 fit_feature_norm(model, config, splits)
-            train_ds = with_options(
-                splits.batches("train", config.data, training=True, drop_remainder=even), options)
-            val_ds = with_options(splits.batches("val", config.data, drop_remainder=even),
-                                  options)
+            by_length = sorts_by_length(model)
+            train_ds = with_options(splits.batches(
+                "train", config.data, training=True, drop_remainder=even, by_length=by_length),
+                options)
+            val_ds = with_options(splits.batches(
+                "val", config.data, drop_remainder=even, by_length=by_length), options)
             if config.train.strategy == "domain_adaptation":
                 from tfxfer.adaptation import DomainAdaptation
 
@@ -306,6 +344,17 @@ def _resolve_run(config: RunConfig, resume: str | Path | None) -> RunConfig:
     return resume_config(resume, None if config == RunConfig() else resolve_config(given))
 
 
+def _check_names(config: RunConfig) -> None:
+    """An unknown backbone fails here, before any data are read (it lists the valid ones).
+
+    Only for folder sources, which are images; text encoders may also be handles
+    or paths, which the encoder loader resolves.
+    """
+    image = config.model.image
+    if image is not None and source_kind(config.data.source) == "folder":
+        get_backbone(image.backbone)
+
+
 def _seed(config: RunConfig) -> None:
     keras.utils.set_random_seed(config.data.seed)
     if config.train.deterministic:
@@ -327,7 +376,7 @@ def train(
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    run = Experiment(config, resume)
+    run = _experiment(config, resume)
     run.load_data(splits)
     run.build_model()
     for phase in run.phases:
@@ -336,10 +385,29 @@ def train(
     return run.save()
 
 
+class ContinualExperiment(ContinualMixin, Experiment):
+    """An `Experiment` that continues a parent run (`--from`) or keeps exemplars
+    (see `tfxfer.continual.experiment`)."""
+
+    def new_classifier(self) -> keras.Model:
+        splits = self._require("splits", "load_data")
+        return build_classifier(self.config, splits.modality, len(splits.class_names))
+
+
+def _experiment(config: RunConfig, resume: str | Path | None) -> Experiment:
+    """An `Experiment`, or a `ContinualExperiment` for a run with a parent or exemplars."""
+    if wants_continual(config, resume):
+        return ContinualExperiment(config, resume)
+    return Experiment(config, resume)
+
+
 def evaluate_run(run_dir: str | Path) -> Evaluation:
     """Reloads a run and evaluates its model on the run's own test split again."""
     config, model, class_names = rundir.load_run(run_dir)
     splits = load_splits(config.data, config.model.image_input_size, config.model.audio)
+    union = None
+    if config.continual.parent:  # a child: the union of classes, the parent's test split too
+        splits, union = reload_child(config, splits)
     if splits.class_names != class_names:
         raise ValueError(
             f"The data at {config.data.source} now has classes {splits.class_names}, "
@@ -348,6 +416,8 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
     if not splits.size("test"):
         raise ValueError(f"The run at {run_dir} has no test split (test_fraction=0).")
     evaluation = evaluate(model, splits.batches("test", config.data), class_names)
+    if union is not None:
+        evaluation = continual_evaluation(evaluation, union)
     rundir.write_evaluation(Path(run_dir), evaluation, rundir.split_inputs(splits, "test"))
     write_report(run_dir, splits)
     return evaluation

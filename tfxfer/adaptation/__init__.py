@@ -6,8 +6,10 @@
     grl_lambda, annealed_learning_rate   the paper's λ_p and η_p schedules
     build_mnist_m             MNIST-M from MNIST digits and any folder of colour photos
     build_usps, mnist_frame   USPS folders, its digits put into MNIST's 20-in-28 frame
-    reverse_validate          chooses λ's ceiling without target labels (`adaptation_lambda: auto`)
+    reverse_validate          chooses λ's ceiling without target labels (`lambda_max: auto`)
     bound_score, proxy_a_distance   the label-free terms of DANN's bound, to compare adapted runs
+    compare_arms, arms_table  source only vs DANN vs train on target on a domain pair (arms.py)
+    digit_pairs               MNIST -> MNIST-M and MNIST -> USPS folders, built once
 
 Names are imported on first use, so `tfxfer --help` (which lists the
 `build-mnist-m` command) does not load TensorFlow.
@@ -35,6 +37,11 @@ _EXPORTS = {
     "build_mnist_m": "tfxfer.adaptation.digits",
     "build_usps": "tfxfer.adaptation.digits",
     "mnist_frame": "tfxfer.adaptation.digits",
+    "digit_pairs": "tfxfer.adaptation.digits",
+    "ArmSettings": "tfxfer.adaptation.arms",
+    "DomainPair": "tfxfer.adaptation.arms",
+    "arms_table": "tfxfer.adaptation.arms",
+    "compare_arms": "tfxfer.adaptation.arms",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,7 @@
 
 The target folder may be flat (`target/*.png`) or hold class subfolders; labels
 are never read from it (the log says so). A separate labelled target test folder
-(`data.target_test_source`) only measures target accuracy after each epoch.
+(`adaptation.target_test_source`) only measures target accuracy after each epoch.
 
     source batches (x_s, y_s) ─┐
                                zip ─> ((x_s, x_t), y_s)   one step = half source, half target
@@ -26,7 +26,7 @@ from tfxfer.data.images import IMAGE_EXTENSIONS
 logger = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
-TARGET_FLAG = "--target-data (data.target_source)"
+TARGET_FLAG = "--target-data (adaptation.target_source)"
 
 
 @dataclass
@@ -46,7 +46,8 @@ class TargetImages:
     had_labels: bool = False
 
 
-def _image_files(root: Path) -> list[Path]:
+def image_files(root: Path) -> list[Path]:
+    """The image files under `root` (subfolders too, hidden ones not), sorted."""
     return sorted(
         p for p in root.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -73,7 +74,7 @@ def scan_target_images(path: str | os.PathLike, validate: bool = True) -> Target
         raise FileNotFoundError(f"{TARGET_FLAG} not found: {root}")
     if not root.is_dir():
         raise ValueError(f"{TARGET_FLAG} must be a folder of images. Received: {root}")
-    files = [str(p) for p in _image_files(root)]
+    files = [str(p) for p in image_files(root)]
     if not files:
         raise ValueError(
             f"{TARGET_FLAG} {root} holds no image files "

@@ -9,11 +9,13 @@ assets use tf_flowers). Everything is deterministic for a seed.
 `digit_partition` splits the pooled MNIST digits so that the source digits and
 the digits MNIST-M is built from are disjoint, as a fair comparison needs.
 `write_digit_folders` writes class folders of PNGs that `tfxfer train` reads
-like any other image folder.
+like any other image folder; `digit_pairs` builds both domain pairs of
+apps/digits/run.py once under one folder.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -276,3 +278,45 @@ def build_usps(
     write_digit_folders(x[~test], y[~test], folders["target_train"], "usps")
     write_digit_folders(x[test], y[test], folders["target_test"], "usps")
     return folders
+
+
+def digit_pairs(
+    assets: str | os.PathLike, root: str | os.PathLike, *, source: int = 10_000,
+    target_train: int = 20_000, target_test: int = 10_000, seed: int = 0,
+    usps_frame: str = "resize",
+) -> dict[str, dict[str, Path]]:
+    """The folders of MNIST -> MNIST-M and MNIST -> USPS under `root`, built once.
+
+    MNIST and MNIST-M are built from ASSETS/digits/mnist.npz and ASSETS/flower_photos
+    (`build_mnist_m`) and stamped with their sizes and seed (ROOT/digits.json), so a
+    second call reuses them and a call with other sizes is refused; USPS is built
+    from ASSETS/digits/usps.npz once per framing (ROOT/usps_<frame>), so both can
+    live under one root.
+
+    Returns:
+        {"mnist_m": folders, "usps": folders}, each {"source", "target_train",
+        "target_test"} -> folder (the source is the same MNIST folder).
+
+    Raises:
+        FileExistsError: `root` holds digits built with other sizes or another seed.
+    """
+    root, assets = Path(root), Path(assets)
+    stamp = root / "digits.json"
+    wanted = {"source": source, "target_train": target_train, "target_test": target_test,
+              "seed": seed}
+    if stamp.is_file() and json.loads(stamp.read_text()) != wanted:
+        raise FileExistsError(f"{root} was built with {stamp.read_text()}; choose another "
+                              f"folder for {wanted}.")
+    mnist_m = {"source": root / "mnist", "target_train": root / "mnist_m" / "train",
+               "target_test": root / "mnist_m" / "test"}
+    if not stamp.is_file():
+        build_mnist_m(assets / "digits" / "mnist.npz", assets / "flower_photos", root,
+                      source=source, target_train=target_train, target_test=target_test,
+                      seed=seed)
+        stamp.write_text(json.dumps(wanted))
+    usps_root = root / f"usps_{usps_frame}"
+    if not (usps_root / "usps").is_dir():
+        build_usps(assets / "digits" / "usps.npz", usps_root, seed=seed, frame=usps_frame)
+    usps = {"source": mnist_m["source"], "target_train": usps_root / "usps" / "train",
+            "target_test": usps_root / "usps" / "test"}
+    return {"mnist_m": mnist_m, "usps": usps}

@@ -18,12 +18,12 @@ import keras
 import tensorflow as tf
 
 from tfxfer.adaptation.layers import GradientReversal
-from tfxfer.config import TrainConfig
+from tfxfer.config import AdaptationConfig
 from tfxfer.image.model import HIDDEN, POOLING
 
 DOMAIN_HEAD = "domain_head"
 REVERSAL = "gradient_reversal"
-# `train.adaptation_features` -> the classifier layer whose output the domain head reads.
+# `adaptation.features` -> the classifier layer whose output the domain head reads.
 FEATURE_LAYERS = {"pooling": POOLING, "hidden": HIDDEN}
 
 
@@ -119,7 +119,9 @@ class DomainAdversarialModel(keras.Model):
         return [*super().metrics, self.domain_loss_tracker, self.domain_accuracy]
 
 
-def domain_adversarial_model(classifier: keras.Model, train: TrainConfig) -> DomainAdversarialModel:
-    """`classifier` under a domain head as `train` asks (width and features it reads)."""
-    return DomainAdversarialModel(classifier, train.domain_hidden_units,
-                                  features_layer=FEATURE_LAYERS[train.adaptation_features])
+def domain_adversarial_model(
+    classifier: keras.Model, adaptation: AdaptationConfig
+) -> DomainAdversarialModel:
+    """`classifier` under a domain head as `adaptation` asks (width and features it reads)."""
+    return DomainAdversarialModel(classifier, adaptation.domain_hidden_units,
+                                  features_layer=FEATURE_LAYERS[adaptation.features])

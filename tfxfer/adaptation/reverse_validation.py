@@ -10,7 +10,7 @@ adaptation of S -> T should also adapt back. For each candidate λ ceiling:
     reverse   DANN: pseudo-labelled T + source train S, labels hidden -> classifier η_r
     score     accuracy of η_r on the labelled source validation split
 
-With `train.adaptation_features: auto` the candidates are every pair of a features
+With `adaptation.features: auto` the candidates are every pair of a features
 choice (ADAPTATION_FEATURES: the pooled backbone features, the head's hidden layer) and a
 λ, so the same score also decides where the domain head reads. The candidate whose
 reverse classifier scores best wins (ties: the smaller λ, the milder adversarial
@@ -18,7 +18,7 @@ pressure, then the earlier features choice). Target labels are never read: targe
 from `scan_target_images`, which ignores class subfolders, and the source
 images of the reverse run pass through a pipeline that drops their labels.
 
-Cost: every run trains `train.reverse_validation_fraction` of the real run's steps
+Cost: every run trains `adaptation.reverse_validation_fraction` of the real run's steps
 (its phases in proportion, the schedules compressed to that length) on at most as
 many target images as it can see, so the whole search costs about
 2 × candidates × fraction of the real run. Every run starts from the same seed,
@@ -72,7 +72,7 @@ class CandidateScore:
         forward_domain_accuracy: the forward run's domain accuracy in its last epoch.
         reverse_domain_accuracy: the same for the reverse run.
         pseudo_label_counts: pseudo-labelled target images per class.
-        features: what the candidate's domain head reads (`train.adaptation_features`).
+        features: what the candidate's domain head reads (`adaptation.features`).
     """
 
     lambda_max: float
@@ -121,14 +121,14 @@ def choose_lambda(scores: list[CandidateScore]) -> float:
 
 
 def candidates(config: RunConfig) -> list[tuple[str, float]]:
-    """The (features, λ) pairs to score: every λ of `train.adaptation_lambdas` when λ is
+    """The (features, λ) pairs to score: every λ of `adaptation.lambda_grid` when λ is
     "auto" (else the run's λ), for every features choice when they are "auto" (the
     hidden layer only when the head has one) else the run's."""
-    train = config.train
-    lambdas = (train.adaptation_lambdas if train.adaptation_lambda == AUTO
-               else [train.adaptation_lambda])
-    features = [train.adaptation_features]
-    if train.adaptation_features == AUTO:
+    adaptation = config.adaptation
+    lambdas = (adaptation.lambda_grid if adaptation.lambda_max == AUTO
+               else [adaptation.lambda_max])
+    features = [adaptation.features]
+    if adaptation.features == AUTO:
         features = [f for f in ADAPTATION_FEATURES
                     if f != "hidden" or config.model.hidden_units]
     return [(f, float(value)) for f in features for value in lambdas]
@@ -136,7 +136,7 @@ def candidates(config: RunConfig) -> list[tuple[str, float]]:
 
 def _short_phases(config: RunConfig, steps_per_epoch: int) -> list[tuple[Phase, int]]:
     """The run's phases, each with `reverse_validation_fraction` of its steps (>= 1)."""
-    fraction = config.train.reverse_validation_fraction
+    fraction = config.adaptation.reverse_validation_fraction
     phases = plan_phases(config.train, is_pretrained(config))
     return [(p, max(1, round(fraction * p.epochs * steps_per_epoch))) for p in phases]
 
@@ -144,7 +144,8 @@ def _short_phases(config: RunConfig, steps_per_epoch: int) -> list[tuple[Phase, 
 def _target_sample(config: RunConfig, limit: int) -> list[str]:
     """At most `limit` target image paths, a seeded sample (all of them if fewer)."""
     data = config.data
-    paths = scan_target_images(data.target_source, validate=data.validate_files).paths
+    paths = scan_target_images(config.adaptation.target_source,
+                               validate=data.validate_files).paths
     return seeded_sample(paths, limit, data.seed)
 
 
@@ -187,14 +188,14 @@ class _Search:
         train_ds = datasets().repeat()
         classifier = self.build(self.config)
         model = domain_adversarial_model(
-            classifier, dataclasses.replace(self.config.train, adaptation_features=features))
+            classifier, dataclasses.replace(self.config.adaptation, features=features))
         step, history = 0, None
         for phase, steps in self.phases:
             set_phase_trainable(classifier, phase, self.config.train)
             compile_adversarial(model, phase, self.config.train)
             schedule = AdaptationSchedule(
                 model.reversal, self.steps, phase.learning_rate, first_step=step,
-                lambda_max=lambda_max, anneal=self.config.train.anneal_learning_rate)
+                lambda_max=lambda_max, anneal=self.config.adaptation.anneal_learning_rate)
             history = model.fit(train_ds, steps_per_epoch=steps, epochs=1, verbose=0,
                                 callbacks=[schedule])
             step = schedule.step
@@ -241,8 +242,8 @@ def reverse_validate(
     """Scores every candidate (`candidates(config)`) by reverse validation.
 
     Args:
-        config: a resolved domain-adaptation run config (image size set; data.target_source
-            the unlabelled target folder).
+        config: a resolved domain-adaptation run config (image size set;
+            adaptation.target_source the unlabelled target folder).
         splits: the labelled source splits; the validation split must not be empty.
         build: makes a fresh classifier for a config (`experiment.build_classifier`).
 

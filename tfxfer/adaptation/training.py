@@ -9,7 +9,7 @@ learning rate over the progress of the whole run. The label classifier itself is
 what the run saves and exports: the domain head lives only in the wrapper.
 
 Per epoch the history gains `domain_loss`, `domain_accuracy` (0.5 is chance),
-`lambda` and, with `data.target_test_source`, `target_accuracy` (measured on
+`lambda` and, with `adaptation.target_test_source`, `target_accuracy` (measured on
 labelled target images that training never sees). Pooled features of source and
 target samples before and after adaptation go to `adaptation_features.npz` in the
 run directory for the report's 2-D projection.
@@ -34,7 +34,7 @@ from tfxfer.adaptation.data import (
 )
 from tfxfer.adaptation.model import DomainAdversarialModel, domain_adversarial_model
 from tfxfer.adaptation.schedules import AdaptationSchedule
-from tfxfer.config import RunConfig, TrainConfig
+from tfxfer.config import AdaptationConfig, RunConfig, TrainConfig
 from tfxfer.reports.adaptation import FEATURES_FILE
 from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer
 from tfxfer.training.strategies import Phase
@@ -84,14 +84,14 @@ def compile_adversarial(model: DomainAdversarialModel, phase: Phase, train: Trai
     )
 
 
-def lambda_ceiling(train: TrainConfig) -> float:
-    """`train.adaptation_lambda` as a number (an unresolved "auto" is an error)."""
-    if isinstance(train.adaptation_lambda, str):
+def lambda_ceiling(adaptation: AdaptationConfig) -> float:
+    """`adaptation.lambda_max` as a number (an unresolved "auto" is an error)."""
+    if isinstance(adaptation.lambda_max, str):
         raise ValueError(
-            "train.adaptation_lambda is still 'auto': resolve it first with reverse "
+            "adaptation.lambda_max is still 'auto': resolve it first with reverse "
             "validation (tfxfer.auto.resolve.resolve_auto, which `tfxfer train` calls)."
         )
-    return float(train.adaptation_lambda)
+    return float(adaptation.lambda_max)
 
 
 class DomainAdaptation:
@@ -111,12 +111,12 @@ class DomainAdaptation:
                 "strategy 'domain_adaptation' adapts image classifiers; the source "
                 f"{splits.source} holds {splits.modality} data."
             )
-        data, train = config.data, config.train
+        data, adaptation = config.data, config.adaptation
         size = config.model.image_input_size
         self.classifier = classifier
         self.config = config
-        self.model = domain_adversarial_model(classifier, train)
-        target = scan_target_images(data.target_source, validate=data.validate_files)
+        self.model = domain_adversarial_model(classifier, adaptation)
+        target = scan_target_images(adaptation.target_source, validate=data.validate_files)
         source = splits.batches("train", data, training=True, drop_remainder=drop_remainder)
         self.train_ds = mixed_batches(
             source, target_batches(target, size, data.batch_size, data.seed)
@@ -125,9 +125,9 @@ class DomainAdaptation:
         self.steps_per_epoch = self._steps(source, splits.size("train"), data.batch_size)
         self.step = 0
         self.target_test = None
-        if data.target_test_source:
+        if adaptation.target_test_source:
             self.target_test = labelled_batches(
-                data.target_test_source, size, data.batch_size, splits.class_names
+                adaptation.target_test_source, size, data.batch_size, splits.class_names
             )
         self._samples = self._projection_samples(splits, target, size)
         self.features: dict[str, np.ndarray] = {}
@@ -167,8 +167,8 @@ class DomainAdaptation:
         compile_adversarial(self.model, phase, self.config.train)
         schedule = AdaptationSchedule(
             self.model.reversal, self.total_steps, phase.learning_rate, first_step=self.step,
-            lambda_max=lambda_ceiling(self.config.train),
-            anneal=self.config.train.anneal_learning_rate,
+            lambda_max=lambda_ceiling(self.config.adaptation),
+            anneal=self.config.adaptation.anneal_learning_rate,
         )
         own = [schedule]
         if self.target_test is not None:

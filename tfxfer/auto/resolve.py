@@ -3,7 +3,7 @@
     train.strategy: auto        -> tfxfer.auto.advisor (advice.json)
     model.image.feature_layer: auto   -> the best-probing depth (tfxfer.auto.probes)
     train.learning_rate: auto   -> tfxfer.auto.lr_finder on phase 1 (lr_find.json, lr_find.png)
-    train.adaptation_lambda / adaptation_features: auto   -> reverse validation, no target
+    adaptation.lambda_max / features: auto   -> reverse validation, no target
                                    labels (tfxfer.adaptation.reverse_validation;
                                    reverse_validation.json)
 
@@ -126,13 +126,13 @@ def resolve_auto(
         write_lr_find(run_dir, result, f"phase 1 ({config.train.strategy})")
         config = _with_learning_rate(config, result.suggestion)
         logger.info("Learning rate auto -> %.3g", result.suggestion)
-    train = config.train
-    if train.strategy == "domain_adaptation" and AUTO in (train.adaptation_lambda,
-                                                          train.adaptation_features):
+    adaptation = config.adaptation
+    if config.train.strategy == "domain_adaptation" and AUTO in (adaptation.lambda_max,
+                                                                 adaptation.features):
         result = reverse_validate(config, splits, build)
         write_reverse_validation(run_dir, result)
-        config = dataclasses.replace(config, train=dataclasses.replace(
-            train, adaptation_lambda=result.choice, adaptation_features=result.features))
+        config = dataclasses.replace(config, adaptation=dataclasses.replace(
+            adaptation, lambda_max=result.choice, features=result.features))
         logger.info("Adaptation auto -> λ %g, features %s (reverse validation, %.0f s)",
                     result.choice, result.features, result.seconds)
     if config is not given:

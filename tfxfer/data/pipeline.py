@@ -5,6 +5,13 @@ A source yields unbatched `(raw, label)` pairs, where `raw` is an encoded image
 shuffles, batches and prefetches:
 
     map(decode, AUTOTUNE) -> cache -> shuffle -> batch -> prefetch(AUTOTUNE)
+
+With `sort_window` (texts for a transformer with dynamic padding), examples are
+sorted by length within windows of `sort_window` batches, so that each batch pads to
+similar lengths, and the batches are shuffled again:
+
+    ... -> shuffle -> batch(window) -> sort by length -> unbatch -> batch
+        -> shuffle batches (training) -> prefetch
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    return resize_image(image, image_size)
+
+
+def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """An RGB image (H x W x 3, any dtype of 0-255 values) as uint8 of `image_size`²."""
     image = tf.image.resize(image, [image_size, image_size], antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
@@ -67,6 +79,7 @@ def make_batches(
     num_examples: int | None = None,
     skip_errors: bool = False,
     drop_remainder: bool = False,
+    sort_window: int = 0,
 ) -> tf.data.Dataset:
     """Turns unbatched (raw, label) pairs into a batched, prefetched dataset.
 
@@ -82,6 +95,8 @@ def make_batches(
             validated beforehand); a warning is logged for each.
         drop_remainder: drop the last partial batch (multi-replica training needs
             batches that split evenly).
+        sort_window: batches per window sorted by string length (0: no sorting);
+            the order of examples changes, each keeps its label.
 
     Returns:
         The batched dataset.
@@ -97,4 +112,15 @@ def make_batches(
     if training:
         buffer = num_examples or 10_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    if sort_window > 1:
+        ds = ds.batch(batch_size * sort_window).map(_sorted_by_length).unbatch()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if training and sort_window > 1:
+        ds = ds.shuffle(sort_window, seed=seed, reshuffle_each_iteration=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+@tf.autograph.experimental.do_not_convert
+def _sorted_by_length(texts: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    order = tf.argsort(tf.strings.length(texts), stable=True)
+    return tf.gather(texts, order), tf.gather(labels, order)

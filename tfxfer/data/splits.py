@@ -28,6 +28,9 @@ from tfxfer.utils.cache import fits_in_memory
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# Batches per window sorted by text length (`Splits.batches(by_length=True)`): enough
+# for similar lengths within a batch, few enough that an epoch's order stays random.
+LENGTH_WINDOW = 16
 
 
 def _class_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
@@ -120,8 +123,18 @@ def stratified_subset(
 def subsample_splits(
     indices: dict[str, np.ndarray], labels: np.ndarray, data: DataConfig
 ) -> dict[str, np.ndarray]:
-    """Applies `max_train_examples` / `max_test_examples` (stratified) to split indices."""
+    """Applies `max_train_examples` / `max_test_examples` (stratified) to split indices.
+
+    A validation split shrinks with the training split it was carved beside, keeping
+    their ratio: `max_train_examples: 2000` of IMDB's 22,500 training reviews keeps 222
+    of its 2,500 validation reviews, not all of them (validation would otherwise cost
+    more than the training it checks).
+    """
     limits = {"train": data.max_train_examples, "test": data.max_test_examples}
+    n_train, n_val = len(indices.get("train", ())), len(indices.get("val", ()))
+    if data.max_train_examples is not None and n_val and data.max_train_examples < n_train:
+        classes = len(np.unique(np.asarray(labels)[indices["val"]]))
+        limits["val"] = max(classes, round(n_val * data.max_train_examples / n_train))
     return {
         split: idx if limits.get(split) is None
         else stratified_subset(idx, labels, limits[split], data.seed)
@@ -241,9 +254,16 @@ class Splits:
         return True
 
     def batches(
-        self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False
+        self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False,
+        by_length: bool = False,
     ) -> tf.data.Dataset | None:
-        """The batched pipeline of one split, or None when `has_batches` is False."""
+        """The batched pipeline of one split, or None when `has_batches` is False.
+
+        `by_length` sorts texts by length within windows of `LENGTH_WINDOW` batches
+        (for a transformer with dynamic padding; see `make_batches`): examples change
+        order, so it is for training, validation and feature caching, not for
+        predictions matched to their inputs. Images ignore it.
+        """
         if not self.has_batches(split, data, drop_remainder):
             return None
         cache = self.cache_mode(split, data)
@@ -252,6 +272,7 @@ class Splits:
             decode=self.decode, cache=cache, seed=data.seed,
             num_examples=self.size(split), skip_errors=self.skip_errors,
             drop_remainder=drop_remainder,
+            sort_window=LENGTH_WINDOW if by_length and self.modality == "text" else 0,
         )
 
     def summary(self) -> dict:

@@ -30,11 +30,14 @@ from collections.abc import Callable, Iterable
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python.convert_phase import ConverterError
 
 from tfxfer.lite.quantization import get_quantization, validate_io_type
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
+
+# What a failed conversion raises (private to TensorFlow; see keras_compat).
+ConverterError = keras_compat.lite_converter_error()
 
 RESIZE_LAYER = "resize"
 _OP_PATTERN = re.compile(r"'(tf\.\w+)' op is neither a custom op nor a flex op")

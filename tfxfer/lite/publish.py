@@ -1,17 +1,17 @@
-"""Atomic publishing of an export directory (the one place tfxfer.lite touches the layout).
+"""Atomic publishing of an export directory (tfxfer.utils.atomic, in the serving layout's names).
 
-The export is written into `.tmp-export-PID-XXXX/` beside the target (same
-filesystem, made by `tfxfer.serving.export.layout`, which also removes the temporary
-directories of killed exports), flushed to disk, and renamed to the target in
-one `rename(2)`: the target directory either does not exist or is complete.
+The export is written into `.export.tmp-PID-XXXX/` beside the target (same filesystem;
+the temporary directories of killed exports are removed first), flushed to disk, and
+renamed to the target in one `rename(2)`: the target directory either does not exist
+or is complete.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tfxfer.serving.export import layout
+from tfxfer.utils import atomic
 
 
 def check_new_target(target: str | Path) -> Path:
@@ -33,16 +33,8 @@ def publish_directory(temp: Path, target: Path) -> Path:
     """Flushes `temp` and renames it to `target` in one step.
 
     Raises:
-        FileExistsError: `target` appeared meanwhile (`rename(2)` fails on a
-            non-empty directory and this check covers an existing empty one).
+        FileExistsError: `target` exists, or appeared meanwhile (`rename(2)` fails on a
+            non-empty directory and `atomic.publish_dir` checks for an empty one).
     """
     check_new_target(target)
-    layout.fsync_tree(temp)
-    try:
-        os.rename(temp, target)
-    except OSError as err:
-        if target.exists():
-            raise FileExistsError(f"{target} appeared during the export.") from err
-        raise
-    layout.fsync_dir(target.parent)
-    return target
+    return atomic.publish_dir(temp, target)

@@ -5,7 +5,7 @@
     feature_projection.png  PCA of pooled source and target features, before and after
                             adaptation (the paper's Figure: the clouds should overlap after)
     reverse_validation.json the λ candidates' reverse-validation scores and the choice
-                            (`adaptation_lambda: auto`), shown as a table
+                            (`adaptation.lambda_max: auto`), shown as a table
 """
 
 from __future__ import annotations

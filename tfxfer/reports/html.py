@@ -84,7 +84,7 @@ def _figure(caption: str, path: Path) -> str:
 def _overview(run: RunData) -> str:
     config, metrics = run.config, run.metrics or {}
     model, train = config.get("model", {}), config.get("train", {})
-    section = model.get(run.modality) or model  # flat in runs written before config sections
+    section = model.get(run.modality) or {}
     if run.modality == TEXT:
         network = section.get("encoder")
     else:
@@ -100,10 +100,16 @@ def _overview(run: RunData) -> str:
         ("training time", f"{sum(p.get('seconds', 0.0) for p in run.phases):.1f} s"),
     ]
     if metrics:
-        rows.append(("test accuracy", f"{metrics['accuracy']:.4f} "
-                                      f"({metrics['examples']} examples)"))
-        rows.append(("macro F1", f"{metrics['macro_f1']:.4f}"))
+        rows.append(("test accuracy", f"{metrics['accuracy']:.4f}{_interval(metrics, 'accuracy')}"
+                                      f" ({metrics['examples']} examples)"))
+        rows.append(("macro F1", f"{metrics['macro_f1']:.4f}{_interval(metrics, 'macro_f1')}"))
     return _table(None, rows)
+
+
+def _interval(metrics: dict, key: str) -> str:
+    """` (95% interval 0.7780-0.8850)`, or nothing for a run from before intervals."""
+    interval = metrics.get(f"{key}_interval")
+    return f" (95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
 
 
 def _metrics(run: RunData, parts: ReportParts) -> str:
@@ -118,8 +124,9 @@ def _metrics(run: RunData, parts: ReportParts) -> str:
                     [(p["true"], p["predicted"], p["count"], f"{p['share']:.1%}")
                      for p in parts.confused_pairs])
              if parts.confused_pairs else "<p>No test example was misclassified.</p>")
-    return (f"<h2>Metrics</h2><p>Test accuracy <b>{m['accuracy']:.4f}</b> on "
-            f"{m['examples']} examples; macro F1 {m['macro_f1']:.4f}.</p>"
+    return (f"<h2>Metrics</h2><p>Test accuracy <b>{m['accuracy']:.4f}</b>"
+            f"{_interval(m, 'accuracy')} on {m['examples']} examples; "
+            f"macro F1 {m['macro_f1']:.4f}{_interval(m, 'macro_f1')}.</p>"
             f"<h3>Per class</h3>{per_class}<h3>Most confused pairs</h3>{pairs}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfxfer.continual.evaluation import continual_section
 from tfxfer.data.splits import Splits
 from tfxfer.modality import TEXT
 from tfxfer.reports.adaptation import add_adaptation, reverse_validation_section
@@ -106,6 +107,8 @@ def write_report(run_dir: str | Path, splits: Splits | None = None) -> Path:
             _add_mistakes(run, parts)
         else:
             _add_grid(run, parts, splits)
+    if continual := continual_section(run.run_dir, run.metrics):
+        parts.sections.append(continual)
     if reverse := reverse_validation_section(run.run_dir):
         parts.sections.append(reverse)
     # --- strategy advice and LR finder (tfxfer.auto.advisor, tfxfer.auto.lr_finder) ---

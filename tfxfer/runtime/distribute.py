@@ -35,6 +35,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfxfer.utils import keras_compat
+
 logger = logging.getLogger(__name__)
 
 TF_CONFIG = "TF_CONFIG"
@@ -76,59 +78,11 @@ def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
         implementation=tf.distribute.experimental.CommunicationImplementation.RING
     )
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    _patch_keras()
+    keras_compat.multi_worker_patches()  # two Keras 3.15 multi-worker bugs
     config = read_tf_config()
     logger.info("MultiWorkerMirroredStrategy: %d replicas, task %s", strategy.num_replicas_in_sync,
                 config.get("task", {"type": "worker", "index": 0}))
     return strategy
-
-
-def _build_from_spec(self, iterator=None, data_batch=None):
-    """Keras' `_maybe_symbolic_build`, building from the dataset's element spec.
-
-    Keras 3.15 builds a model before `fit` from the first batch of the distributed
-    dataset, averaged over the replicas with `strategy.reduce`; across workers that
-    is a collective op on the raw inputs, which fails for uint8 images and strings
-    ("Attempt to convert a value (PerReplica...) to a Tensor"). Reading that batch
-    also starts an iteration of the pipeline, so the first epoch would get the
-    second shuffle order. Only shapes and dtypes matter: a batch of zeros of the
-    dataset's element spec serves, and the epochs see the orders of a one-process run.
-    """
-    if self._distribute_strategy is None:
-        return
-    if iterator is not None:
-        spec = iterator.data_adapter.get_tf_dataset().element_spec
-        data_batch = tf.nest.map_structure(
-            lambda s: tf.zeros([1 if d is None else d for d in s.shape], s.dtype), spec)
-    with self.distribute_strategy.scope():
-        self._symbolic_build(data_batch=data_batch)
-
-
-def _reduce_logs(reduce_per_replica):
-    """Keras' `reduce_per_replica` with "mean" across workers reducing over no axis.
-
-    Keras 3.15 reduces the per-replica logs of a multi-worker step with
-    `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalar loss and
-    metrics ("Invalid reduction dimension 0 for input with 0 dimensions").
-    """
-    def reduce(values, strategy, reduction):
-        multi_worker = (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                        and strategy.extended._in_multi_worker_mode())
-        if not multi_worker or reduction not in ("auto", "mean"):
-            return reduce_per_replica(values, strategy, reduction)
-        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-
-    return reduce
-
-
-def _patch_keras() -> None:
-    """Works around two Keras 3.15 multi-worker bugs (see the two functions above)."""
-    from keras.src.backend.tensorflow import trainer
-
-    trainer.TensorFlowTrainer._maybe_symbolic_build = _build_from_spec
-    if not getattr(trainer.reduce_per_replica, "_tfxfer", False):
-        trainer.reduce_per_replica = _reduce_logs(trainer.reduce_per_replica)
-        trainer.reduce_per_replica._tfxfer = True
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -21,7 +21,7 @@ uint8 batch of decoded RGB images named `images`.
     BASE/NAME/VERSION/saved_model.pb   a model per directory; versions are integer names
     VERSION/assets.extra/tf_serving_warmup_requests   PredictionLog records replayed on load
 
-Other names under BASE or NAME (hidden, temporary `.tmp-export-*`) are ignored.
+Other names under BASE or NAME (hidden, temporary `.export.tmp-*`) are ignored.
 """
 
 from __future__ import annotations

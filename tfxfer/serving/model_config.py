@@ -18,8 +18,6 @@ elsewhere, e.g. `/models` inside the tensorflow/serving container.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tfxfer.serving.contract import check_model_name, find_models
 from tfxfer.serving.policy import VersionPolicy
+from tfxfer.utils import atomic
 
 CONFIG_FILE = "models.config"
 
@@ -143,14 +142,6 @@ def write_model_config(
     """
     config = build_model_config(base, **options)
     out = Path(out) if out else Path(base, CONFIG_FILE)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(to_text(config))
-        os.chmod(temp, 0o644)
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    # Readable by a model server running as another user, whatever the umask.
+    atomic.write_text(out, to_text(config), permissions=0o644)
     return out, config

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow.python.framework import op_def_registry
+
+from tfxfer.utils import keras_compat
 
 # Python modules that register non-core ops on import, with their pip package.
 OP_LIBRARIES = {"tensorflow_text": "tensorflow-text"}
@@ -57,7 +58,7 @@ def import_op_libraries(saved_model_dir: str | Path) -> list[str]:
                 f"loading it needs {module} (pip install {package})."
             ) from err
         imported.append(module)
-    unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
+    unknown = sorted(op for op in ops if not keras_compat.op_is_registered(op))
     if unknown:
         raise OpLibraryError(
             f"{saved_model_dir} uses ops that neither TensorFlow nor {', '.join(imported)} "

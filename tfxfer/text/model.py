@@ -66,7 +66,8 @@ def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
 
         return TransformerTextEncoder(
             preset, text.sequence_length, text.text_pooling,
-            load_weights=not from_scratch, name=BACKBONE,
+            load_weights=not from_scratch, dynamic_padding=text.dynamic_padding,
+            name=BACKBONE,
         )
     encoder = HubTextEmbedding(text.encoder, name=BACKBONE)
     if from_scratch:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.text.preprocess import strip_html_line_breaks
+from tfxfer.utils import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -140,16 +140,13 @@ def build_text_embedding(
     words = list(words)
     vectors = np.asarray(vectors, dtype=np.float32)
     _check_vocabulary(words, vectors)
-    tmp = export_dir.with_name(f"{export_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    vocab_path = tmp / VOCAB_FILE
-    vocab_path.write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
     table = np.concatenate([vectors, np.zeros((num_oov_buckets, vectors.shape[1]), np.float32)])
-    module = TextEmbeddingModule(str(vocab_path), table, num_oov_buckets)
-    tf.saved_model.save(module, str(tmp))
-    vocab_path.unlink()  # the SavedModel keeps its own copy under assets/
-    os.replace(tmp, export_dir)
+    with atomic.atomic_dir(export_dir) as tmp:
+        vocab_path = tmp / VOCAB_FILE
+        vocab_path.write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
+        module = TextEmbeddingModule(str(vocab_path), table, num_oov_buckets)
+        tf.saved_model.save(module, str(tmp))
+        vocab_path.unlink()  # the SavedModel keeps its own copy under assets/
     logger.info("Wrote a %d-word, %d-dim text embedding (+%d OOV buckets) to %s",
                 len(words), vectors.shape[1], num_oov_buckets, export_dir)
     return export_dir

@@ -12,7 +12,15 @@
 takes raw strings:
 
     strings -> keras-hub preprocessor (WordPiece/BPE tokens, [CLS] ... [SEP], padding
-        to `sequence_length`) -> keras-hub backbone -> pooling -> [batch, hidden]
+        to `sequence_length`) -> cut to the batch's longest text -> keras-hub backbone
+        -> pooling -> [batch, hidden]
+
+Dynamic padding: the preprocessor pads every text to `sequence_length`, but a batch
+only needs the positions of its longest text. Padding positions are masked out of
+attention and pooling, so cutting them changes no output (to float rounding, 1e-5)
+and the transformer's cost follows the batch's real length: one-sentence reviews
+(~25 tokens) instead of 256 positions. `dynamic_padding=False` keeps the fixed
+length (static shapes, e.g. for XLA).
 
 Two details of Hugging Face BERT checkpoints that keras-hub's conversion does not
 carry over are restored: the exact (erf) GELU when `config.json` says `gelu`, and
@@ -48,6 +56,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +174,7 @@ def set_exact_gelu(transformer: keras.Model) -> int:
     """Gives the feedforward layers of keras-hub's BERT blocks the exact GELU; returns how many."""
     count = 0
     for block in getattr(transformer, "transformer_layers", []):
-        dense = getattr(block, "_feedforward_intermediate_dense", None)
+        dense = keras_compat.bert_feedforward_dense(block)
         if dense is not None and getattr(block.activation, "__name__", "") == "gelu_approximate":
             block.activation = dense.activation = exact_gelu
             count += 1
@@ -202,6 +212,27 @@ def _validate_sequence_length(preset: str, sequence_length: int, maximum: int | 
         )
 
 
+def trim_padding(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Cuts every [batch, positions] input to the batch's longest text (at least 1).
+
+    keras-hub's packers pad on the right, so the first `longest` positions hold every
+    real token of every text.
+    """
+    mask = tf.cast(features["padding_mask"], tf.int32)
+    longest = tf.maximum(tf.reduce_max(tf.reduce_sum(mask, axis=1)), 1)
+    return {name: value[:, :longest] for name, value in features.items()}
+
+
+def pool(hidden: tf.Tensor, padding_mask: tf.Tensor, pooling: str) -> tf.Tensor:
+    """Sentence vectors [batch, hidden] of hidden states [batch, positions, hidden]:
+    the first token's ("cls") or the mean over real tokens ("mean")."""
+    if pooling == "cls":
+        return hidden[:, 0, :]
+    mask = tf.cast(padding_mask, hidden.dtype)[:, :, None]
+    total = tf.reduce_sum(hidden * mask, axis=1)
+    return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="tfxfer")
 class TransformerTextEncoder(keras.layers.Layer):
     """Embeds a batch of strings with a keras-hub transformer (tokenizer inside).
@@ -211,6 +242,7 @@ class TransformerTextEncoder(keras.layers.Layer):
         sequence_length: tokens per text after truncation/padding ([CLS]/[SEP] included).
         pooling: "mean", "cls", or None for the checkpoint's own (see `default_pooling`).
         load_weights: False builds the same architecture with random weights.
+        dynamic_padding: cut each batch to its longest text (see the module docstring).
         trainable: whether the transformer's weights train (False: frozen).
         **kwargs: Layer arguments (name, dtype).
 
@@ -221,10 +253,12 @@ class TransformerTextEncoder(keras.layers.Layer):
         self, preset: str, sequence_length: int = 128, pooling: str | None = None,
         load_weights: bool = True, trainable: bool = False, exact_gelu: bool | None = None,
         transformer: keras.Model | None = None,
-        preprocessor: keras.layers.Layer | None = None, **kwargs: Any,
+        preprocessor: keras.layers.Layer | None = None, dynamic_padding: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(trainable=trainable, **kwargs)
         self.sequence_length = int(sequence_length)
+        self.dynamic_padding = bool(dynamic_padding)
         self.load_weights = bool(load_weights)
         if pooling is not None and pooling not in POOLINGS:
             raise TransformerEncoderError(
@@ -305,18 +339,15 @@ class TransformerTextEncoder(keras.layers.Layer):
         """The backbone's inputs (token ids, padding mask, ...) for a batch of strings."""
         inputs = tf.reshape(tf.convert_to_tensor(inputs, tf.string), [-1])
         features = self.preprocessor(inputs)
-        return {k: v for k, v in features.items() if k in self._input_names}
+        features = {k: v for k, v in features.items() if k in self._input_names}
+        return trim_padding(features) if self.dynamic_padding else features
 
     def call(self, inputs, training=None):
         features = self.tokenize(inputs)
         hidden = self.transformer(features, training=bool(training and self.trainable))
         if isinstance(hidden, dict):
             hidden = hidden["sequence_output"]
-        if self.pooling == "cls":
-            return hidden[:, 0, :]
-        mask = tf.cast(features["padding_mask"], hidden.dtype)[:, :, None]
-        total = tf.reduce_sum(hidden * mask, axis=1)
-        return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        return pool(hidden, features["padding_mask"], self.pooling)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
@@ -329,6 +360,7 @@ class TransformerTextEncoder(keras.layers.Layer):
             **super().get_config(), "preset": self.preset,
             "sequence_length": self.sequence_length, "pooling": self.pooling,
             "load_weights": self.load_weights, "exact_gelu": self.exact_gelu,
+            "dynamic_padding": self.dynamic_padding,
             "transformer": serialize(self.transformer),
             "preprocessor": serialize(self.preprocessor),
         }

@@ -20,17 +20,18 @@ layer. When skip connections cross that point (MobileNetV2, ResNet), the boundar
 moves down to the nearest layer below it whose input alone feeds everything above
 (the frozen layers between then run in the top, still frozen). Phase 2 falls back
 to the full model, with a log line naming the failed condition, when: the setting
-is "off"; the phase unfreezes the whole backbone; the model is not an image
-classifier with a nested backbone; augmentation is on without cached copies; no
-single-tensor boundary exists; a layer below it is trainable; or the split model's
-predictions differ from the classifier's by more than 1e-5 on a batch.
+is "off"; the phase unfreezes the whole backbone; the model is neither an image
+classifier with a nested backbone nor a keras-hub transformer text classifier (whose
+cut, above its frozen blocks, `tfxfer.training.text_boundary` makes); augmentation is
+on without cached copies; no single-tensor boundary exists; a layer below it is
+trainable; or the split model's predictions differ from the classifier's by more than
+1e-5 on a batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -47,8 +48,11 @@ from tfxfer.training.bottleneck import (
     features_dataset,
     has_augmentation,
 )
+from tfxfer.training.split import NoBoundary, SplitModel
 from tfxfer.training.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
+from tfxfer.training.text_boundary import is_transformer_classifier, split_transformer_classifier
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
 
@@ -57,27 +61,6 @@ TOLERANCE = 1e-5
 # Examples of the first training batch the check runs on.
 CHECK_EXAMPLES = 4
 PREPROCESS = "preprocess"
-
-
-class NoBoundary(ValueError):
-    """Phase 2 cannot run on cached activations; the message says which condition failed."""
-
-
-@dataclass
-class SplitModel:
-    """The classifier cut at the unfreeze boundary; both parts share its layers.
-
-    Attributes:
-        layer: name of the backbone layer whose input is the boundary.
-        bottom: raw images -> activations at the boundary.
-        top: activations at the boundary -> class probabilities.
-        top_features: activations at the boundary -> the head's input (pooled features).
-    """
-
-    layer: str
-    bottom: keras.Model
-    top: keras.Model
-    top_features: keras.Model
 
 
 def _sublayers(backbone: keras.Model) -> list[keras.layers.Layer]:
@@ -90,7 +73,7 @@ def _crossing(layers_above: list[keras.layers.Layer]) -> list:
     crossing = {}
     for layer in layers_above:
         for tensor in keras.tree.flatten(layer.input):
-            if id(tensor._keras_history.operation) not in inside:
+            if id(keras_compat.producing_operation(tensor)) not in inside:
                 crossing[id(tensor)] = tensor
     return list(crossing.values())
 
@@ -122,7 +105,7 @@ def _output_in(model: keras.Model, layer: keras.layers.Layer):
     the one of its inner graph, as for a nested functional backbone)."""
     for other in model.layers:
         for tensor in keras.tree.flatten(other.input) if other is not layer else ():
-            if tensor._keras_history.operation is layer:
+            if keras_compat.producing_operation(tensor) is layer:
                 return tensor
     raise NoBoundary(f"no layer of {model.name!r} reads the output of {layer.name!r}")
 
@@ -135,8 +118,11 @@ def split_model(model: keras.Model) -> SplitModel:
     """
     names = [layer.name for layer in model.layers]
     backbone = backbone_of(model)
+    if is_transformer_classifier(model, backbone):
+        return split_transformer_classifier(model, backbone)
     if PREPROCESS not in names or not isinstance(backbone, keras.Model):
-        raise NoBoundary("the model is not an image classifier with a nested backbone")
+        raise NoBoundary("the model is neither an image classifier with a nested backbone "
+                         "nor a transformer text classifier")
     index = find_boundary(backbone)
     layers = _sublayers(backbone)
     frozen_ok = [layer.name for layer in layers[:index] if layer.trainable_weights]
@@ -238,16 +224,17 @@ def _cached_datasets(
     even = tf.distribute.get_strategy().num_replicas_in_sync > 1
     extract = FeatureExtractor(model, split.bottom)
     rank = len(extract.shape)
-    train = features_dataset(
-        *cached_split(model, config, splits, "train", copies, extract, split.layer),
-        batch, training=True, seed=seed, drop_remainder=even, feature_rank=rank,
-    )
+
+    def batches(name: str, n: int, training: bool) -> tf.data.Dataset:
+        x, y = cached_split(model, config, splits, name, n, extract, split.layer)
+        lengths = split.lengths(x) if split.lengths is not None else None
+        return features_dataset(x, y, batch, training=training, seed=seed,
+                                drop_remainder=even, feature_rank=rank, lengths=lengths)
+
+    train = batches("train", copies, True)
     val = None
     if splits.has_batches("val", config.data, drop_remainder=even):
-        val = features_dataset(
-            *cached_split(model, config, splits, "val", 0, extract, split.layer),
-            batch, training=False, seed=seed, drop_remainder=even, feature_rank=rank,
-        )
+        val = batches("val", 0, False)
     return train, val
 
 

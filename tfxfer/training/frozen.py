@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.evaluation import batch_signature, inference_function
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ MAX_CONSTANT_BYTES = 1 << 30
 BatchFunction = Callable[[tf.Tensor], tf.Tensor]
 
 
-def _has_random_layer(layer: keras.layers.Layer) -> bool:
-    return any(getattr(sub, "_seed_generators", None) for sub in layer._flatten_layers())
-
-
 def _operations(model: keras.Model) -> list[keras.layers.Layer]:
     return [op for op in model.layers if not isinstance(op, keras.layers.InputLayer)]
 
@@ -44,10 +41,9 @@ def _operations(model: keras.Model) -> list[keras.layers.Layer]:
 def _output_in_graph(model: keras.Model, op: keras.layers.Layer):
     """The single tensor `op` produces in `model`'s own graph (an op may be called
     elsewhere too, so its `.output` can belong to another graph), or None."""
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation is op and len(node.output_tensors) == 1:
-                return node.output_tensors[0]
+    for operation, outputs in keras_compat.node_outputs(model):
+        if operation is op and len(outputs) == 1:
+            return outputs[0]
     return None
 
 
@@ -86,7 +82,8 @@ def frozen_function(model: keras.Model, training: bool = False) -> BatchFunction
     """
     plain = inference_function(model, training=training)
     ops = _operations(model)
-    random = [i for i, op in enumerate(ops) if _has_random_layer(op)] if training else []
+    random = ([i for i, op in enumerate(ops) if keras_compat.has_random_layer(op)]
+              if training else [])
     if not random:
         return _constant(model, training) or plain
     last = random[-1]

@@ -19,7 +19,8 @@ cProfile; a larger backbone's weights cost proportionally more).
 
 The folder is first written under a temporary name and then renamed, so a
 checkpoint either exists whole or not at all: a run killed while writing leaves a
-`.epoch-NNNN.tmp-PID` folder that `latest_checkpoint` never reads (and removes).
+`.epoch-NNNN.tmp-PID-XXXX` folder (`tfxfer.utils.atomic`) that `latest_checkpoint`
+never reads (and removes).
 Only the two newest checkpoints are kept.
 
 `tfxfer train --resume RUN_DIR` reloads the run's config, rebuilds the model,
@@ -36,10 +37,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import keras
 import numpy as np
@@ -48,6 +49,7 @@ from tfxfer import rundir
 from tfxfer.config import RunConfig, config_from_dict
 from tfxfer.training.strategies import Phase
 from tfxfer.training.trainer import BestWeights, PhaseRecord, TrainingHistory, WeightSnapshots
+from tfxfer.utils import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class Checkpoint:
         return [arrays[i] for i in range(len(arrays))]
 
 
-def _save_arrays(path: Path, arrays: list, prefix: str) -> None:
+def _save_arrays(path: Path | IO[bytes], arrays: list, prefix: str) -> None:
     np.savez(path, **{f"{prefix}{i}": np.asarray(a) for i, a in enumerate(arrays)})
 
 
@@ -175,11 +177,18 @@ class EpochBackup(keras.callbacks.Callback):
 
     def _write(self, epoch: int) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".epoch-{epoch:04d}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         weights = self.snapshots.take()
         base_name, base = self._base(epoch, weights)
+        # A rerun of this epoch (a resumed run) replaces its folder.
+        with atomic.atomic_dir(_epoch_dir(self.root, epoch), replace=True) as tmp:
+            self._write_checkpoint(tmp, epoch, weights, base_name, base)
+        for old in _complete_checkpoints(self.root)[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
+        _remove_unused_bases(self.root)
+
+    def _write_checkpoint(self, tmp: Path, epoch: int, weights: list[np.ndarray],
+                          base_name: str, base: list[np.ndarray]) -> None:
+        """Writes the files of epoch `epoch`'s checkpoint into the folder `tmp`."""
         _save_changes(tmp / "weights.npz", weights, base)
         _save_arrays(tmp / "optimizer.npz",
                      [v.numpy() for v in self.model.optimizer.variables], "v")
@@ -192,20 +201,13 @@ class EpochBackup(keras.callbacks.Callback):
             "rows": self.rows, "phases": [vars(p) for p in self.history.phases], "best": best,
         }
         (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
-        target = _epoch_dir(self.root, epoch)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-        for old in _complete_checkpoints(self.root)[:-KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
-        _remove_unused_bases(self.root)
 
     def _base(self, epoch: int, weights: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
         """The phase's base file, written (atomically) at its first checkpoint."""
         if self.base is None:
             name = f"base-{epoch:04d}.npz"
-            tmp = self.root / f".{name}.tmp-{os.getpid()}.npz"
-            _save_arrays(tmp, weights, "w")
-            os.replace(tmp, self.root / name)
+            with atomic.atomic_file(self.root / name, "wb") as f:
+                _save_arrays(f, weights, "w")
             self.base = name, weights
         return self.base
 
@@ -229,12 +231,9 @@ def _complete_checkpoints(root: Path) -> list[Path]:
 def latest_checkpoint(root: Path) -> Checkpoint | None:
     """The newest whole checkpoint under `root`, or None; removes half-written ones."""
     root = Path(root)
-    for partial in root.glob(".*.tmp-*") if root.is_dir() else []:
-        logger.warning("Removing half-written checkpoint %s", partial)
-        if partial.is_dir():
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
-            partial.unlink(missing_ok=True)
+    # The run directory has one writer: every temporary left there is a killed one's.
+    for partial in atomic.remove_temps(root, keep_live=False):
+        logger.warning("Removed half-written checkpoint %s", partial)
     complete = _complete_checkpoints(root)
     if not complete:
         return None

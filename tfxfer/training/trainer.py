@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfxfer.config import TrainConfig
 from tfxfer.training.optimizers import layerwise_multipliers, make_optimizer, phase_schedule
 from tfxfer.training.strategies import Phase, plan_phases, set_phase_trainable
+from tfxfer.utils import keras_compat
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +118,13 @@ class BestWeights(keras.callbacks.Callback):
 
 def compile_for_phase(
     model: keras.Model, phase: Phase, train: TrainConfig,
-    train_ds: tf.data.Dataset | None = None,
+    train_ds: tf.data.Dataset | None = None, loss="sparse_categorical_crossentropy",
+    metrics: Sequence | None = None,
 ) -> keras.Model:
     """Compiles `model` for `phase`: a fresh optimizer at the phase's learning rate.
+
+    `loss` and `metrics` (default ["accuracy"]) replace the classifier's own, e.g. the
+    distillation loss of a continual run (`tfxfer.continual.distillation`).
 
     Discriminative learning rates apply to phases that unfreeze pretrained layers.
     With `train.warmup_fraction` or a decaying `train.lr_schedule` the rate follows
@@ -135,8 +140,8 @@ def compile_for_phase(
                                        phase.epochs, train.warmup_fraction, train.lr_schedule)
     model.compile(
         optimizer=make_optimizer(train.optimizer, learning_rate, multipliers),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=list(metrics) if metrics is not None else ["accuracy"],
         jit_compile=train.jit_compile,
     )
     # Built here, the optimizer's variables exist before the train step is traced; built
@@ -155,8 +160,7 @@ def _build_compiled_state(model: keras.Model, batch_spec) -> None:
     as the optimizer's): 0.05 s more on a small head. This is the symbolic build Keras
     itself runs in `fit` under a strategy, from the batch's spec.
     """
-    with model.distribute_strategy.scope():
-        model._symbolic_build(data_batch=batch_spec)
+    keras_compat.symbolic_build(model, batch_spec)
 
 
 def steps_per_epoch(train_ds: tf.data.Dataset | None) -> int:

@@ -3,12 +3,12 @@
     BASE/                      --model_config_file names BASE/NAME per model
       NAME/                    --model_base_path of one model
         1/  2/  3/             versions: integer names only; the highest is served
-        .tmp-export-PID-XXXX/  an export in progress (ignored by TF Serving)
+        .export.tmp-PID-XXXX/  an export in progress (ignored by TF Serving)
 
 An export is written into a temporary directory beside the version directories
-(same filesystem) and renamed into place in one `rename(2)`, so a server
-polling NAME/ sees either no new version or a complete one, even when the
-exporting process is killed. Temporary names start with a dot and are never
+(same filesystem) and renamed into place in one `rename(2)` (`tfxfer.utils.atomic`),
+so a server polling NAME/ sees either no new version or a complete one, even when
+the exporting process is killed. Temporary names start with a dot and are never
 integers, which TF Serving's file-system poller skips. A temporary directory
 left by a killed export is removed by the next export once its process is gone.
 """
@@ -16,16 +16,17 @@ left by a killed export is removed by the next export once its process is gone.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from tfxfer.serving.contract import check_model_name, list_versions
+from tfxfer.utils import atomic
 
 logger = logging.getLogger(__name__)
 
-TEMP_PREFIX = ".tmp-export-"
+# Temporary exports are DIR/.export.tmp-PID-XXXX (the one scheme of tfxfer.utils.atomic).
+TEMP_STEM = "export"
+TEMP_PREFIX = atomic.temp_prefix(TEMP_STEM)
 
 
 def model_dir(base: str | Path, name: str) -> Path:
@@ -59,30 +60,7 @@ def check_new_version(path: str | Path, version: int) -> Path:
 
 def make_temp_dir(path: str | Path) -> Path:
     """A new, empty temporary directory inside the model directory `path`."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=path))
-    # mkdtemp makes it private (0700); the published version must be readable by a
-    # server running as another user, like any directory made under the umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    temp.chmod(0o777 & ~umask)
-    return temp
-
-
-def _owner_pid(temp_name: str) -> int | None:
-    pid, _, _ = temp_name[len(TEMP_PREFIX):].partition("-")
-    return int(pid) if pid.isdigit() else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
+    return atomic.make_temp_dir(path, TEMP_STEM)
 
 
 def remove_stale_temp_dirs(path: str | Path) -> list[Path]:
@@ -94,38 +72,7 @@ def remove_stale_temp_dirs(path: str | Path) -> list[Path]:
     Returns:
         The directories removed.
     """
-    path = Path(path)
-    if not path.is_dir():
-        return []
-    removed = []
-    for temp in sorted(path.glob(f"{TEMP_PREFIX}*")):
-        pid = _owner_pid(temp.name)
-        if pid == os.getpid() or (pid is not None and _process_alive(pid)):
-            continue
-        shutil.rmtree(temp, ignore_errors=True)
-        removed.append(temp)
-        logger.info("Removed the temporary directory of an interrupted export: %s", temp)
-    return removed
-
-
-def fsync_tree(root: Path) -> None:
-    """Flushes every file and directory under `root` to disk (survives power loss too)."""
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return atomic.remove_temps(path, TEMP_STEM)
 
 
 def publish(temp: str | Path, path: str | Path, version: int) -> Path:
@@ -145,18 +92,8 @@ def publish(temp: str | Path, path: str | Path, version: int) -> Path:
             (`rename(2)` would replace an *empty* directory created in the instant
             between the check and the rename; a non-empty one makes it fail.)
     """
-    temp, path = Path(temp), Path(path)
     target = check_new_version(path, version)
-    fsync_tree(temp)
-    try:
-        os.rename(temp, target)
-    except OSError as err:
-        if target.exists():
-            raise FileExistsError(f"Version {version} appeared at {target} during the export.") \
-                from err
-        raise
-    fsync_dir(path)
-    return target
+    return atomic.publish_dir(temp, target)
 
 
 def publish_next(temp: str | Path, path: str | Path, attempts: int = 100) -> tuple[int, Path]:

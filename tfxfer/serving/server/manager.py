@@ -4,7 +4,7 @@
                                          versions are integer directory names
 
 `ModelManager.poll()` lists the version directories of every model (other
-names, such as an exporter's temporary `.tmp-export-*` directory, are
+names, such as an exporter's temporary `.export.tmp-*` directory, are
 ignored), picks the versions the policy wants ("latest" N, "all", or
 "specific" ones) and reconciles:
 
