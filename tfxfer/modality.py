@@ -5,11 +5,13 @@
             what its input feature is (`tfds.features.Image` or `Text`)
     model   a model with one `[batch, H, W, 3]` input takes images, one with a
             `[batch]` (or `[batch, 1]`) string input takes text, one with a
-            `[batch, samples]` float input takes audio waveforms (its export
-            decodes WAV bytes to them, as an image export decodes JPEG bytes)
+            `[batch, samples]` float input into a "log_mel" layer takes audio
+            waveforms (its export decodes WAV bytes to them, as an image export
+            decodes JPEG bytes)
 
-The data's modality picks the model's config section (`ModelConfig.image` or
-`ModelConfig.text`, see `tfxfer.config`) and its builder; an exported model's
+The data's modality picks the model's config sections (`ModelConfig.image`,
+`ModelConfig.text`, or `ModelConfig.audio` with `image`, see `tfxfer.config`) and its
+builder; an exported model's
 modality is read back from its input. Nothing else in tfxfer works modality out.
 """
 
@@ -24,6 +26,8 @@ TEXT = "text"
 AUDIO = "audio"
 MODALITIES = (IMAGE, TEXT, AUDIO)
 AUDIO_EXTENSIONS = (".wav", ".wave")
+# The layer an audio model's waveforms go through first (`tfxfer.audio.model.LOG_MEL`).
+AUDIO_FRONT_END = "log_mel"
 
 # Source kinds (see `tfxfer.data.sources.source_kind`) whose modality is fixed.
 _SOURCE_MODALITY = {"folder": IMAGE, "csv": TEXT}
@@ -102,11 +106,13 @@ def modality_of(model: Any) -> str:
         return TEXT
     if len(spec.shape) == 4 and spec.shape[-1] == 3 and dtype != "string":
         return IMAGE
-    if len(spec.shape) == 2 and spec.shape[1] and dtype.startswith("float"):
+    if (len(spec.shape) == 2 and spec.shape[1] and dtype.startswith("float")
+            and any(layer.name == AUDIO_FRONT_END for layer in model.layers)):
         return AUDIO
     raise ModalityError(
         "Cannot tell the model's modality: expected a [batch] or [batch, 1] string input "
-        "(text), a [batch, H, W, 3] image input or a [batch, samples] float waveform (audio). "
+        "(text), a [batch, H, W, 3] image input or a [batch, samples] float waveform into a "
+        "'log_mel' layer (audio). "
         f"Received: dtype={dtype}, "
         f"shape={tuple(spec.shape)}"
     )

@@ -25,10 +25,10 @@ from tfxfer.config import ModelConfig
 from tfxfer.image.backbones import build_backbone, get_backbone
 from tfxfer.image.layers import BackbonePreprocess
 from tfxfer.image.model import AUGMENTATION, _pooling, build_head, image_size_for
-from tfxfer.modality import AUDIO, IMAGE
+from tfxfer.modality import AUDIO, AUDIO_FRONT_END, IMAGE
 
 WAVEFORM_INPUT = "waveform"
-LOG_MEL = "log_mel"
+LOG_MEL = AUDIO_FRONT_END
 SPEC_AUGMENT = "spec_augment"
 SPECTROGRAM_IMAGE = "spectrogram_image"
 
