@@ -1,7 +1,8 @@
 """Every app: its config loads as it is, and its model builds (untrained) on tiny inputs.
 
 An app's config names its modality by configuring exactly one model section
-(`model.image` or `model.text`); the data decide the modality of a real run.
+(`model.image` or `model.text`), or `model.audio` (with the `model.image` its backbone
+reads); the data decide the modality of a real run.
 Models are built with weights=None at 32 px (images) or on a tiny offline encoder
 (text), so the test is fast and needs no network.
 """
@@ -18,7 +19,7 @@ from text_helpers import build_tiny_encoder
 from tfxfer.config import load_config
 from tfxfer.experiment import build_classifier
 from tfxfer.image.backbones import get_backbone
-from tfxfer.modality import IMAGE, TEXT, modality_of
+from tfxfer.modality import AUDIO, IMAGE, TEXT, modality_of
 from tfxfer.text.encoders import get_encoder
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
@@ -28,18 +29,23 @@ NUM_CLASSES = 3
 
 def _modality(path: Path) -> str:
     model = yaml.safe_load(path.read_text()).get("model", {})
+    if AUDIO in model:
+        return AUDIO
     sections = [m for m in (IMAGE, TEXT) if m in model]
     assert len(sections) == 1, f"{path} must configure exactly one of model.image, model.text"
     return sections[0]
 
 
 def _tiny_overrides(modality: str, tmp_path: Path) -> dict:
-    if modality == IMAGE:
+    if modality in (IMAGE, AUDIO):
         return {"model": {"image": {"weights": "none", "image_size": 32}}}
     return {"model": {"text": {"encoder": str(build_tiny_encoder(tmp_path / "encoder"))}}}
 
 
-def _tiny_inputs(modality: str):
+def _tiny_inputs(modality: str, model=None):
+    if modality == AUDIO:
+        samples = model.inputs[0].shape[1]
+        return np.random.default_rng(0).normal(0, 0.1, (2, samples)).astype(np.float32)
     if modality == IMAGE:
         return random_images(2, (40, 48))
     import tensorflow as tf
@@ -48,7 +54,7 @@ def _tiny_inputs(modality: str):
 
 
 def test_the_apps_are_found():
-    assert {p.parent.name for p in CONFIGS} >= {"flowers", "imdb"}
+    assert {p.parent.name for p in CONFIGS} >= {"flowers", "imdb", "speech"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.parent.name)
@@ -56,15 +62,15 @@ def test_app_config_builds_its_model(path, tmp_path):
     modality = _modality(path)
     config = load_config(path)  # the file as it is: every key known, every value valid
     section = config.model.section(modality)
-    if modality == IMAGE:
-        get_backbone(section.backbone)
+    if modality in (IMAGE, AUDIO):
+        get_backbone(config.model.image.backbone)
     else:
         get_encoder(section.encoder)  # a registered name, resolvable offline
 
     tiny = load_config(path, _tiny_overrides(modality, tmp_path))
     model = build_classifier(tiny, modality, NUM_CLASSES)
     assert modality_of(model) == modality
-    probs = np.asarray(model(_tiny_inputs(modality), training=False))
+    probs = np.asarray(model(_tiny_inputs(modality, model), training=False))
     assert probs.shape == (2, NUM_CLASSES) and np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 

@@ -286,6 +286,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
 _TRAIN_SWITCHES: list[tuple[str, str, str, bool, str]] = [
     ("--no-augment", "model.image", "augment", False,
      "no random augmentation (flip, rotation, zoom) in training"),
+    ("--no-audio-augment", "model.audio", "augment", False,
+     "audio: no random time shift, noise or SpecAugment masks in training"),
+    ("--fine-tune-batchnorm", "train", "fine_tune_batchnorm", True,
+     "phase 2 trains the unfrozen BatchNorm layers too (their statistics follow the data)"),
     ("--no-validate-files", "data", "validate_files", False,
      "do not decode every image before training to name and skip bad files"),
     ("--restore-best", "train", "restore_best", True,

@@ -39,7 +39,7 @@ from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.image.backbones import get_backbone
 from tfxfer.image.model import build_image_classifier, image_size_for
-from tfxfer.modality import IMAGE, validate_modality
+from tfxfer.modality import AUDIO, IMAGE, validate_modality
 from tfxfer.reports import tensorboard_callbacks, write_report
 from tfxfer.runtime.devices import distribution_strategy, set_precision
 from tfxfer.runtime.distribute import (
@@ -122,7 +122,7 @@ def _new_run_dir(path: Path):
 
 def build_classifier(config: RunConfig, modality: str, num_classes: int,
                      outputs: list[Output] | None = None) -> keras.Model:
-    """The classifier for `modality` ("image" or "text"), built from the model section.
+    """The classifier for `modality` ("image", "text" or "audio"), built from the model section.
 
     Args:
         config: the run config (model section; the strategy and seed for from_scratch).
@@ -140,8 +140,15 @@ def build_classifier(config: RunConfig, modality: str, num_classes: int,
     )
     if outputs:
         return build_task_model(config, modality, outputs, from_scratch=from_scratch)
+    batchnorm = config.train.fine_tune_batchnorm
     if validate_modality(modality) == IMAGE:
-        return build_image_classifier(config.model, num_classes, from_scratch=from_scratch)
+        return build_image_classifier(config.model, num_classes, from_scratch=from_scratch,
+                                      train_batchnorm=batchnorm)
+    if modality == AUDIO:
+        from tfxfer.audio.model import build_audio_classifier
+
+        return build_audio_classifier(config.model, num_classes, from_scratch=from_scratch,
+                                      train_batchnorm=batchnorm)
     return build_text_classifier(config.model, num_classes, from_scratch=from_scratch,
                                  seed=config.data.seed)
 
@@ -215,7 +222,8 @@ class Experiment:
         settings are resolved here (`tfxfer.auto.resolve`), so config.json holds the choice.
         """
         model = self.config.model
-        self.splits = splits or load_splits(self.config.data, model.image_input_size)
+        self.splits = splits or load_splits(self.config.data, model.image_input_size,
+                                            model.audio)
         if self.resume is None and self.chief:
             with _new_run_dir(self.run_dir):
                 return self._set_up(model)
@@ -433,7 +441,7 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
         raise ValueError(f"{run_dir} is a task run (outputs.json): its test metrics are in "
                          "metrics.json; re-evaluating task runs is not supported yet.")
     config, model, class_names = rundir.load_run(run_dir)
-    splits = load_splits(config.data, config.model.image_input_size)
+    splits = load_splits(config.data, config.model.image_input_size, config.model.audio)
     union = None
     if config.continual.parent:  # a child: the union of classes, the parent's test split too
         splits, union = reload_child(config, splits)

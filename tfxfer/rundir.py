@@ -32,6 +32,7 @@ from pathlib import Path
 
 import keras
 
+import tfxfer.audio.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.image.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.tasks.model  # noqa: F401  (registers the task layers and losses for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)

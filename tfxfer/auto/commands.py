@@ -49,7 +49,7 @@ def _config_and_splits(args: argparse.Namespace, overrides: dict, **train_overri
 
     overrides.setdefault("train", {}).update(train_overrides)
     config = resolve_config(load_config(args.config, overrides))
-    return config, load_splits(config.data, config.model.image_input_size)
+    return config, load_splits(config.data, config.model.image_input_size, config.model.audio)
 
 
 def run_advise(args: argparse.Namespace, overrides: dict) -> int:

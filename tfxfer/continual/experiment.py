@@ -103,7 +103,8 @@ class ContinualMixin:
         if self.parent is None:
             return self._check_exemplar_inputs(super().load_data(splits))
         c = self.config.continual
-        new = splits or load_splits(self.config.data, self.config.model.image_input_size)
+        new = splits or load_splits(self.config.data, self.config.model.image_input_size,
+                                    self.config.model.audio)
         validate_modality(self.parent, new.modality, new.source)
         self.union = class_union(self.parent.class_names, new.class_names, c.keep)
         result = super().load_data(child_splits(new, self.union, self.parent.run_dir,

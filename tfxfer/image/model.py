@@ -96,6 +96,7 @@ def _pooling(kind: str) -> keras.layers.Layer:
 def build_image_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False,
     head: Callable | None = None,
+    train_batchnorm: bool = False,
 ) -> keras.Model:
     """Builds a classifier on a registered `keras.applications` backbone.
 
@@ -111,6 +112,9 @@ def build_image_classifier(
             `training=False`, as transfer learning requires.
         head: builds the outputs from the pooled features instead of `build_head`
             (task heads, `tfxfer.tasks.model`); `num_classes` is then not used.
+        train_batchnorm: call the pretrained backbone without `training=False`, so
+            its BatchNorm layers follow the training flag once they are trainable
+            (`train.fine_tune_batchnorm`; frozen layers stay in inference mode).
 
     Returns:
         An uncompiled `keras.Model` from uint8 images to class probabilities.
@@ -135,7 +139,7 @@ def build_image_classifier(
     if image.augment:
         x = _augmentation(image)(x)
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
-    x = backbone(x) if from_scratch else backbone(x, training=False)
+    x = backbone(x) if from_scratch or train_batchnorm else backbone(x, training=False)
     x = _pooling(image.pooling)(x)
     if image.feature_layer:
         x = FeatureStandardization(name=FEATURE_NORM)(x)

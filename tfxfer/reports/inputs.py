@@ -20,7 +20,7 @@ from tfxfer.config import config_from_dict
 from tfxfer.data.pipeline import decode_image
 from tfxfer.data.sources import load_splits
 from tfxfer.data.splits import Splits
-from tfxfer.modality import IMAGE
+from tfxfer.modality import AUDIO, IMAGE
 from tfxfer.reports.rundata import RunData
 
 logger = logging.getLogger(__name__)
@@ -32,15 +32,19 @@ class InputsUnavailable(Exception):
     """The test images of a run cannot be read (moved files, missing data)."""
 
 
-def _thumbnail(encoded: bytes | tf.Tensor, size: int) -> np.ndarray:
+def _thumbnail(encoded: bytes | tf.Tensor, size: int, modality: str = IMAGE) -> np.ndarray:
+    if modality == AUDIO:  # the log-mel spectrogram the model looks at
+        from tfxfer.audio.layers import spectrogram_picture
+
+        return spectrogram_picture(encoded, size)
     return decode_image(encoded, size).numpy()
 
 
-def _from_paths(paths: Sequence[str], size: int) -> list[np.ndarray]:
+def _from_paths(paths: Sequence[str], size: int, modality: str = IMAGE) -> list[np.ndarray]:
     images = []
     for path in paths:
         try:
-            images.append(_thumbnail(tf.io.read_file(path), size))
+            images.append(_thumbnail(tf.io.read_file(path), size, modality))
         except tf.errors.OpError as err:
             raise InputsUnavailable(f"cannot read test image {path}: {err.message}") from None
     return images
@@ -62,13 +66,13 @@ def _from_splits(splits: Splits, rows: Sequence[int], y_true: np.ndarray,
             f"the test split has {total} examples but predictions.csv has {len(y_true)} rows"
         )
     encoded = {r: tf.io.read_file(raw) if splits.from_paths else raw for r, raw in found.items()}
-    return [_thumbnail(encoded[r], size) for r in rows]
+    return [_thumbnail(encoded[r], size, splits.modality) for r in rows]
 
 
 def _reload_splits(run: RunData) -> Splits:
     config = config_from_dict(run.config)
     logger.info("Reading the test split of %s for the prediction grid", config.data.source)
-    splits = load_splits(config.data, config.model.image_input_size)
+    splits = load_splits(config.data, config.model.image_input_size, config.model.audio)
     if splits.class_names != run.class_names:
         raise InputsUnavailable(
             f"{config.data.source} now has classes {splits.class_names}, "
@@ -80,7 +84,8 @@ def _reload_splits(run: RunData) -> Splits:
 def load_test_images(
     run: RunData, rows: Sequence[int], splits: Splits | None = None, size: int = THUMBNAIL
 ) -> list[np.ndarray]:
-    """Decodes the test images of `rows` as uint8 RGB squares of side `size`.
+    """Decodes the test images of `rows` as uint8 RGB squares of side `size`
+    (audio runs: each file's log-mel spectrogram).
 
     Args:
         run: the run; its predictions give the row order and true labels.
@@ -98,8 +103,8 @@ def load_test_images(
     predictions = run.predictions
     if predictions is None:
         raise InputsUnavailable("the run has no predictions")
-    if predictions.inputs is not None and run.modality == IMAGE:
-        return _from_paths([predictions.inputs[r] for r in rows], size)
+    if predictions.inputs is not None and run.modality in (IMAGE, AUDIO):
+        return _from_paths([predictions.inputs[r] for r in rows], size, run.modality)
     if splits is None:
         try:
             splits = _reload_splits(run)

@@ -35,9 +35,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=positive_int, default=None,
                         help="images whose header declares more pixels are refused before "
                              "decoding (default 50,000,000)")
+    parser.add_argument("--max-audio-seconds", type=float, default=None,
+                        help="audio models: WAV inputs of more seconds are refused "
+                             "(default 60)")
     parser.add_argument("--sample", action="append", default=[], metavar="FILE",
                         help="example input for warmup and verification (repeatable; default: "
-                             "the run's own images, or a few sentences for text)")
+                             "the run's own images or WAV files, or a few sentences for text)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not write assets.extra/tf_serving_warmup_requests")
     parser.add_argument("--verify", action="store_true",
@@ -65,6 +68,7 @@ def run_export(args: argparse.Namespace) -> int:
         args.run_dir, args.base, args.name, version=args.version, top_k=args.top_k,
         sample_files=args.sample, warmup=not args.no_warmup, verify=args.verify,
         **({"max_pixels": args.max_pixels} if args.max_pixels else {}),
+        **({"max_audio_seconds": args.max_audio_seconds} if args.max_audio_seconds else {}),
     )
     print(f"exported {result.modality} model ({len(result.class_names)} classes) to "
           f"{result.path}")
@@ -107,8 +111,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files", nargs="*", metavar="MODEL INPUT",
         help="a run directory or an export (SavedModel dir, or BASE/NAME for its latest "
-             "version), then the inputs: images, .txt files (one text per line) or folders "
-             "of them (recursive). With --saved-model/--rest/--grpc/--tflite: inputs only")
+             "version), then the inputs: images, WAV files, .txt files (one text per line) "
+             "or folders of them (recursive). With --saved-model/--rest/--grpc/--tflite: "
+             "inputs only")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--saved-model", metavar="DIR",
                         help="run a SavedModel locally (a version dir, or BASE/NAME for the "

@@ -30,9 +30,11 @@ from pathlib import Path
 
 DEFAULT_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serving_pixels"
+WAVEFORM_SIGNATURE = "serving_waveform"  # audio exports: float waveforms at the model's rate
 
 INPUT_KEY = "inputs"
 PIXELS_KEY = "images"
+WAVEFORM_KEY = "waveforms"
 
 PROBABILITIES = "probabilities"
 CLASS_ID = "class_id"
@@ -46,6 +48,8 @@ OUTPUTS = (PROBABILITIES, CLASS_ID, CLASS_NAME, TOP_K_CLASS_IDS, TOP_K_CLASS_NAM
 DEFAULT_TOP_K = 5
 # Encoded images declaring more pixels are refused before decoding (50 MP: 150 MB decoded).
 DEFAULT_MAX_PIXELS = 50_000_000
+# WAV bytes declaring more seconds of audio are refused before decoding (audio exports).
+DEFAULT_MAX_AUDIO_SECONDS = 60.0
 
 # Files inside a version directory.
 LABELS_ASSET = "labels.txt"

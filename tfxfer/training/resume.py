@@ -281,10 +281,14 @@ def resume_config(run_dir: str | Path, config: RunConfig | None = None) -> RunCo
         raise RunFinishedError(
             f"The run at {run_dir} is finished ({rundir.MODEL} is written); nothing to resume."
         )
-    saved = config_from_dict(json.loads((run_dir / rundir.CONFIG).read_text()))
+    raw = json.loads((run_dir / rundir.CONFIG).read_text())
+    saved = config_from_dict(raw)
     saved.out = str(run_dir)
+    # Runs written before the audio section have no "audio" key (the default fills it in).
+    modality = ("audio" if raw.get("model", {}).get("audio") is not None
+                else "image" if saved.model.image is not None else "text")
+    saved.model = saved.model.for_modality(modality)
     if config is not None:
-        modality = "image" if saved.model.image is not None else "text"
         given = dataclasses.replace(
             config, out=str(run_dir), model=config.model.for_modality(modality),
             train=dataclasses.replace(config.train, verbose=saved.train.verbose))

@@ -161,6 +161,10 @@ def set_phase_trainable(model: keras.Model, phase: Phase, train: TrainConfig) ->
             "Unfroze the top %d of %d backbone layers (from %r)",
             len(layers) - start, len(layers), layers[start].name if start < len(layers) else None,
         )
+    if train.fine_tune_batchnorm:
+        logger.info("BatchNormalization layers of the unfrozen backbone train "
+                    "(train.fine_tune_batchnorm)")
+        return
     frozen = freeze_batch_norm(backbone)
     logger.info("Kept %d BatchNormalization layers frozen", frozen)
 

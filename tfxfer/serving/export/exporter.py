@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfxfer.serving.contract import DEFAULT_MAX_PIXELS, LABELS_ASSET
+from tfxfer.serving.contract import DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_PIXELS, LABELS_ASSET
 from tfxfer.serving.export import layout
 from tfxfer.serving.export.checks import check_ops, check_variables_size
 from tfxfer.serving.export.errors import ExportError
@@ -77,12 +77,12 @@ class ExportResult:
 
 def _save(
     model: keras.Model, class_names: Sequence[str], out: Path, top_k: int,
-    image_size: int | None, max_pixels: int,
+    image_size: int | None, max_pixels: int, max_audio_seconds: float,
 ) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="tfxfer-labels-") as scratch:
         module, signatures = build_serving_module(
             model, class_names, Path(scratch, LABELS_ASSET), top_k=top_k, image_size=image_size,
-            max_pixels=max_pixels,
+            max_pixels=max_pixels, max_audio_seconds=max_audio_seconds,
         )
         tf.saved_model.save(module, str(out), signatures=signatures)
     return sorted(signatures)
@@ -98,6 +98,7 @@ def export_model(
     top_k: int | None = None,
     image_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
     samples: Sequence[bytes | str] = (),
     warmup: bool = True,
     verify: bool = False,
@@ -105,8 +106,8 @@ def export_model(
     """Exports `model` to BASE/NAME/VERSION for TF Serving, atomically.
 
     Args:
-        model: a single-input Keras classifier (uint8 images or strings in,
-            probabilities out).
+        model: a single-input Keras classifier (uint8 images, strings or float
+            waveforms in, probabilities out).
         class_names: labels in class-id order.
         base: the base directory of all exported models.
         name: the model name (a subdirectory of `base`).
@@ -116,6 +117,8 @@ def export_model(
         image_size: side images are decoded to (default: from the model).
         max_pixels: images whose header declares more pixels are refused before
             decoding (INVALID_ARGUMENT; HTTP 400).
+        max_audio_seconds: audio models: WAV inputs of more seconds are refused
+            (INVALID_ARGUMENT; HTTP 400).
         samples: real example inputs (encoded images or text) for the warmup
             file and the verification; needed when `warmup` or `verify` is set.
         warmup: write assets.extra/tf_serving_warmup_requests.
@@ -140,7 +143,7 @@ def export_model(
     layout.remove_stale_temp_dirs(target_dir)
     temp = layout.make_temp_dir(target_dir)
     try:
-        signatures = _save(model, class_names, temp, k, size, max_pixels)
+        signatures = _save(model, class_names, temp, k, size, max_pixels, max_audio_seconds)
         check_ops(temp)
         expected = weights_bytes(model)
         written = check_variables_size(temp, expected)

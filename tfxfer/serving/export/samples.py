@@ -4,7 +4,8 @@ For an image run they are the first readable files of its `splits.csv` (test
 split first), i.e. photos the model was evaluated on. When the files are gone
 (or the run came from TFDS), a JPEG and a PNG are encoded from a smooth colour
 gradient, so decoding of both formats is still exercised. Text models get a few
-sentences.
+sentences; audio runs their own WAV files, or else synthetic tones (8 and 16 kHz,
+so resampling is exercised).
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ def synthetic_images(count: int = 2, size: tuple[int, int] = (48, 40)) -> list[b
     return encoded
 
 
+def synthetic_wavs(count: int = 2) -> list[bytes]:
+    """16-bit PCM WAV bytes of short tones, alternately at 8 kHz and 16 kHz."""
+    import io
+    import wave
+
+    encoded = []
+    for i in range(count):
+        rate = (8000, 16000)[i % 2]
+        t = np.arange(int(rate * 0.6)) / rate
+        pcm = (0.4 * np.sin(2 * np.pi * (300 + 400 * i) * t) * 32767).astype("<i2")
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(rate)
+            f.writeframes(pcm.tobytes())
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
 def _run_image_files(run_dir: Path, count: int) -> list[bytes]:
     path = run_dir / rundir.SPLITS
     if not path.is_file():
@@ -64,17 +85,20 @@ def run_samples(run_dir: str | Path, modality: str, count: int = 3) -> list[byte
 
     Args:
         run_dir: the run directory (its `splits.csv` names the image files).
-        modality: "image" or "text".
+        modality: "image", "text" or "audio".
         count: how many inputs.
 
     Returns:
-        Encoded image bytes or text strings.
+        Encoded image or WAV bytes, or text strings.
     """
     if modality == "text":
         return list(TEXT_SAMPLES[:count])
     files = _run_image_files(Path(run_dir), count)
     if files:
         return files
+    if modality == "audio":
+        logger.info("No WAV files of %s are readable; using synthetic tones.", run_dir)
+        return synthetic_wavs(min(count, 2))
     logger.info("No image files of %s are readable; using encoded synthetic images.", run_dir)
     return synthetic_images(min(count, 2))
 

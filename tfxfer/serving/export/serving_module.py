@@ -2,8 +2,10 @@
 
 The exported graph takes raw inputs: decoding and resizing of image bytes
 happen in the graph with the same `decode_image` the training pipeline uses,
-and the model's own preprocessing follows. Signature and output names are the
-contract of `tfxfer.serving.contract`.
+and the model's own preprocessing follows. WAV bytes are decoded, made mono,
+resampled and cut to the clip with `tfxfer.audio.decode.decode_wav_bytes`, the
+training pipeline's decoder; the log-mel front end is inside the model.
+Signature and output names are the contract of `tfxfer.serving.contract`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tfxfer.data.pipeline import decode_image
 from tfxfer.serving.contract import (
     CLASS_ID,
     CLASS_NAME,
+    DEFAULT_MAX_AUDIO_SECONDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_SIGNATURE,
     INPUT_KEY,
@@ -28,6 +31,8 @@ from tfxfer.serving.contract import (
     TOP_K_CLASS_IDS,
     TOP_K_CLASS_NAMES,
     TOP_K_PROBABILITIES,
+    WAVEFORM_KEY,
+    WAVEFORM_SIGNATURE,
 )
 from tfxfer.serving.export.image_guard import within_pixel_budget
 from tfxfer.serving.export.introspect import (
@@ -46,6 +51,7 @@ def build_serving_module(
     top_k: int | None = None,
     image_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
 ) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
     """A `tf.Module` around `model` with serving signatures, ready for `tf.saved_model.save`.
 
@@ -61,6 +67,8 @@ def build_serving_module(
         image_size: side to decode images to (default: from the model).
         max_pixels: encoded images whose header declares more pixels are refused
             (INVALID_ARGUMENT) before decoding.
+        max_audio_seconds: audio models: WAV bytes of more seconds are refused
+            (INVALID_ARGUMENT), before decoding when the header is canonical.
 
     Returns:
         The module and its signatures by name.
@@ -84,6 +92,8 @@ def build_serving_module(
     if modality == "text":
         module.serve = tf.function(_text_fn(model, classify), input_signature=[string_spec])
         return module, {DEFAULT_SIGNATURE: module.serve.get_concrete_function()}
+    if modality == "audio":
+        return _audio_signatures(module, model, classify, max_audio_seconds)
 
     size = image_size_of(model, image_size)
     input_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
@@ -184,6 +194,35 @@ def _bytes_fn(serve_pixels: Callable, size: int, max_pixels: int) -> Callable:
         return serve_pixels(images)
 
     return serve
+
+
+def _audio_signatures(module: tf.Module, model: keras.Model, classify: Callable,
+                      max_seconds: float) -> tuple[tf.Module, dict[str, Any]]:
+    """`serving_default` (WAV bytes) and `serving_waveform` (float waveforms of one clip)."""
+    from tfxfer.audio.decode import decode_wav_bytes
+    from tfxfer.audio.guard import within_duration_budget
+    from tfxfer.audio.model import audio_front_end
+
+    if not max_seconds > 0:
+        raise ValueError(f"max_audio_seconds must be > 0. Received: {max_seconds!r}")
+    rate, samples = audio_front_end(model)
+    module.serve_waveform = tf.function(
+        classify, input_signature=[tf.TensorSpec([None, samples], tf.float32,
+                                                 name=WAVEFORM_KEY)])
+
+    def decode(encoded):
+        return decode_wav_bytes(within_duration_budget(encoded, max_seconds), rate, samples,
+                                max_seconds=max_seconds)
+
+    def serve(inputs):
+        waveforms = tf.map_fn(decode, inputs,
+                              fn_output_signature=tf.TensorSpec([samples], tf.float32))
+        return module.serve_waveform(waveforms)
+
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.string,
+                                                                      name=INPUT_KEY)])
+    return module, {DEFAULT_SIGNATURE: module.serve.get_concrete_function(),
+                    WAVEFORM_SIGNATURE: module.serve_waveform.get_concrete_function()}
 
 
 def _pixels_fn(classify: Callable, input_dtype: str) -> Callable:

@@ -47,6 +47,8 @@ from tfxfer.serving.contract import (
     TOP_K_CLASS_IDS,
     TOP_K_CLASS_NAMES,
     TOP_K_PROBABILITIES,
+    WAVEFORM_KEY,
+    WAVEFORM_SIGNATURE,
 )
 from tfxfer.serving.op_libraries import import_op_libraries
 
@@ -79,6 +81,7 @@ class VerifyCase:
     class_names: Sequence[str]
     modality: str
     top_k: int
+    samples: int | None = None  # audio: the clip length of `serving_waveform`
 
 
 @dataclass
@@ -93,8 +96,12 @@ class VerifyReport:
     cli_output: str = ""
 
 
-def expected_signatures(modality: str, num_classes: int, k: int) -> dict[str, Any]:
-    """The signatures an export must have: name -> inputs/outputs -> dtype and shape."""
+def expected_signatures(modality: str, num_classes: int, k: int,
+                        samples: int | None = None) -> dict[str, Any]:
+    """The signatures an export must have: name -> inputs/outputs -> dtype and shape.
+
+    `samples` is an audio model's clip length (its waveform signature's width).
+    """
     outputs = {
         PROBABILITIES: {"dtype": "float32", "shape": [-1, num_classes]},
         CLASS_ID: {"dtype": "int64", "shape": [-1]},
@@ -105,6 +112,11 @@ def expected_signatures(modality: str, num_classes: int, k: int) -> dict[str, An
     }
     signatures = {DEFAULT_SIGNATURE: {
         "inputs": {INPUT_KEY: {"dtype": "string", "shape": [-1]}}, "outputs": outputs}}
+    if modality == "audio":
+        signatures[WAVEFORM_SIGNATURE] = {
+            "inputs": {WAVEFORM_KEY: {"dtype": "float32", "shape": [-1, samples or -1]}},
+            "outputs": outputs,
+        }
     if modality == "image":
         signatures[PIXELS_SIGNATURE] = {
             "inputs": {PIXELS_KEY: {"dtype": "uint8", "shape": [-1, -1, -1, 3]}},
@@ -114,12 +126,22 @@ def expected_signatures(modality: str, num_classes: int, k: int) -> dict[str, An
 
 
 def reference_probabilities(
-    model: keras.Model, inputs: Sequence[bytes | str], image_size: int | None
+    model: keras.Model, inputs: Sequence[bytes | str], image_size: int | None,
+    modality: str | None = None,
 ) -> np.ndarray:
     """The Keras model's probabilities for raw inputs, decoded as in training.
 
-    `image_size` None means text inputs, passed to the model as strings.
+    `image_size` None means text inputs, passed to the model as strings, unless
+    `modality` is "audio" (WAV bytes decoded by `tfxfer.audio.decode`).
     """
+    if modality == "audio":
+        from tfxfer.audio.decode import decode_wav_bytes
+        from tfxfer.audio.model import audio_front_end
+
+        rate, samples = audio_front_end(model)
+        waves = tf.stack([decode_wav_bytes(tf.constant(bytes(v)), rate, samples)
+                          for v in inputs])
+        return np.asarray(model(waves, training=False), dtype=np.float32)
     if image_size is None:
         text = tf.constant([v.encode("utf-8") if isinstance(v, str) else v for v in inputs])
         if len(model.inputs[0].shape) == 2:
@@ -180,7 +202,8 @@ def _run_processes(cases: Sequence[VerifyCase], cli: bool, timeout: float):
 
 
 def _check_signatures(case: VerifyCase, signatures: dict[str, Any]) -> None:
-    expected = expected_signatures(case.modality, len(case.class_names), case.top_k)
+    expected = expected_signatures(case.modality, len(case.class_names), case.top_k,
+                                   case.samples)
     for name, spec in expected.items():
         if signatures.get(name) != spec:
             raise VerificationError(
@@ -224,7 +247,8 @@ def _check_outputs(case: VerifyCase, outputs: dict[str, Any], tolerance: float) 
 
 def _check_cli(case: VerifyCase, output: str) -> list[str]:
     listed = re.findall(r"signature_def\['([^']+)'\]", output)
-    wanted = list(expected_signatures(case.modality, len(case.class_names), case.top_k))
+    wanted = list(expected_signatures(case.modality, len(case.class_names), case.top_k,
+                                   case.samples))
     missing = [name for name in wanted if name not in listed]
     if missing:
         raise VerificationError(
@@ -290,7 +314,8 @@ def verify_export(
         raise ValueError("Verifying an image export needs its image_size.")
     size = image_size if modality == "image" else None
     case = VerifyCase(
-        Path(saved_model), list(inputs), reference_probabilities(model, inputs, size),
+        Path(saved_model), list(inputs), reference_probabilities(model, inputs, size, modality),
         list(class_names), modality, top_k or min(DEFAULT_TOP_K, len(class_names)),
+        int(model.inputs[0].shape[1]) if modality == "audio" else None,
     )
     return verify_saved_models([case], tolerance=tolerance)[0]
