@@ -184,3 +184,17 @@ def test_experiment_creates_its_run_directory_only_when_the_data_are_read(tmp_pa
     monkeypatch.undo()
     Experiment(config).load_data()
     assert (tmp_path / "run" / rundir.CONFIG).is_file()
+
+
+def test_a_key_of_several_modality_sections_sets_each_and_others_must_be_dotted(monkeypatch):
+    from tfxfer.notebook import keys
+
+    assert keys.config_overrides({"augment": False, "epochs": 2}) == {
+        "model": {"image": {"augment": False}, "audio": {"augment": False}},
+        "train": {"epochs": 2}}
+    assert "augment" in keys.valid_keywords()
+    keys.keyword_paths.cache_clear()
+    shared = {"seed": ("data.seed", "train.seed")}  # a name two non-modality sections share
+    monkeypatch.setattr(keys, "keyword_paths", lambda: shared)
+    with pytest.raises(ValueError, match=r"'seed' is in several sections; give its dotted path"):
+        keys.config_overrides({"seed": 1})

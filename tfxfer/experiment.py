@@ -164,6 +164,8 @@ class Experiment:
         resume: a run directory to continue from its last completed epoch (see
             `tfxfer.training.resume`); `config` is then the run's saved config unless it
             differs from the default, when it must match the saved one.
+        check_data: check now that the data paths exist; False when the data will
+            come as `load_data(splits)` (e.g. a DataFrame) rather than from the config.
 
     Every epoch is backed up to RUN_DIR/checkpoints. In a multi-worker job only
     the chief writes the run directory; the others write to a temporary
@@ -179,10 +181,12 @@ class Experiment:
         run.save()
     """
 
-    def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
+    def __init__(self, config: RunConfig, resume: str | Path | None = None,
+                 check_data: bool = True) -> None:
         self.given_model = config.validate().model
         if resume is None:
-            check_sources(config)
+            if check_data:  # False: the data come as `load_data(splits)` (a DataFrame)
+                check_sources(config)
             _check_names(config)
         self.config = _resolve_run(config, resume)
         self.resume = resume
@@ -410,7 +414,7 @@ def train(
     Returns:
         A RunResult holding the trained model, its history and test evaluation.
     """
-    run = _experiment(config, resume)
+    run = _experiment(config, resume, check_data=splits is None)
     run.load_data(splits)
     run.build_model()
     for phase in run.phases:
@@ -428,11 +432,12 @@ class ContinualExperiment(ContinualMixin, Experiment):
         return build_classifier(self.config, splits.modality, len(splits.class_names))
 
 
-def _experiment(config: RunConfig, resume: str | Path | None) -> Experiment:
+def _experiment(config: RunConfig, resume: str | Path | None,
+                check_data: bool = True) -> Experiment:
     """An `Experiment`, or a `ContinualExperiment` for a run with a parent or exemplars."""
     if wants_continual(config, resume):
-        return ContinualExperiment(config, resume)
-    return Experiment(config, resume)
+        return ContinualExperiment(config, resume, check_data)
+    return Experiment(config, resume, check_data)
 
 
 def evaluate_run(run_dir: str | Path) -> Evaluation:

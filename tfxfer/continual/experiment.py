@@ -86,14 +86,15 @@ class ContinualMixin:
         resume: a child's run directory to continue (its saved config names the parent).
     """
 
-    def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
+    def __init__(self, config: RunConfig, resume: str | Path | None = None,
+                 check_data: bool = True) -> None:
         self.parent = None
         if resume is None and config.continual.parent:
             self.parent = load_parent(config.continual.parent)
             continual = dataclasses.replace(config.continual, parent=str(self.parent.run_dir))
             config = dataclasses.replace(inherit_model(config.validate(), self.parent),
                                          continual=continual)
-        super().__init__(config, resume)
+        super().__init__(config, resume, check_data=check_data)
         if self.parent is None and self.config.continual.parent:
             self.parent = load_parent(self.config.continual.parent)
         self.union: ClassUnion | None = None

@@ -3,9 +3,11 @@
 Every field of `RunConfig` is a keyword, by its own name: `epochs=3` is
 `train.epochs`, `backbone="resnet50"` is `model.image.backbone`, `seed=0` is
 `data.seed`. The names are read from the config dataclasses, so a field added
-there is a keyword at once. A name that two sections share must be given by its
-dotted path (`**{"section.key": value}`); a whole section may be given as a
-mapping (`train={"epochs": 3}`). Imports no TensorFlow.
+there is a keyword at once. A name that only modality sections share (`augment`:
+`model.image.augment` and `model.audio.augment`) sets it in each of them, since a run
+reads the sections of its data's modality; any other name that two sections share
+must be given by its dotted path (`**{"section.key": value}`). A whole section may be
+given as a mapping (`train={"epochs": 3}`). Imports no TensorFlow.
 
 Example:
     config_overrides({"epochs": 3, "backbone": "resnet50"})
@@ -19,7 +21,7 @@ import difflib
 import functools
 from typing import Any
 
-from tfxfer.config import RunConfig
+from tfxfer.config import SECTIONS, RunConfig
 
 
 def _leaf_paths(obj: Any, prefix: str = "") -> list[str]:
@@ -59,20 +61,27 @@ def _sections() -> frozenset[str]:
 
 def valid_keywords() -> list[str]:
     """Every name `tfxfer.fit` takes as a keyword, sorted."""
-    return sorted(k for k, paths in keyword_paths().items() if len(paths) == 1)
+    return sorted(k for k, paths in keyword_paths().items()
+                  if len(paths) == 1 or _modality_sections(paths))
 
 
-def _path_of(key: str) -> str:
-    """The dotted config path a keyword names; ValueError naming it and the valid ones."""
+def _modality_sections(paths: tuple[str, ...]) -> bool:
+    """Whether every one of `paths` is a key of a modality section (`model.image.augment`)."""
+    return all(path.split(".")[:2][0] == "model" and path.count(".") == 2
+               and path.split(".")[1] in SECTIONS for path in paths)
+
+
+def _paths_of(key: str) -> tuple[str, ...]:
+    """The dotted config paths a keyword sets; ValueError naming it and the valid ones."""
     dotted = key.replace("-", "_")
     if "." in dotted:
         if dotted in _sections() or dotted in {p for ps in keyword_paths().values() for p in ps}:
-            return dotted
+            return (dotted,)
     elif dotted in _sections():
-        return dotted
+        return (dotted,)
     paths = keyword_paths().get(dotted, ())
-    if len(paths) == 1:
-        return paths[0]
+    if len(paths) == 1 or (paths and _modality_sections(paths)):
+        return paths
     if len(paths) > 1:
         raise ValueError(f"Config key {key!r} is in several sections; give its dotted path "
                          f"as **{{'{paths[0]}': ...}}. Received: {key}= (one of "
@@ -99,12 +108,13 @@ def config_overrides(keys: dict[str, Any]) -> dict[str, Any]:
     """
     nested: dict[str, Any] = {}
     for key, value in keys.items():
-        *sections, name = _path_of(key).split(".")
-        tree = nested
-        for section in sections:
-            tree = tree.setdefault(section, {})
-        if isinstance(tree.get(name), dict) and isinstance(value, dict):
-            tree[name] = {**tree[name], **value}
-        else:
-            tree[name] = value
+        for path in _paths_of(key):
+            *sections, name = path.split(".")
+            tree = nested
+            for section in sections:
+                tree = tree.setdefault(section, {})
+            if isinstance(tree.get(name), dict) and isinstance(value, dict):
+                tree[name] = {**tree[name], **value}
+            else:
+                tree[name] = value
     return nested
