@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tfxfer.audio.decode import clip_samples, wav_decoder
 from tfxfer.config import AudioConfig, DataConfig
-from tfxfer.data.images import SkippedFile
+from tfxfer.data.images import SkippedFile, class_dirs, list_class_files
 from tfxfer.data.splits import Splits, carve_indices, subsample_test, tensor_splits
 from tfxfer.modality import AUDIO, AUDIO_EXTENSIONS
 
@@ -79,28 +79,6 @@ def check_wav(path: str) -> tuple[str | None, int]:
     return None, int(rate)
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        raise FileNotFoundError(f"Audio folder not found: {root}")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(dirs) < 2:
-        raise ValueError(f"Audio folder {root} must hold at least 2 class subfolders; found "
-                         f"{len(dirs)}: {[d.name for d in dirs]}")
-    return dirs
-
-
-def _list_files(class_dir: Path) -> tuple[list[str], list[SkippedFile]]:
-    files, skipped = [], []
-    for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
-        if any(part.startswith(".") for part in path.relative_to(class_dir).parts):
-            continue
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
-            skipped.append(SkippedFile(str(path), f"not a WAV extension ({path.suffix!r})"))
-        else:
-            files.append(str(path))
-    return files, skipped
-
-
 def scan_audio_folder(root: str | os.PathLike, validate: bool = True) -> AudioFolder:
     """Lists the WAV files of a class-per-subfolder tree.
 
@@ -116,9 +94,9 @@ def scan_audio_folder(root: str | os.PathLike, validate: bool = True) -> AudioFo
         ValueError: fewer than two classes, or a class without usable files.
     """
     root = Path(root)
-    dirs = _class_dirs(root)
+    dirs = class_dirs(root, "Audio")
     folder = AudioFolder([], [], [d.name for d in dirs])
-    listed = [_list_files(d) for d in dirs]
+    listed = [list_class_files(d, AUDIO_EXTENSIONS, "a WAV") for d in dirs]
     for _, skipped in listed:
         folder.skipped.extend(skipped)
     flat = [p for files, _ in listed for p in files]

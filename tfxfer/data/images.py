@@ -68,25 +68,30 @@ def check_image(path: str) -> str | None:
     return None
 
 
-def _class_dirs(root: Path) -> list[Path]:
+def class_dirs(root: Path, kind: str = "Image") -> list[Path]:
+    """The class subfolders of a `kind` ("Image", "Audio") folder, at least two."""
     if not root.is_dir():
-        raise FileNotFoundError(f"Image folder not found: {root}")
+        raise FileNotFoundError(f"{kind} folder not found: {root}")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(dirs) < 2:
         raise ValueError(
-            f"Image folder {root} must hold at least 2 class subfolders; found "
+            f"{kind} folder {root} must hold at least 2 class subfolders; found "
             f"{len(dirs)}: {[d.name for d in dirs]}"
         )
     return dirs
 
 
-def _list_files(class_dir: Path, filter_extensions: bool) -> tuple[list[str], list[SkippedFile]]:
+def list_class_files(
+    class_dir: Path, extensions: tuple[str, ...] | None = IMAGE_EXTENSIONS, kind: str = "an image",
+) -> tuple[list[str], list[SkippedFile]]:
+    """The non-hidden files under `class_dir`; with `extensions`, others are skipped as
+    "not {kind} extension"."""
     files, skipped = [], []
     for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
         if any(part.startswith(".") for part in path.relative_to(class_dir).parts):
             continue  # hidden files such as .DS_Store are not data
-        if filter_extensions and path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append(SkippedFile(str(path), f"not an image extension ({path.suffix!r})"))
+        if extensions is not None and path.suffix.lower() not in extensions:
+            skipped.append(SkippedFile(str(path), f"not {kind} extension ({path.suffix!r})"))
         else:
             files.append(str(path))
     return files, skipped
@@ -108,11 +113,11 @@ def scan_image_folder(root: str | os.PathLike, validate: bool = True) -> ImageFo
         ValueError: fewer than two classes, or a class without usable images.
     """
     root = Path(root)
-    dirs = _class_dirs(root)
+    dirs = class_dirs(root)
     folder = ImageFolder([], [], [d.name for d in dirs])
     per_class = []
     for class_dir in dirs:
-        files, skipped = _list_files(class_dir, filter_extensions=not validate)
+        files, skipped = list_class_files(class_dir, None if validate else IMAGE_EXTENSIONS)
         folder.skipped.extend(skipped)
         per_class.append(files)
     if validate:
