@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     run.build_model()
 
     # Phase 1 trains the head on the frozen backbone; phase 2 (fine_tune_all) the
-    # whole backbone with BatchNorm frozen. `from_scratch` trains one phase from random.
+    # whole backbone, its BatchNorm statistics included (config: fine_tune_batchnorm).
+    # `from_scratch` trains one phase from random.
     for phase in run.phases:
         run.fit(phase)
 
