@@ -48,7 +48,7 @@ from tfxfer.training.bottleneck import (
     features_dataset,
     has_augmentation,
 )
-from tfxfer.training.split import NoBoundary, SplitModel
+from tfxfer.training.split import NoBoundary, SplitModel, output_in
 from tfxfer.training.strategies import Phase, backbone_of, plan_phases, set_phase_trainable
 from tfxfer.training.text_boundary import is_transformer_classifier, split_transformer_classifier
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
@@ -100,16 +100,6 @@ def find_boundary(backbone: keras.Model) -> int:
     )
 
 
-def _output_in(model: keras.Model, layer: keras.layers.Layer):
-    """The tensor `layer` produces inside `model`'s graph (its own `.output` may be
-    the one of its inner graph, as for a nested functional backbone)."""
-    for other in model.layers:
-        for tensor in keras.tree.flatten(other.input) if other is not layer else ():
-            if keras_compat.producing_operation(tensor) is layer:
-                return tensor
-    raise NoBoundary(f"no layer of {model.name!r} reads the output of {layer.name!r}")
-
-
 def split_model(model: keras.Model) -> SplitModel:
     """Cuts `model` (trainable flags already set for the phase) at its unfreeze boundary.
 
@@ -131,7 +121,7 @@ def split_model(model: keras.Model) -> SplitModel:
     boundary = layers[index].input
     backbone_top = keras.Model(boundary, backbone.output, name=BACKBONE)
     backbone_bottom = keras.Model(backbone.inputs, boundary, name="backbone_bottom")
-    backbone_out = _output_in(model, backbone)
+    backbone_out = output_in(model, backbone)
     after = keras.Model(backbone_out, model.output, name="after_backbone")
     pooling = keras.Model(backbone_out, head_input(model), name="pooling_part")
     before = keras.Model(model.inputs, model.get_layer(PREPROCESS).output, name="before_backbone")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from tfxfer.utils import keras_compat
+
 
 class NoBoundary(ValueError):
     """Phase 2 cannot run on cached activations; the message says which condition failed."""
@@ -36,3 +38,17 @@ class SplitModel:
     top: keras.Model
     top_features: keras.Model
     lengths: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def output_in(model: keras.Model, layer: keras.layers.Layer):
+    """The tensor `layer` produces inside `model`'s graph (its own `.output` may be
+    the one of its inner graph, as for a nested functional backbone).
+
+    Raises:
+        NoBoundary: no layer of `model` reads that output.
+    """
+    for other in model.layers:
+        for tensor in keras.tree.flatten(other.input) if other is not layer else ():
+            if keras_compat.producing_operation(tensor) is layer:
+                return tensor
+    raise NoBoundary(f"no layer of {model.name!r} reads the output of {layer.name!r}")

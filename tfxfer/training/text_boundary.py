@@ -30,7 +30,7 @@ import tensorflow as tf
 from tfxfer.image.model import head_input
 from tfxfer.text.model import CLEANUP, TEXT_INPUT
 from tfxfer.text.transformer import TransformerTextEncoder, pool
-from tfxfer.training.split import NoBoundary, SplitModel
+from tfxfer.training.split import NoBoundary, SplitModel, output_in
 
 
 def is_transformer_classifier(model: keras.Model, backbone: keras.layers.Layer) -> bool:
@@ -112,14 +112,6 @@ class TransformerTop(keras.layers.Layer):
         return (input_shape[0], self.encoder.output_dim)
 
 
-def _encoder_output(model: keras.Model, encoder: keras.layers.Layer):
-    for layer in model.layers:
-        for tensor in keras.tree.flatten(layer.input) if layer is not encoder else ():
-            if tensor._keras_history.operation is encoder:
-                return tensor
-    raise NoBoundary(f"no layer of {model.name!r} reads the output of {encoder.name!r}")
-
-
 def split_transformer_classifier(model: keras.Model, encoder: TransformerTextEncoder
                                  ) -> SplitModel:
     """Cuts a transformer text classifier (trainable flags set for the phase).
@@ -133,7 +125,7 @@ def split_transformer_classifier(model: keras.Model, encoder: TransformerTextEnc
     bottom_out = TransformerBottom(encoder, block, name="bottom_blocks")(
         model.get_layer(CLEANUP)(texts))
     bottom = keras.Model(texts, bottom_out, name="bottom")
-    vectors = _encoder_output(model, encoder)
+    vectors = output_in(model, encoder)
     after = keras.Model(vectors, model.output, name="after_backbone")
     features = head_input(model)
     activations = keras.Input(shape=bottom_out.shape[1:], name="activations")
