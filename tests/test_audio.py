@@ -192,6 +192,35 @@ def test_fsdd_staging_official_and_leave_one_speaker_out(tmp_path):
         stage_fsdd(flat, tmp_path / "x", "speaker:carol")
 
 
+def test_speech_app_trains_digit_and_speaker_heads(tmp_path):
+    import importlib.util
+    import json
+
+    flat = tmp_path / "recordings"
+    for digit, hz in (("0", 300.0), ("7", 1500.0)):
+        for speaker in ("ann", "bob"):
+            for index in range(7):
+                seconds = 0.2 if speaker == "ann" else 0.4  # a speaker is a length here
+                write_wav(flat / f"{digit}_{speaker}_{index}.wav", tone(hz, RATE, seconds,
+                                                                        phase=index), RATE)
+    app = Path(__file__).resolve().parents[1] / "apps" / "speech" / "train.py"
+    spec = importlib.util.spec_from_file_location("speech_app", app)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = ["--recordings", str(flat), "--weights", "none", "--image-size", "32",
+            "--strategy", "from_scratch", "--epochs", "1", "--fine-tune-epochs", "0",
+            "--verbose", "0", "--no-tensorboard"]
+    assert module.main([*tiny, "--target", "digit,speaker", "--out", str(tmp_path / "run")]) == 0
+    outputs = json.loads((tmp_path / "run" / "outputs.json").read_text())
+    assert [(o["name"], o["task"], o["names"]) for o in outputs] == [
+        ("digit", "classification", ["0", "7"]), ("speaker", "classification", ["ann", "bob"])]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["outputs"]
+    assert metrics["digit"]["examples"] == metrics["speaker"]["examples"] == 20  # indices 0-4
+    with pytest.raises(ValueError, match="needs split 'official'"):
+        module.main([*tiny, "--target", "speaker", "--split", "speaker:bob",
+                     "--out", str(tmp_path / "refused")])
+
+
 @pytest.mark.parametrize("fine_tune_batchnorm", [False, True])
 def test_fine_tune_batchnorm_leaves_batchnorm_trainable_in_phase_two(fine_tune_batchnorm):
     from tfxfer.config import TrainConfig

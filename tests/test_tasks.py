@@ -39,15 +39,16 @@ def test_parse_targets_refuses_bad_targets(target, weights, message):
 # --- masked losses ------------------------------------------------------------------------
 
 
-def _toy_model():
+def _toy_model(distribution: bool = False):
     import keras
 
     from tfxfer.tasks.model import task_head
     from tfxfer.tasks.outputs import Output
 
+    values = [float(v) for v in range(1, 11)] if distribution else []
     outputs = [Output("label", "classification", "label", 1.0, ["a", "b", "c"]),
                Output("tags", "multilabel", "tags", 0.7, ["x", "y"]),
-               Output("rating", "regression", "rating", 2.0, mean=5.0, std=3.0)]
+               Output("rating", "regression", "rating", 2.0, mean=5.0, std=3.0, values=values)]
     inputs = keras.Input((4,))
     model = keras.Model(inputs, task_head(outputs, 0.0, 8)(inputs))
     return model, outputs
@@ -58,7 +59,7 @@ def _total_loss(model, outputs, x, y):
 
     from tfxfer.tasks.model import compile_args
 
-    args = compile_args(outputs)
+    args = compile_args(outputs, "distribution" if outputs[-1].values else "mse")
     with tf.GradientTape() as tape:
         predictions = model(x)
         loss = tf.add_n([args["loss_weights"][n] * args["loss"][n](y[n], predictions[n])
@@ -68,11 +69,12 @@ def _total_loss(model, outputs, x, y):
 
 def _batch(rng, n):
     return {"label": rng.integers(0, 3, n), "tags": rng.integers(0, 2, (n, 2)).astype("float32"),
-            "rating": rng.uniform(1, 10, n).astype("float32")}
+            "rating": rng.integers(1, 11, n).astype("float32")}
 
 
-def test_masked_rows_contribute_nothing_to_loss_or_gradients():
-    model, outputs = _toy_model()
+@pytest.mark.parametrize("distribution", [False, True], ids=["scalar", "distribution"])
+def test_masked_rows_contribute_nothing_to_loss_or_gradients(distribution):
+    model, outputs = _toy_model(distribution)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 4)).astype("float32")
     y = _batch(rng, 10)
@@ -202,6 +204,43 @@ def test_text_regression_learns_a_known_function(tmp_path):
     assert metrics["spearman"] > 0.9
     assert (result.run_dir / "rating_scatter.png").stat().st_size > 0
     assert (result.run_dir / "rating_residuals.png").stat().st_size > 0
+
+
+def test_distribution_median_and_its_refusal_of_continuous_targets():
+    import tensorflow as tf
+
+    from tfxfer.tasks.evaluation import point_predictions
+    from tfxfer.tasks.losses import distribution_median
+    from tfxfer.tasks.outputs import Output, with_regression_heads
+
+    values = [1.0, 2.0, 7.0, 10.0]
+    p = np.array([[0.6, 0.1, 0.1, 0.2], [0.2, 0.2, 0.1, 0.5], [0.25, 0.25, 0.5, 0.0]], "float32")
+    np.testing.assert_allclose(distribution_median(values, tf.constant(p)), [1.0, 7.0, 2.0])
+    rating = Output("rating", "regression", "rating", values=values)
+    np.testing.assert_allclose(point_predictions([rating], {"rating": p})["rating"], [1, 7, 2])
+    scalar = Output("rating", "regression", "rating")
+    [resolved] = with_regression_heads([scalar], {"rating": np.array([1, 10, 2, np.nan, 1])},
+                                       "distribution")
+    assert resolved.values == [1.0, 2.0, 10.0] and resolved.units == 3
+    assert with_regression_heads([scalar], {"rating": np.arange(3.0)}, "mae") == [scalar]
+    with pytest.raises(ValueError, match="at most 50 distinct values; 'rating' has 51"):
+        with_regression_heads([scalar], {"rating": np.arange(51.0)}, "distribution")
+
+
+def test_distribution_head_learns_and_exports_the_median(tmp_path):
+    from tfxfer.experiment import train
+    from tfxfer.tasks.export import export_task_run, predict_task_run
+
+    source = write_csv(tmp_path / "r.csv", _reviews(80), header=("text", "label", "rating"))
+    result = train(_text_config(tmp_path, source, "rating", regression_loss="distribution"))
+    outputs = json.loads((result.run_dir / "outputs.json").read_text())
+    assert outputs[0]["values"] == [1.0, 3.0, 5.0, 7.0]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]["rating"]
+    assert metrics["mae"] < 0.5 < metrics["mae_of_train_mean"]
+    texts = ["good great love movie", "bad awful hate film", "good bad dull plot"]
+    answers = _serve(export_task_run(result.run_dir, tmp_path / "models", "r").path, texts)
+    assert answers["rating_value"].tolist() == [7.0, 1.0, 3.0]  # rating = 2k + 1
+    assert [r["rating"] for r in predict_task_run(result.run_dir, texts)] == [7.0, 1.0, 3.0]
 
 
 @pytest.fixture(scope="module")
@@ -422,8 +461,65 @@ def test_task_flags_land_in_the_config():
     config = parse_train_config([
         "--data", "t.csv", "--target", "label,rating:regression", "--loss-weights",
         "rating=0.5", "--tag-delimiter", ";", "--image-column", "path",
-        "--regression-loss", "huber"])
+        "--regression-loss", "huber", "--audio-column", "wav"])
     assert config.data.target == "label,rating:regression"
     assert config.data.loss_weights == {"rating": 0.5}
     assert (config.data.tag_delimiter, config.data.image_column) == (";", "path")
-    assert config.train.regression_loss == "huber"
+    assert config.train.regression_loss == "huber" and config.data.audio_column == "wav"
+
+
+# --- audio tables -----------------------------------------------------------------------------
+
+
+def _tone_table(root: Path) -> Path:
+    """WAVs whose pitch (300 or 1500 Hz) and length (0.15 or 0.45 s) are the two targets,
+    plus a truncated WAV and a missing file."""
+    from audio_helpers import tone, write_wav
+
+    rows = []
+    for pitch, hz in (("low", 300.0), ("high", 1500.0)):
+        for length, seconds in (("short", 0.15), ("long", 0.45)):
+            for i in range(6):
+                name = f"clips/{pitch}_{length}_{i}.wav"
+                write_wav(root / name, tone(hz, 8000, seconds, phase=i), 8000)
+                rows.append((name, pitch, length))
+    good = (root / rows[0][0]).read_bytes()
+    (root / "clips" / "truncated.wav").write_bytes(good[:30])
+    rows += [("clips/truncated.wav", "low", "short"), ("clips/gone.wav", "high", "long")]
+    return write_csv(root / "clips.csv", rows, header=("path", "pitch", "length"))
+
+
+def test_audio_multitask_table_trains_and_exports_wav_bytes(tmp_path, caplog):
+    from tfxfer.experiment import train
+    from tfxfer.tasks.export import export_task_run, predict_task_run
+
+    source = _tone_table(tmp_path)
+    config = load_config(overrides={
+        "data": {"source": str(source), "target": "pitch,length", "audio_column": "path",
+                 "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.0, "seed": 0},
+        "model": {"dropout": 0.0,
+                  "image": {"backbone": "dann_mnist_cnn", "weights": "none", "image_size": 28},
+                  "audio": {"sample_rate": 8000, "clip_seconds": 0.5, "augment": False}},
+        "train": {"strategy": "from_scratch", "epochs": 20, "learning_rate": 0.01,
+                  "verbose": 0, "tensorboard": False},
+        "out": str(tmp_path / "run"),
+    })
+    result = train(config)
+    splits = result.splits
+    assert splits.modality == "audio"
+    assert sorted((r.where, r.kind) for r in splits.bad_rows) == [
+        ("line 26", "bad audio"), ("line 27", "missing file")]
+    assert "clips/truncated.wav" in caplog.text
+
+    exported = export_task_run(result.run_dir, tmp_path / "models", "tones")
+    assert exported.modality == "audio"
+    assert set(exported.signatures) == {"serving_default", "serving_waveform"}
+    clips = sorted((tmp_path / "clips").glob("*_*_*.wav"))
+    answers = _serve(exported.path, [c.read_bytes() for c in clips])
+    want = np.array([c.name.split("_")[:2] for c in clips])
+    got = np.stack([answers["pitch_class_name"].astype(str),
+                    answers["length_class_name"].astype(str)], axis=1)
+    assert np.all(np.mean(got == want, axis=0) >= 0.9), got
+    local = predict_task_run(result.run_dir, [c.read_bytes() for c in clips[:3]])
+    np.testing.assert_allclose([r["pitch_probabilities"] for r in local],
+                               answers["pitch_probabilities"][:3], atol=1e-5)

@@ -163,6 +163,8 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "help": "separator of the tags of a multilabel column"}),
     ("--image-column", "data", "image_column", {
         "help": "the column of image paths (relative to the CSV) of an image table"}),
+    ("--audio-column", "data", "audio_column", {
+        "help": "the column of WAV file paths (relative to the CSV) of an audio table"}),
     # ---
     ("--label-names", "data", "label_names", {
         "type": _label_names, "metavar": "LABEL=NAME,...",
@@ -200,7 +202,9 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
         "type": int, "help": "phase 2 epochs (top of the backbone unfrozen)"}),
     ("--optimizer", "train", "optimizer", {"choices": OPTIMIZERS, "help": "optimizer"}),
     ("--regression-loss", "train", "regression_loss", {
-        "choices": REGRESSION_LOSSES, "help": "loss of regression outputs of a task model"}),
+        "choices": REGRESSION_LOSSES,
+        "help": "loss of regression outputs of a task model (distribution: a softmax over the "
+                "target's distinct values, answering their median)"}),
     ("--learning-rate", "train", "learning_rate", {
         "type": _float_or_auto, "metavar": "LR|auto",
         "help": "phase 1 learning rate; auto: the LR finder sweeps it"}),

@@ -63,7 +63,7 @@ PHASE2_CACHE = ("auto", "off")
 # (see tfxfer.training.optimizers.WarmupSchedule).
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DISTRIBUTE = ("auto", "mirrored", "multi_worker", "none")
-REGRESSION_LOSSES = ("mse", "huber", "mae")
+REGRESSION_LOSSES = ("mse", "huber", "mae", "distribution")
 # Which features DANN's domain classifier reads: the pooled backbone features (the head's
 # input) or the output of the head's hidden layer (`model.hidden_units` > 0).
 ADAPTATION_FEATURES = ("pooling", "hidden")
@@ -118,8 +118,11 @@ class DataConfig:
     # What separates the tags of a multilabel cell, e.g. "red|round".
     tag_delimiter: str = "|"
     # The column of image file paths (relative to the CSV's folder) when a table holds
-    # images; None: the table holds text in text_column.
+    # images; None: the table holds text in text_column (or WAV files, audio_column).
     image_column: str | None = None
+    # The column of WAV file paths (relative to the CSV's folder) when a table holds
+    # audio clips, decoded as model.audio says (rate, clip length).
+    audio_column: str | None = None
     # --- Self-training (tfxfer.unsupervised.self_training) ---
     # Unlabelled examples of the same kind as `source` (a flat image folder, or one whose
     # subfolder names are ignored, or a CSV of texts): the teacher pseudo-labels them and
@@ -321,7 +324,9 @@ class TrainConfig:
     tensorboard: bool = True
     # Loss of regression outputs of a task model (tfxfer.tasks), on the standardised target:
     # "mse" (squared error), "huber" (squared within 1 standard deviation, linear beyond) or
-    # "mae" (absolute error: predicts the median, the lowest MAE for two-peaked targets).
+    # "mae" (absolute error: predicts the median, the lowest MAE for two-peaked targets), or
+    # "distribution" (a softmax over the target's distinct training values, at most 50, with
+    # cross-entropy; the answer is the median of that distribution: IMDB's 1-4/7-10 stars).
     regression_loss: str = "mse"
     # --- Self-training (data.unlabelled_source, tfxfer.unsupervised.self_training) ---
     # Student rounds after the teacher (each student teaches the next).

@@ -53,7 +53,7 @@ from tfxfer.runtime.distribute import (
 from tfxfer.runtime.gc_policy import long_lived_frozen
 from tfxfer.tasks.bottleneck import should_cache_tasks, task_head_runner
 from tfxfer.tasks.model import build_task_model, compile_args
-from tfxfer.tasks.outputs import Output, read_outputs
+from tfxfer.tasks.outputs import Output, read_outputs, with_regression_heads
 from tfxfer.tasks.run import evaluate_task_run, validate_task_config, write_task_setup
 from tfxfer.tasks.table import TaskSplits
 from tfxfer.text.model import build_text_classifier
@@ -244,6 +244,9 @@ class Experiment:
         if self.tasks:  # --- a task model: no "auto" settings (tfxfer.tasks.run) ---
             validate_task_config(self.config)
             self.config = resolve_config(self.config)
+            self.splits.outputs = with_regression_heads(
+                self.splits.outputs, self.splits.targets["train"],
+                self.config.train.regression_loss)
             if self.resume is None or not self.chief:
                 write_task_setup(self.run_dir, self.config, self.splits)
             return self.splits

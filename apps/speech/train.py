@@ -9,10 +9,15 @@ phase 2 fine-tunes the whole backbone at a 10x lower learning rate.
     python apps/speech/train.py --split speaker:theo              # unseen speaker
     python apps/speech/train.py --strategy from_scratch           # same net, random init
     python apps/speech/train.py --weights PATH/mobilenet_2_5_224_tf_no_top.h5
+    python apps/speech/train.py --target digit,speaker            # multi-task: both heads
 
 `--recordings` is FSDD's `recordings/` folder (default $TFXFER_ASSETS/audio/recordings).
 Settings come from `config.yaml` beside this script; every `tfxfer train` flag
 overrides it. The exported model takes raw WAV bytes (any rate; resampled to 8 kHz).
+
+With `--target digit,speaker` (or `--target speaker`) one backbone learns both from
+each file name (`digit_speaker_index.wav`) with one head per target
+(`tfxfer.tasks`); the export answers `digit_class_name` and `speaker_class_name`.
 """
 
 import argparse
@@ -42,18 +47,41 @@ def _app_arguments(argv):
     return args, rest, assets
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, rest, assets = _app_arguments(sys.argv[1:] if argv is None else argv)
-    config = tfxfer.parse_train_config(rest, config_file=CONFIG, description=__doc__)
+def _task_splits(args: argparse.Namespace, config):
+    """Digit and/or speaker targets: FSDD's split as tables of path, digit, speaker."""
+    from tfxfer.audio.fsdd import fsdd_tables
+    from tfxfer.tasks.table import load_task_frames
 
-    # The data: FSDD's flat recordings linked into train/<digit>/ and test/<digit>/ for
-    # the chosen split; a tenth of the training files is held out for validation.
+    train, test = fsdd_tables(args.recordings, args.split)
+    # Digits are classes, not numbers: a target without a task is a classification.
+    config.data.target = ",".join(t if ":" in t else f"{t.strip()}:classification"
+                                  for t in config.data.target.split(","))
+    config.data.source = config.data.test_source = args.recordings  # recorded in config.json
+    config.data.audio_column = "path"
+    return load_task_frames(train, config.data, test, audio=config.model.audio)
+
+
+def _stage_folders(args: argparse.Namespace, config) -> None:
+    """One target, the digit: FSDD's recordings linked into train/<digit>/, test/<digit>/."""
     from tfxfer.audio.fsdd import stage_fsdd
 
     stage = args.stage_dir or Path(tempfile.gettempdir(), "tfxfer-fsdd",
                                    args.split.replace(":", "-"))
     train_dir, test_dir = stage_fsdd(args.recordings, stage, args.split)
     config.data.source, config.data.test_source = str(train_dir), str(test_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, rest, assets = _app_arguments(sys.argv[1:] if argv is None else argv)
+    config = tfxfer.parse_train_config(rest, config_file=CONFIG, description=__doc__)
+    # The data: FSDD's flat recordings split as chosen (official: indices 0-4 test); a
+    # tenth of the training files is held out for validation.
+    if config.data.target:
+        splits = _task_splits(args, config)
+    else:
+        _stage_folders(args, config)
+        splits = None  # the Experiment reads the staged folders
+
     image = config.model.image
     if image.weights == "imagenet" and (assets / WEIGHTS).is_file():
         image.weights = str(assets / WEIGHTS)  # the ImageNet file, read offline
@@ -62,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     # The model takes float waveforms (8,000 samples); the log-mel spectrogram, its
     # picture, SpecAugment masks, time shift and noise (training only) are inside it.
     run = tfxfer.Experiment(config)
-    splits = run.load_data()
-    print(f"split {args.split}: counts {splits.summary()['counts']}")
+    splits = run.load_data(splits)
+    summary = splits.summary()
+    print(f"split {args.split}: counts {summary.get('counts') or summary['labelled']}")
     run.build_model()
 
     # Phase 1 trains the head on the frozen backbone; phase 2 (fine_tune_all) the
@@ -76,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     if evaluation is not None:
         print(evaluation.table())
     result = run.save()
-    print(f"run directory: {result.run_dir} (report.html shows test spectrograms)")
+    shown = "" if config.data.target else " (report.html shows test spectrograms)"
+    print(f"run directory: {result.run_dir}{shown}")
     print(f"next: tfxfer export {result.run_dir} --name speech --verify && "
           "tfxfer serve saved_models")
     return 0

@@ -9,6 +9,9 @@ speakers x 50). `stage_fsdd` links them into `OUT/train/<digit>/` and
 
 Files are symlinked, never copied. `data.source = OUT/train`, `data.test_source =
 OUT/test`.
+
+`fsdd_tables` gives the same split as two tables (`path`, `digit`, `speaker`) for a
+task model with two outputs, digit and speaker (`data.audio_column = "path"`).
 """
 
 from __future__ import annotations
@@ -81,3 +84,21 @@ def stage_fsdd(root: str | os.PathLike, out: str | os.PathLike,
         if not link.exists():
             link.symlink_to(item.path.resolve())
     return out / "train", out / "test"
+
+
+def fsdd_tables(root: str | os.PathLike, split: str = "official"):
+    """(train, test) DataFrames of path, digit and speaker for `split`.
+
+    Only the official split can test the speaker task: with "speaker:NAME" the test
+    speaker is one the training data never names.
+    """
+    import pandas as pd
+
+    if split != "official":
+        raise ValueError(f"A speaker target needs split 'official' (every speaker trains and "
+                         f"tests). Received: split={split!r}")
+    rows = {"train": [], "test": []}
+    for item in recordings(root):
+        rows["test" if _is_test(item, split) else "train"].append(
+            {"path": str(item.path.resolve()), "digit": item.digit, "speaker": item.speaker})
+    return pd.DataFrame(rows["train"]), pd.DataFrame(rows["test"])

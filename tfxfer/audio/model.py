@@ -17,6 +17,8 @@ the full model while it is on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
 from tfxfer.audio.decode import clip_samples
@@ -35,7 +37,7 @@ SPECTROGRAM_IMAGE = "spectrogram_image"
 
 def build_audio_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False,
-    train_batchnorm: bool = False,
+    train_batchnorm: bool = False, head: Callable | None = None,
 ) -> keras.Model:
     """Builds a classifier from waveforms to class probabilities.
 
@@ -48,6 +50,8 @@ def build_audio_classifier(
         train_batchnorm: a pretrained backbone's BatchNorm layers follow the training
             flag once trainable (`train.fine_tune_batchnorm`): ImageNet's statistics do
             not fit log-mel pictures.
+        head: builds the outputs from the pooled features instead of `build_head`
+            (task heads, `tfxfer.tasks.model`); `num_classes` is then not used.
 
     Returns:
         An uncompiled `keras.Model` with one float32 input [batch, clip samples].
@@ -75,7 +79,7 @@ def build_audio_classifier(
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
     x = backbone(x) if from_scratch or train_batchnorm else backbone(x, training=False)
     x = _pooling(image.pooling)(x)
-    outputs = build_head(x, num_classes, config)
+    outputs = head(x) if head is not None else build_head(x, num_classes, config)
     return keras.Model(inputs, outputs, name=f"{spec.name}_audio_classifier")
 
 

@@ -90,9 +90,9 @@ def _load_splits(data: DataConfig, image_size: int | None,
 
     if is_task_source(data):
         if kind != "csv":
-            raise ValueError(f"data.target / data.image_column need a CSV or TSV table (or a "
-                             f"DataFrame). Received: source={data.source!r}")
-        return load_task_splits(data, image_size)
+            raise ValueError("data.target / data.image_column / data.audio_column need a CSV "
+                             f"or TSV table (or a DataFrame). Received: source={data.source!r}")
+        return load_task_splits(data, image_size, audio)
     if kind == "tfds":
         return load_tfds_splits(data, image_size)
     if kind == "csv":

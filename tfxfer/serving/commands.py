@@ -96,7 +96,9 @@ def _run_task_export(args: argparse.Namespace) -> int:
         samples = read_samples(args.sample, export_modality(load_task_run(args.run_dir)[1]))
     result = export_task_run(args.run_dir, args.base, args.name, version=args.version,
                              samples=samples,
-                             **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
+                             **({"max_pixels": args.max_pixels} if args.max_pixels else {}),
+                             **({"max_audio_seconds": args.max_audio_seconds}
+                                if args.max_audio_seconds else {}))
     tasks = ", ".join(f"{o.name}: {o.task}" for o in result.outputs)
     print(f"exported {result.modality} task model ({tasks}) to {result.path}")
     print(f"signatures: {', '.join(result.signatures)}; outputs: {', '.join(result.output_keys)}")

@@ -56,7 +56,7 @@ def task_head_model(model: keras.Model, splits: TaskSplits) -> keras.Model:
     for output in splits.outputs:
         name = OUTPUT_PREFIX + output.name
         y = x
-        if output.task == REGRESSION:
+        if output.task == REGRESSION and not output.distribution:
             y = model.get_layer(f"{name}_standardised")(y)
         outputs[output.name] = model.get_layer(name)(y)
     return keras.Model(features, outputs, name="task_heads")

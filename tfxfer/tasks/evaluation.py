@@ -44,6 +44,18 @@ def predict_outputs(model: keras.Model, ds: tf.data.Dataset
             {k: np.concatenate(v) for k, v in predictions.items()})
 
 
+def point_predictions(outputs: list[Output], y_pred: dict[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """Predictions with a distribution head's probabilities replaced by their median."""
+    points = dict(y_pred)
+    for output in outputs:
+        if output.distribution:
+            cdf = np.cumsum(y_pred[output.name], axis=-1)
+            points[output.name] = np.asarray(output.values, np.float32)[
+                np.argmax(cdf >= 0.5 - 1e-6, axis=-1)]
+    return points
+
+
 def labelled(output: Output, y: np.ndarray) -> np.ndarray:
     """Which rows have a label for `output`."""
     if output.task == CLASSIFICATION:

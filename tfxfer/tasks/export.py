@@ -2,8 +2,8 @@
 
 `export_task_run` writes a SavedModel for TF Serving (and `tfxfer serve`), published
 atomically like a classifier's (`tfxfer.serving.export.layout`). `serving_default`
-takes one `[None]` string tensor `inputs` (encoded image bytes or raw text) and
-returns, per output NAME:
+takes one `[None]` string tensor `inputs` (encoded image bytes, WAV bytes or raw text)
+and returns, per output NAME:
 
     regression      NAME_value           [None]     float32  in the target's units
     classification  NAME_probabilities   [None, C]  float32
@@ -15,7 +15,10 @@ returns, per output NAME:
                     NAME_labels          [None]     string   the tags above threshold,
                                                              joined by the tag delimiter
 
-Image exports also have `serving_pixels` (a `[None, H, W, 3]` uint8 batch `images`).
+Image exports also have `serving_pixels` (a `[None, H, W, 3]` uint8 batch `images`),
+audio exports `serving_waveform` (a `[None, clip samples]` float32 batch `waveforms` at
+the model's rate); WAV inputs longer than `max_audio_seconds` are refused, as a
+classifier's are.
 Class and tag names and thresholds are constants of the graph. `predict_task_run`
 answers the same from the run's Keras model, in Python.
 LiteRT conversion of task runs is refused (`tfxfer.lite` converts classifiers).
@@ -36,11 +39,14 @@ import tensorflow as tf
 import tfxfer.tasks.model  # noqa: F401  (registers the task layers and losses for loading)
 from tfxfer.data.pipeline import decode_image
 from tfxfer.serving.contract import (
+    DEFAULT_MAX_AUDIO_SECONDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_SIGNATURE,
     INPUT_KEY,
     PIXELS_KEY,
     PIXELS_SIGNATURE,
+    WAVEFORM_KEY,
+    WAVEFORM_SIGNATURE,
 )
 from tfxfer.serving.export import layout
 from tfxfer.serving.export.checks import check_ops
@@ -48,7 +54,7 @@ from tfxfer.serving.export.errors import ExportError
 from tfxfer.serving.export.image_guard import within_pixel_budget
 from tfxfer.serving.export.introspect import export_modality, image_size_of
 from tfxfer.serving.export.serving_module import serving_state
-from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION
+from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_median
 from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output, read_outputs
 
 logger = logging.getLogger(__name__)
@@ -61,7 +67,7 @@ class TaskExportResult:
     Attributes:
         path: the published version directory BASE/NAME/VERSION.
         version: its integer version.
-        modality: "image" or "text".
+        modality: "image", "text" or "audio".
         outputs: the run's outputs.
         signatures: names of the exported signatures.
         output_keys: the keys `serving_default` returns.
@@ -83,7 +89,9 @@ def answer(outputs: Sequence[Output], predictions: dict, delimiter: str = "|") -
     for output in outputs:
         p = tf.cast(predictions[output.name], tf.float32)
         n = output.name
-        if output.task == REGRESSION:
+        if output.distribution:  # the median of the distribution over its values
+            result[f"{n}_value"] = distribution_median(output.values, p)
+        elif output.task == REGRESSION:
             result[f"{n}_value"] = tf.reshape(p, [-1])
         elif output.task == CLASSIFICATION:
             class_id = tf.argmax(p, axis=-1, output_type=tf.int64)
@@ -101,8 +109,45 @@ def answer(outputs: Sequence[Output], predictions: dict, delimiter: str = "|") -
     return result
 
 
+def model_inputs(model: keras.Model, raw: Sequence[bytes | str], image_size: int | None):
+    """The batch the Keras model takes for raw inputs (texts, image bytes or WAV bytes)."""
+    modality = export_modality(model)
+    if modality == "text":
+        x = tf.constant(list(raw))
+        return tf.expand_dims(x, -1) if len(model.inputs[0].shape) == 2 else x
+    if modality == "audio":
+        from tfxfer.audio.decode import decode_wav_bytes
+        from tfxfer.audio.model import audio_front_end
+
+        rate, samples = audio_front_end(model)
+        return tf.stack([decode_wav_bytes(s, rate, samples) for s in raw])
+    return tf.stack([decode_image(s, image_size) for s in raw])
+
+
+def _audio_serving(module: tf.Module, model: keras.Model, respond, max_seconds: float) -> dict:
+    from tfxfer.audio.decode import decode_wav_bytes
+    from tfxfer.audio.guard import within_duration_budget
+    from tfxfer.audio.model import audio_front_end
+
+    rate, samples = audio_front_end(model)
+    module.serve_waveform = tf.function(
+        respond, input_signature=[tf.TensorSpec([None, samples], tf.float32, name=WAVEFORM_KEY)])
+
+    def serve(inputs):
+        waveforms = tf.map_fn(
+            lambda e: decode_wav_bytes(within_duration_budget(e, max_seconds), rate, samples,
+                                       max_seconds=max_seconds),
+            inputs, fn_output_signature=tf.TensorSpec([samples], tf.float32))
+        return module.serve_waveform(waveforms)
+
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.string,
+                                                                      name=INPUT_KEY)])
+    return {DEFAULT_SIGNATURE: module.serve.get_concrete_function(),
+            WAVEFORM_SIGNATURE: module.serve_waveform.get_concrete_function()}
+
+
 def _module(model: keras.Model, outputs: list[Output], delimiter: str, image_size: int | None,
-            max_pixels: int) -> tuple[tf.Module, dict]:
+            max_pixels: int, max_audio_seconds: float) -> tuple[tf.Module, dict]:
     module = tf.Module(name="tfxfer_task_serving")
     module.model_variables, module.model_objects = serving_state(model)
     string_spec = tf.TensorSpec([None], tf.string, name=INPUT_KEY)
@@ -110,12 +155,15 @@ def _module(model: keras.Model, outputs: list[Output], delimiter: str, image_siz
     def respond(x):
         return answer(outputs, model(x, training=False), delimiter)
 
-    if export_modality(model) == "text":
+    modality = export_modality(model)
+    if modality == "text":
         expand = len(model.inputs[0].shape) == 2
         module.serve = tf.function(
             lambda inputs: respond(tf.expand_dims(inputs, -1) if expand else inputs),
             input_signature=[string_spec])
         return module, {DEFAULT_SIGNATURE: module.serve.get_concrete_function()}
+    if modality == "audio":
+        return module, _audio_serving(module, model, respond, max_audio_seconds)
     dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
     module.serve_pixels = tf.function(
         lambda images: respond(tf.cast(images, dtype)),
@@ -154,13 +202,8 @@ def _verify(path: Path, model: keras.Model, outputs: list[Output], delimiter: st
     """Reloads the export and compares its answers on `samples` with the Keras model's."""
     loaded = tf.saved_model.load(str(path))
     got = loaded.signatures[DEFAULT_SIGNATURE](**{INPUT_KEY: tf.constant(samples)})
-    if export_modality(model) == "text":
-        x = tf.constant(samples)
-        if len(model.inputs[0].shape) == 2:
-            x = tf.expand_dims(x, -1)
-    else:
-        x = tf.stack([decode_image(s, image_size) for s in samples])
-    want = answer(outputs, model(x, training=False), delimiter)
+    want = answer(outputs, model(model_inputs(model, samples, image_size), training=False),
+                  delimiter)
     for key, value in want.items():
         a, b = np.asarray(value), got[key].numpy()
         same = (np.allclose(a, b, atol=1e-4) if a.dtype.kind == "f"
@@ -173,6 +216,7 @@ def _verify(path: Path, model: keras.Model, outputs: list[Output], delimiter: st
 def export_task_run(run_dir: str | Path, base: str | Path, name: str, *,
                     version: int | None = None, verify: bool = True,
                     max_pixels: int = DEFAULT_MAX_PIXELS,
+                    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
                     samples: Sequence[bytes | str] = ()) -> TaskExportResult:
     """Exports a task run to BASE/NAME/VERSION (see the module docstring), atomically.
 
@@ -183,6 +227,7 @@ def export_task_run(run_dir: str | Path, base: str | Path, name: str, *,
         version: the version; None takes the next free one (never overwrites).
         verify: reload the export and compare it with the Keras model on `samples`.
         max_pixels: image inputs declaring more pixels are refused before decoding.
+        max_audio_seconds: WAV inputs of more seconds are refused.
         samples: example inputs for the check (default: the run's files or sentences).
 
     Returns:
@@ -199,7 +244,8 @@ def export_task_run(run_dir: str | Path, base: str | Path, name: str, *,
     layout.remove_stale_temp_dirs(target_dir)
     temp = layout.make_temp_dir(target_dir)
     try:
-        module, signatures = _module(model, outputs, delimiter, size, max_pixels)
+        module, signatures = _module(model, outputs, delimiter, size, max_pixels,
+                                     max_audio_seconds)
         tf.saved_model.save(module, str(temp), signatures=signatures)
         check_ops(temp)
         if verify:
@@ -218,7 +264,8 @@ def export_task_run(run_dir: str | Path, base: str | Path, name: str, *,
 
 
 def predict_task_run(run_dir: str | Path, inputs: Sequence[bytes | str]) -> list[dict]:
-    """Every output's answer for raw `inputs` (texts, or encoded images), from model.keras.
+    """Every output's answer for raw `inputs` (texts, encoded images or WAV bytes), from
+    model.keras.
 
     Returns:
         One dict per input: output name -> value (regression), class name
@@ -226,11 +273,9 @@ def predict_task_run(run_dir: str | Path, inputs: Sequence[bytes | str]) -> list
         NAME_probabilities for the last two.
     """
     config, model, outputs = load_task_run(run_dir)
-    if export_modality(model) == "text":
-        x = tf.constant(list(inputs))
-    else:
-        size = image_size_of(model, config.model.image_input_size)
-        x = tf.stack([decode_image(s, size) for s in inputs])
+    size = (image_size_of(model, config.model.image_input_size)
+            if export_modality(model) == "image" else None)
+    x = model_inputs(model, inputs, size)
     answers = {k: v.numpy() for k, v in answer(outputs, model(x, training=False),
                                                config.data.tag_delimiter).items()}
     rows = []

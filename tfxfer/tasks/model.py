@@ -6,11 +6,13 @@
               multilabel      Dense(tags, sigmoid)
               regression      Dense(1) -> TargetScale (back to the target's units,
                                                    clipped to the training range outside
-                                                   training)
+                                                   training), or with a distribution head
+                                                   Dense(values, softmax)
 
 The model's outputs are a dict keyed by output name. The trunk is built by the same
-factories as a classifier (`build_image_classifier` / `build_text_classifier` with a
-`head`), so the backbone layer, its strategies and unfreezing are the same.
+factories as a classifier (`build_image_classifier`, `build_text_classifier`,
+`build_audio_classifier` with a `head`), so the backbone layer, its strategies and
+unfreezing are the same.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import keras
 
 from tfxfer.config import RunConfig
 from tfxfer.image.model import DROPOUT, HIDDEN, build_image_classifier
-from tfxfer.modality import IMAGE, validate_modality
+from tfxfer.modality import AUDIO, IMAGE, validate_modality
 from tfxfer.tasks.losses import REGRESSION
 from tfxfer.tasks.outputs import Output
 from tfxfer.tasks.specs import get_task
@@ -68,7 +70,10 @@ def task_head(outputs: list[Output], dropout: float, hidden_units: int):
         for output in outputs:
             spec = get_task(output.task)
             name = OUTPUT_PREFIX + output.name
-            if output.task == REGRESSION:
+            if output.distribution:
+                y = keras.layers.Dense(output.units, activation="softmax", dtype="float32",
+                                       name=name)(x)
+            elif output.task == REGRESSION:
                 y = keras.layers.Dense(1, dtype="float32", name=f"{name}_standardised")(x)
                 y = TargetScale(output.mean, output.std, output.low, output.high,
                                 dtype="float32", name=name)(y)
@@ -86,11 +91,17 @@ def build_task_model(config: RunConfig, modality: str, outputs: list[Output], *,
     """The multi-output model of `outputs` on the trunk `config.model` describes.
 
     Returns:
-        An uncompiled model from raw images or strings to a dict of outputs.
+        An uncompiled model from raw images, strings or waveforms to a dict of outputs.
     """
     head = task_head(outputs, config.model.dropout, config.model.hidden_units)
     if validate_modality(modality) == IMAGE:
         model = build_image_classifier(config.model, 0, from_scratch=from_scratch, head=head)
+    elif modality == AUDIO:
+        from tfxfer.audio.model import build_audio_classifier
+
+        model = build_audio_classifier(config.model, 0, from_scratch=from_scratch,
+                                       train_batchnorm=config.train.fine_tune_batchnorm,
+                                       head=head)
     else:
         model = build_text_classifier(config.model, 0, from_scratch=from_scratch,
                                       seed=config.data.seed, head=head)
@@ -101,8 +112,8 @@ def compile_args(outputs: list[Output], regression_loss: str = "mse") -> dict:
     """The loss, loss weights and metrics `Model.compile` takes for `outputs`."""
     return {
         "loss": {o.name: get_task(o.task).loss(o.std if o.task == REGRESSION else 1.0,
-                                               regression_loss)
+                                               regression_loss, o.values)
                  for o in outputs},
         "loss_weights": {o.name: o.loss_weight for o in outputs},
-        "metrics": {o.name: get_task(o.task).metrics() for o in outputs},
+        "metrics": {o.name: get_task(o.task).metrics(o.values) for o in outputs},
     }

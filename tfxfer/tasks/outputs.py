@@ -22,6 +22,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tfxfer.config import OutputConfig
 from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION
 
@@ -32,6 +34,8 @@ OUTPUTS_FILE = "outputs.json"
 DEFAULT_THRESHOLD = 0.5
 # The share of numeric cells from which a column is inferred to be a regression target.
 _NUMERIC_SHARE = 0.9
+# A distribution head (train.regression_loss "distribution") has at most this many values.
+MAX_DISTRIBUTION_VALUES = 50
 
 
 @dataclass
@@ -47,6 +51,9 @@ class Output:
         mean, std: the training targets' mean and standard deviation (regression).
         low, high: the training targets' range (regression); predictions are clipped to it.
         thresholds: per-tag decision thresholds (multilabel), chosen on validation.
+        values: a regression output with a distribution head (`train.regression_loss`
+            "distribution"): the target's distinct training values, in increasing order;
+            the head is a softmax over them and the answer its median. Empty otherwise.
     """
 
     name: str
@@ -59,10 +66,18 @@ class Output:
     low: float | None = None
     high: float | None = None
     thresholds: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
 
     @property
     def units(self) -> int:
-        return 1 if self.task == REGRESSION else len(self.names)
+        if self.task == REGRESSION:
+            return len(self.values) or 1
+        return len(self.names)
+
+    @property
+    def distribution(self) -> bool:
+        """Whether the head is a softmax over `values` (its predictions are probabilities)."""
+        return self.task == REGRESSION and bool(self.values)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,6 +105,31 @@ def infer_task(given: OutputConfig, values: list[str], delimiter: str) -> str:
     logger.info("Target %r: task inferred as %s (write %s:TASK to choose)", given.column, task,
                 given.column)
     return task
+
+
+def with_regression_heads(outputs: list[Output], train_targets: dict, regression_loss: str
+                          ) -> list[Output]:
+    """Regression outputs with their distribution head's values, for the "distribution" loss.
+
+    Raises:
+        ValueError: a regression target with more distinct training values than
+            MAX_DISTRIBUTION_VALUES (a continuous target: choose another loss).
+    """
+    if regression_loss != "distribution":
+        return outputs
+    resolved = []
+    for output in outputs:
+        if output.task == REGRESSION:
+            y = np.asarray(train_targets[output.name], np.float64)
+            values = np.unique(y[np.isfinite(y)])
+            if len(values) > MAX_DISTRIBUTION_VALUES:
+                raise ValueError(
+                    f"train.regression_loss 'distribution' needs a target with at most "
+                    f"{MAX_DISTRIBUTION_VALUES} distinct values; {output.column!r} has "
+                    f"{len(values)} in the training split. Use mse, huber or mae.")
+            output = dataclasses.replace(output, values=[float(v) for v in values])
+        resolved.append(output)
+    return resolved
 
 
 def write_outputs(run_dir: str | Path, outputs: list[Output]) -> Path:

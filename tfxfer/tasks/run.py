@@ -23,7 +23,12 @@ import keras
 import numpy as np
 
 from tfxfer.config import RunConfig
-from tfxfer.tasks.evaluation import TaskEvaluation, predict_outputs, with_thresholds
+from tfxfer.tasks.evaluation import (
+    TaskEvaluation,
+    point_predictions,
+    predict_outputs,
+    with_thresholds,
+)
 from tfxfer.tasks.losses import CLASSIFICATION, REGRESSION
 from tfxfer.tasks.outputs import Output, write_outputs
 from tfxfer.tasks.plots import regression_figures
@@ -60,7 +65,7 @@ def write_task_setup(run_dir: Path, config: RunConfig, splits: TaskSplits) -> No
     (run_dir / "labels.txt").write_text("")
     (run_dir / "data_summary.json").write_text(json.dumps(splits.summary(), indent=2) + "\n")
     write_outputs(run_dir, splits.outputs)
-    if splits.modality == "image":
+    if splits.modality in ("image", "audio"):  # inputs are files
         _write_csv(run_dir / "splits.csv", [{"split": s, "path": p}
                                             for s, paths in splits.inputs.items() for p in paths])
 
@@ -106,6 +111,7 @@ def evaluate_task_run(model: keras.Model, splits: TaskSplits, config: RunConfig,
     if test is None:
         return None
     y_true, y_pred = predict_outputs(model, test)
+    y_pred = point_predictions(splits.outputs, y_pred)
     evaluation = TaskEvaluation(splits.outputs, y_true, y_pred)
     (run_dir / "metrics.json").write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n")
     inputs = splits.inputs.get("test", [])

@@ -4,6 +4,8 @@
     multilabel      a sigmoid per tag        masked binary cross-entropy binary_accuracy
     regression      one linear unit, in the  masked mse, huber or mae on mae
                     target's own units       standardised targets
+                    or a softmax over its    cross-entropy of the       mae of the median
+                    distinct values          nearest value
 
 Adding a task is one `TaskSpec` entry (and its branch in `losses.per_row`).
 """
@@ -34,11 +36,11 @@ class TaskSpec:
     exports: tuple[str, ...]
     description: str
 
-    def loss(self, scale: float = 1.0, regression: str = "mse") -> MaskedLoss:
-        return MaskedLoss(self.name, scale, regression)
+    def loss(self, scale: float = 1.0, regression: str = "mse", values=()) -> MaskedLoss:
+        return MaskedLoss(self.name, scale, regression, values)
 
-    def metrics(self) -> list[MaskedMetric]:
-        return [MaskedMetric(self.metric)]
+    def metrics(self, values=()) -> list[MaskedMetric]:
+        return [MaskedMetric(self.metric, values)]
 
 
 _SPECS = {

@@ -1,8 +1,9 @@
 """Tables of inputs and targets -> `TaskSplits`: the data of a task model.
 
 A CSV/TSV file (TSV by suffix) or a pandas DataFrame has one input column, text
-(`DataConfig.text_column`) or image file paths relative to the CSV's folder
-(`DataConfig.image_column`), and the target columns `DataConfig.target` names:
+(`DataConfig.text_column`), image file paths or WAV file paths relative to the CSV's
+folder (`DataConfig.image_column`, `DataConfig.audio_column`), and the target columns
+`DataConfig.target` names:
 
     classification  a class name or integer id per cell
     multilabel      tags separated by `DataConfig.tag_delimiter` (default "|"), "red|round"
@@ -10,8 +11,8 @@ A CSV/TSV file (TSV by suffix) or a pandas DataFrame has one input column, text
 
 An empty cell is a missing label: the row still trains the other outputs, and
 contributes nothing to this one's loss (`tfxfer.tasks.losses`). A row is bad, and
-skipped, when its input is empty or its image file is missing or does not decode
-(with `validate_files`), when a regression cell is not a finite number, when a
+skipped, when its input is empty or its image or WAV file is missing or does not
+decode (with `validate_files`), when a regression cell is not a finite number, when a
 class or tag of a separate test table is not one the training table has, or when
 it has no target at all. Every bad row is logged with its line number in the file
 (counting the header as line 1 and the lines inside quoted multi-line cells; a
@@ -35,11 +36,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfxfer.config import DataConfig, OutputConfig, parse_targets
+from tfxfer.config import AudioConfig, DataConfig, OutputConfig, parse_targets
 from tfxfer.data.images import check_image
 from tfxfer.data.pipeline import image_decoder
 from tfxfer.data.splits import SPLITS, Splits, carve_indices, subsample_test
-from tfxfer.modality import IMAGE, TEXT
+from tfxfer.modality import AUDIO, IMAGE, TEXT
 from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION
 from tfxfer.tasks.outputs import Output, infer_task
 
@@ -196,7 +197,13 @@ def _check_input(value: str, modality: str, folder: Path, validate: bool):
     path = Path(value) if Path(value).is_absolute() else folder / value
     if not path.is_file():
         return None, ("missing file", f"missing file {value!r} (looked for {path})")
-    if validate:
+    if validate and modality == AUDIO:
+        from tfxfer.audio.folder import check_wav
+
+        reason, _ = check_wav(str(path))
+        if reason:
+            return None, ("bad audio", f"audio {value!r}: {reason}")
+    elif validate:
         reason = check_image(str(path))
         if reason:
             return None, ("bad image", f"image {value!r}: {reason}")
@@ -342,8 +349,39 @@ def _fit_scales(outputs: list[Output], train_targets: dict[str, np.ndarray]) -> 
     return fitted
 
 
+def table_input(data: DataConfig) -> tuple[str, str]:
+    """(modality, input column) of a task table: images, WAV files or text."""
+    if data.image_column and data.audio_column:
+        raise ValueError("A task table has one input column: data.image_column "
+                         f"({data.image_column!r}) or data.audio_column "
+                         f"({data.audio_column!r}), not both.")
+    if data.image_column:
+        return IMAGE, data.image_column
+    if data.audio_column:
+        return AUDIO, data.audio_column
+    return TEXT, data.text_column
+
+
+def _pipeline_args(modality: str, image_size: int | None, audio: AudioConfig | None,
+                   data: DataConfig, inputs: np.ndarray) -> dict:
+    """How the pipeline reads a table's inputs: the decoder and an example's size."""
+    if modality == TEXT:
+        sizes = [len(str(v).encode("utf-8")) for v in inputs[:1000]]
+        return {"example_bytes": int(np.mean(sizes))}
+    if modality == IMAGE:
+        decode, example_bytes = image_decoder(image_size, from_paths=True), image_size ** 2 * 3
+    else:
+        from tfxfer.audio.decode import clip_samples, wav_decoder
+
+        samples = clip_samples(audio.sample_rate, audio.clip_seconds)
+        decode, example_bytes = wav_decoder(audio.sample_rate, samples, True), samples * 4
+    return {"decode": decode, "from_paths": True, "skip_errors": not data.validate_files,
+            "example_bytes": example_bytes}
+
+
 def task_splits(train: Table, data: DataConfig, image_size: int | None = None,
-                test: Table | None = None, source: str | None = None) -> TaskSplits:
+                test: Table | None = None, source: str | None = None,
+                audio: AudioConfig | None = None) -> TaskSplits:
     """Reads, checks, encodes and splits a training table (and a separate test table).
 
     Args:
@@ -352,6 +390,8 @@ def task_splits(train: Table, data: DataConfig, image_size: int | None = None,
         image_size: the side images are decoded to (image tables).
         test: a separate test table with the same columns.
         source: recorded as the splits' source.
+        audio: the model's audio section (WAV tables: rate and clip length; default
+            `AudioConfig()`).
 
     Returns:
         TaskSplits of (input, targets) examples.
@@ -359,8 +399,7 @@ def task_splits(train: Table, data: DataConfig, image_size: int | None = None,
     configs = parse_targets(data)
     if not configs:
         raise ValueError("A task table needs data.target (--target), e.g. 'rating'.")
-    modality = IMAGE if data.image_column else TEXT
-    column = data.image_column or data.text_column
+    modality, column = table_input(data)
     if modality == IMAGE and image_size is None:
         raise ValueError("image_size is required for a table of images.")
     _require_columns(train, [column, *(c.column for c in configs)])
@@ -393,28 +432,26 @@ def task_splits(train: Table, data: DataConfig, image_size: int | None = None,
     logger.info("Task splits of %s: %s; outputs %s", source or train.name,
                 {k: len(v) for k, v in labels.items()},
                 ", ".join(f"{o.name} ({o.task})" for o in outputs))
-    sizes = [len(str(v).encode("utf-8")) for v in encoded.inputs[:1000]]
     return TaskSplits(
         [], modality, raw, labels,
         source or (train.name if test is None else f"{train.name} + {test.name}"),
-        decode=image_decoder(image_size, from_paths=True) if modality == IMAGE else None,
-        from_paths=modality == IMAGE,
-        skip_errors=modality == IMAGE and not data.validate_files,
-        example_bytes=(image_size * image_size * 3 if modality == IMAGE
-                       else int(np.mean(sizes))),
+        **_pipeline_args(modality, image_size, audio or AudioConfig(), data, encoded.inputs),
         outputs=outputs, targets=targets, inputs=inputs, bad_rows=bad,
     )
 
 
-def load_task_splits(data: DataConfig, image_size: int | None = None) -> TaskSplits:
+def load_task_splits(data: DataConfig, image_size: int | None = None,
+                     audio: AudioConfig | None = None) -> TaskSplits:
     """`task_splits` of the files `data.source` (and `data.test_source`) name."""
     test = read_table(data.test_source) if data.test_source else None
-    return task_splits(read_table(data.source), data, image_size, test, str(data.source))
+    return task_splits(read_table(data.source), data, image_size, test, str(data.source),
+                       audio)
 
 
 def load_task_frames(frame: pd.DataFrame, data: DataConfig, test_frame: pd.DataFrame | None = None,
-                     image_size: int | None = None, folder: str | os.PathLike = ".") -> TaskSplits:
-    """`task_splits` of pandas DataFrames (image paths relative to `folder`).
+                     image_size: int | None = None, folder: str | os.PathLike = ".",
+                     audio: AudioConfig | None = None) -> TaskSplits:
+    """`task_splits` of pandas DataFrames (image and WAV paths relative to `folder`).
 
     Example:
         frame = pd.concat([pd.read_csv("imdb_train.csv"), pd.read_csv("ratings.csv")], axis=1)
@@ -423,9 +460,9 @@ def load_task_frames(frame: pd.DataFrame, data: DataConfig, test_frame: pd.DataF
     """
     test = None if test_frame is None else table_from_frame(test_frame, "test DataFrame", folder)
     return task_splits(table_from_frame(frame, "DataFrame", folder), data, image_size, test,
-                       "DataFrame")
+                       "DataFrame", audio)
 
 
 def is_task_source(data: DataConfig) -> bool:
-    """Whether `data` asks for a task model: it names targets (or an image column)."""
-    return bool(parse_targets(data)) or bool(data.image_column)
+    """Whether `data` asks for a task model: it names targets (or an image/audio column)."""
+    return bool(parse_targets(data)) or bool(data.image_column) or bool(data.audio_column)
