@@ -157,6 +157,9 @@ def test_length_sorted_batches_keep_every_pair_and_pad_less(training):
     labels = np.arange(256)
     ds = tf.data.Dataset.from_tensor_slices((texts, labels))
     plain = list(make_batches(ds, batch_size=8, training=training, cache="none"))
+    sorted_ds = make_batches(ds.take(250), batch_size=8, training=training, cache="none",
+                             sort_window=4)
+    assert int(sorted_ds.cardinality()) == 32  # known, as a warmup schedule needs (250 / 8)
     ordered = list(make_batches(ds, batch_size=8, training=training, cache="none",
                                 sort_window=4))
     pairs = sorted((int(y), x.decode()) for b in ordered for x, y in zip(*(t.numpy() for t in b)))

@@ -148,7 +148,8 @@ def test_train_caches_phase_1_exports_and_predicts_with_label_names(bert_dir, tm
             "--strategy", "fine_tune", "--unfreeze-layers", "1", "--epochs", "2",
             "--fine-tune-epochs", "1", "--batch-size", "4", "--verbose", "0", "--seed", "1",
             "--optimizer", "adamw", "--no-tensorboard", "--cache-dir", str(cache),
-            "--label-names", "0=negative,1=positive", "--sequence-length", "12"]
+            "--label-names", "0=negative,1=positive", "--sequence-length", "12",
+            "--warmup", "0.1"]  # as apps/imdb/minilm.yaml: needs batches per epoch
     assert cli.main(args) == 0
     assert "class" in capsys.readouterr().out
     assert len(list((cache / "features").iterdir())) == 2  # train and val, computed once

@@ -113,11 +113,28 @@ def make_batches(
         buffer = num_examples or 10_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if sort_window > 1:
+        examples = int(ds.cardinality())
         ds = ds.batch(batch_size * sort_window).map(_sorted_by_length).unbatch()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = with_batch_count(ds.batch(batch_size, drop_remainder=drop_remainder), examples,
+                              batch_size, drop_remainder)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if training and sort_window > 1:
         ds = ds.shuffle(sort_window, seed=seed, reshuffle_each_iteration=True)
     return ds.prefetch(AUTOTUNE)
+
+
+def with_batch_count(ds: tf.data.Dataset, examples: int, batch_size: int,
+                     drop_remainder: bool) -> tf.data.Dataset:
+    """`ds`, batched after an `unbatch`, with its number of batches declared again.
+
+    `unbatch` forgets the cardinality, and a learning-rate schedule or warmup needs the
+    batches per epoch. `examples` < 0 (unknown before) leaves `ds` as it is.
+    """
+    if examples < 0:
+        return ds
+    batches = examples // batch_size if drop_remainder else -(-examples // batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 @tf.autograph.experimental.do_not_convert

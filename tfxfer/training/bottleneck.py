@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import ImageConfig, RunConfig, TextConfig
-from tfxfer.data.pipeline import single_pass
+from tfxfer.data.pipeline import single_pass, with_batch_count
 from tfxfer.data.splits import LENGTH_WINDOW, Splits
 from tfxfer.image.model import (
     AUGMENTATION,
@@ -399,7 +399,8 @@ def _mapped_batches(x, y, batch_size, training, seed, drop_remainder, copies, sh
         return tf.gather(index, tf.argsort(tf.gather(keys, index), stable=True))
 
     ds = ds.batch(batch_size * LENGTH_WINDOW).map(by_length).unbatch()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = with_batch_count(ds.batch(batch_size, drop_remainder=drop_remainder), len(y),
+                          batch_size, drop_remainder)
     if training:
         ds = ds.shuffle(LENGTH_WINDOW, seed=seed, reshuffle_each_iteration=True)
     return ds.map(load)
