@@ -69,6 +69,22 @@ def test_a_failing_batch_is_retried_one_by_one_and_bad_inputs_skipped():
     assert result.records[0]["probability"] == 0.75
 
 
+def test_texts_are_batched_by_length_and_answered_in_order():
+    sent = []
+
+    def predict(values):
+        sent.append(list(values))
+        return [{"class_name": str(len(v)), "class_id": 0, "probabilities": [1.0]} for v in values]
+
+    texts = ["a much longer review", "ok", "a mid one", "no", "the longest review of all"]
+    inputs = [Input(f"t{i}", t) for i, t in enumerate(texts)]
+    result = predict_inputs(predict, inputs, batch_size=2)
+    assert sent == [["ok", "no"], ["a mid one", "a much longer review"],
+                    ["the longest review of all"]]
+    assert [(r["input"], r["class_name"]) for r in result.records] == [
+        (f"t{i}", str(len(t))) for i, t in enumerate(texts)]
+
+
 def test_predict_a_folder_with_a_run_directory_writes_the_csv(run_dir, tmp_path, capsys):
     out, images, model = run_dir
     bad = images / "red" / "broken.jpg"

@@ -5,7 +5,10 @@
     INPUT   image files; folders (searched recursively for images and .txt files);
             .txt files, whose non-empty lines are texts, one input each
 
-Inputs go through the model in batches with a progress bar. An input the model
+Inputs go through the model in batches with a progress bar; texts are batched in
+order of length (a transformer export pads each batch to its longest text, so
+batches of similar lengths cost less: 164.6 against 52.7 one-sentence reviews/s for
+MiniLM, bench/transformer_serving.py), and the results keep the inputs' order. An input the model
 cannot read (a corrupt image) is named in a warning and skipped; the others are
 still predicted: when a batch fails, its inputs are retried one at a time.
 Every predictor returns rows in the SavedModel signature's output names, so
@@ -219,27 +222,34 @@ def predict_inputs(
     """
     from tfxfer.serving.client import summarize
 
-    names: list[str] = []
-    rows: list[dict] = []
+    done: list[tuple[int, str, dict]] = []  # (position in `inputs`, name, row)
     skipped: list[tuple[str, str]] = []
+    order = _batch_order(inputs)
     bar = progress(total=len(inputs), desc="predict", unit="input")
     with bar:
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
             try:
-                batch_rows = predict([item.value for item in batch])
-                names.extend(item.name for item in batch)
-                rows.extend(batch_rows)
+                batch_rows = predict([inputs[i].value for i in batch])
+                done.extend((i, inputs[i].name, row) for i, row in zip(batch, batch_rows))
             except errors:
-                for item in batch:
+                for i in batch:
                     try:
-                        rows.extend(predict([item.value]))
-                        names.append(item.name)
+                        done.extend((i, inputs[i].name, row) for row in predict([inputs[i].value]))
                     except errors as err:
-                        logger.warning("Skipped %s: %s", item.name, err)
-                        skipped.append((item.name, str(err)))
+                        logger.warning("Skipped %s: %s", inputs[i].name, err)
+                        skipped.append((inputs[i].name, str(err)))
             bar.update(len(batch))
-    return Predictions(summarize(names, rows), skipped)
+    done.sort(key=lambda item: item[0])
+    return Predictions(summarize([n for _, n, _ in done], [r for _, _, r in done]), skipped)
+
+
+def _batch_order(inputs: Sequence[Input]) -> list[int]:
+    """The order inputs are sent in: texts by length (stable), anything else as given."""
+    positions = list(range(len(inputs)))
+    if inputs and all(isinstance(item.value, str) for item in inputs):
+        positions.sort(key=lambda i: len(inputs[i].value))
+    return positions
 
 
 # ---------------------------------------------------------------- output
