@@ -117,7 +117,7 @@ def test_an_unknown_key_is_named_with_the_valid_ones(tmp_path):
 
 
 def test_a_missing_folder_fails_before_anything_is_written(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"Image folder not found: .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"--data \(data.source\) not found: .*nowhere"):
         tfxfer.fit(tmp_path / "nowhere", out=str(tmp_path / "run"), **TINY)
     with pytest.raises(ValueError, match="Unknown backbone"):
         tfxfer.fit(make_image_folder(tmp_path / "photos", per_class=1),

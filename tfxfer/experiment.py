@@ -34,7 +34,7 @@ from tfxfer.auto.resolve import resolve_auto
 from tfxfer.config import ModelConfig, RunConfig
 from tfxfer.continual.experiment import ContinualMixin, continual_evaluation, reload_child
 from tfxfer.continual.lineage import wants_continual
-from tfxfer.data.sources import check_sources, load_splits, source_kind
+from tfxfer.data.sources import load_splits, source_kind
 from tfxfer.data.splits import Splits
 from tfxfer.evaluation import Evaluation, evaluate
 from tfxfer.image.backbones import get_backbone
@@ -51,6 +51,7 @@ from tfxfer.runtime.distribute import (
     with_options,
 )
 from tfxfer.runtime.gc_policy import long_lived_frozen
+from tfxfer.runtime.preflight import check_sources
 from tfxfer.tasks.bottleneck import should_cache_tasks, task_head_runner
 from tfxfer.tasks.model import build_task_model, compile_args
 from tfxfer.tasks.outputs import Output, read_outputs, with_regression_heads

@@ -3,7 +3,7 @@
     path/to/folder      a folder of class subfolders (images)   -> `folder.py`
                         ... of WAV files (audio)                -> `tfxfer.audio.folder`
     path/to/file.csv    a CSV/TSV table of texts and labels     -> `text.py`
-    ... with --target   a table of texts or image paths and one or more targets
+    ... with --target   a table of texts, image or WAV paths and one or more targets
                         (regression, multilabel, multi-task)    -> `tfxfer.tasks.table`
     tfds:NAME           a TFDS dataset (images or text)         -> `tfds_source.py`
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfxfer.config import AudioConfig, DataConfig, RunConfig
+from tfxfer.config import AudioConfig, DataConfig
 from tfxfer.data.folder import load_folder_splits
 from tfxfer.data.splits import Splits, apply_label_names
 from tfxfer.data.text import load_csv_splits
@@ -32,33 +32,6 @@ def _validate_test_source(data: DataConfig, kind: str) -> None:
             f"TFDS uses its own test split). Received: source={data.source!r}, "
             f"test_source={data.test_source!r}"
         )
-
-
-# What a missing source is called in the error (the loaders' own words).
-_MISSING = {"folder": "Image folder not found", "csv": "Text file not found",
-            "target_source": "--target-data (adaptation.target_source) not found",
-            "target_test_source": "--target-test-data (adaptation.target_test_source) not found"}
-
-
-def check_sources(config: RunConfig) -> None:
-    """Raises before any data are read when a source named in `config` does not exist.
-
-    Checks `data.source`, `data.test_source`, `adaptation.target_source` and
-    `adaptation.target_test_source` (TFDS names are left to TFDS; what a path
-    holds is left to the loaders).
-
-    Raises:
-        FileNotFoundError: a path that is not there, named as its loader names it.
-    """
-    given = [(f"data.{k}", k, getattr(config.data, k)) for k in ("source", "test_source")]
-    given += [(f"adaptation.{k}", k, getattr(config.adaptation, k))
-              for k in ("target_source", "target_test_source")]
-    for where, key, value in given:
-        if not value or source_kind(value) == "tfds" or Path(value).exists():
-            continue
-        named = "" if key.startswith("target") else f" ({where})"
-        raise FileNotFoundError(
-            f"{_MISSING.get(key) or _MISSING[source_kind(value)]}: {value}{named}")
 
 
 def load_splits(data: DataConfig, image_size: int | None = None,

@@ -5,6 +5,9 @@ backbone should fail at once, in one line, and leave no run directory behind.
 These checks read only the config and the file system (no Keras, no TensorFlow);
 the loaders check the same things again, in detail, once the data are read.
 
+`check_sources` (the data paths alone) is also what `Experiment` checks when it is
+built in Python, so a notebook and the CLI refuse a missing folder in the same words.
+
 Example:
     check_run_paths(load_config(None, {"data": {"source": "photos/"}}))
 """
@@ -27,22 +30,10 @@ def check_run_paths(config: RunConfig, resume: str | Path | None = None) -> None
     """
     if resume is not None:
         check_run_dir(resume, "--resume")
-    data = config.data
-    _check_source(data.source, "--data (data.source)")
-    if data.test_source:
-        _check_source(data.test_source, "--test-data (data.test_source)")
-    if data.unlabelled_source:
-        _check_source(data.unlabelled_source, "--unlabelled-data (data.unlabelled_source)")
+    check_sources(config)
     if config.continual.parent:
         check_run_dir(config.continual.parent, "--from (continual.parent)",
                       needs=("config.json", "model.keras", "labels.txt"))
-    adaptation = config.adaptation
-    for path, name in (
-        (adaptation.target_source, "--target-data (adaptation.target_source)"),
-        (adaptation.target_test_source, "--target-test-data (adaptation.target_test_source)"),
-    ):
-        if path:
-            _check_folder(Path(path), name)
     image = config.model.image
     if image is not None:
         check_builtin_backbone(image.backbone)
@@ -50,6 +41,26 @@ def check_run_paths(config: RunConfig, resume: str | Path | None = None) -> None
     text = config.model.text
     if text is not None:
         _check_encoder(text.encoder)
+
+
+def check_sources(config: RunConfig) -> None:
+    """Raises FileNotFoundError or ValueError naming the first data path of `config` that is
+    missing or of the wrong kind (TFDS names are left to TFDS, what a path holds to the
+    loaders)."""
+    data, adaptation = config.data, config.adaptation
+    for value, name in (
+        (data.source, "--data (data.source)"),
+        (data.test_source, "--test-data (data.test_source)"),
+        (data.unlabelled_source, "--unlabelled-data (data.unlabelled_source)"),
+    ):
+        if value:
+            _check_source(value, name)
+    for path, name in (
+        (adaptation.target_source, "--target-data (adaptation.target_source)"),
+        (adaptation.target_test_source, "--target-test-data (adaptation.target_test_source)"),
+    ):
+        if path:
+            _check_folder(Path(path), name)
 
 
 def check_run_dir(
