@@ -26,7 +26,7 @@ from tfxfer.audio.layers import LogMelSpectrogram, SpecAugment, SpectrogramImage
 from tfxfer.config import ModelConfig
 from tfxfer.image.backbones import build_backbone, get_backbone
 from tfxfer.image.layers import BackbonePreprocess
-from tfxfer.image.model import AUGMENTATION, _pooling, build_head, image_size_for
+from tfxfer.image.model import AUGMENTATION, build_head, image_size_for, pooling_layer
 from tfxfer.modality import AUDIO, AUDIO_FRONT_END, IMAGE
 
 WAVEFORM_INPUT = "waveform"
@@ -78,7 +78,7 @@ def build_audio_classifier(
     x = SpectrogramImage(size, audio.top_db, name=SPECTROGRAM_IMAGE)(x)
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
     x = backbone(x) if from_scratch or train_batchnorm else backbone(x, training=False)
-    x = _pooling(image.pooling)(x)
+    x = pooling_layer(image.pooling)(x)
     outputs = head(x) if head is not None else build_head(x, num_classes, config)
     return keras.Model(inputs, outputs, name=f"{spec.name}_audio_classifier")
 

@@ -87,7 +87,8 @@ def _augmentation(config: ImageConfig) -> RandomAffine:
     return RandomAffine(flip, config.rotation or 0.0, config.zoom or 0.0, name=AUGMENTATION)
 
 
-def _pooling(kind: str) -> keras.layers.Layer:
+def pooling_layer(kind: str) -> keras.layers.Layer:
+    """The global pooling layer (named POOLING) of `model.image.pooling`: "max" or "avg"."""
     if kind == "max":
         return keras.layers.GlobalMaxPooling2D(name=POOLING)
     return keras.layers.GlobalAveragePooling2D(name=POOLING)
@@ -140,7 +141,7 @@ def build_image_classifier(
         x = _augmentation(image)(x)
     x = BackbonePreprocess(spec.name, name="preprocess")(x)
     x = backbone(x) if from_scratch or train_batchnorm else backbone(x, training=False)
-    x = _pooling(image.pooling)(x)
+    x = pooling_layer(image.pooling)(x)
     if image.feature_layer:
         x = FeatureStandardization(name=FEATURE_NORM)(x)
     outputs = head(x) if head is not None else build_head(x, num_classes, config)
