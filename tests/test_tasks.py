@@ -202,6 +202,10 @@ def test_text_regression_learns_a_known_function(tmp_path):
     assert metrics["task"] == "regression"
     assert metrics["mae"] < 0.5 < metrics["mae_of_train_mean"]
     assert metrics["spearman"] > 0.9
+    for name in ("mae", "rmse", "spearman"):  # 95% bootstrap intervals around each score
+        low, high = metrics[f"{name}_interval"]
+        assert low <= metrics[name] <= high
+    assert metrics["mae_interval"][0] < metrics["mae_interval"][1]
     assert (result.run_dir / "rating_scatter.png").stat().st_size > 0
     assert (result.run_dir / "rating_residuals.png").stat().st_size > 0
 
@@ -299,6 +303,7 @@ def test_multilabel_tags_learnt_from_colour(tmp_path):
     metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]["tags"]
     assert metrics["task"] == "multilabel"
     assert metrics["micro_f1"] >= 0.9, metrics
+    assert metrics["micro_f1_interval"][0] <= metrics["micro_f1"] <= metrics["micro_f1_interval"][1]
     assert [r["label"] for r in metrics["per_label"]] == ["bright", "cool", "warm"]
     outputs = json.loads((result.run_dir / "outputs.json").read_text())
     assert len(outputs[0]["thresholds"]) == 3

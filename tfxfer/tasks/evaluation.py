@@ -5,6 +5,10 @@
                     macro F1; thresholds are chosen on validation (`choose_thresholds`)
     regression      MAE, RMSE, Spearman's rank correlation, R^2, and the MAE of always
                     predicting the training mean (for scale)
+
+Every score is reported with its 95% interval (`NAME_interval`): Wilson for accuracy,
+the percentile bootstrap over test rows (`tfxfer.utils.stats`) for F1, MAE, RMSE and
+Spearman.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tfxfer.data.pipeline import single_pass
 from tfxfer.evaluation import Evaluation, batch_signature
 from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION
 from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output
+from tfxfer.utils.stats import bootstrap_interval, format_interval
 
 # Candidate multilabel thresholds.
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -65,15 +70,39 @@ def labelled(output: Output, y: np.ndarray) -> np.ndarray:
     return np.isfinite(y)
 
 
+def _mae(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(np.abs(p - y)))
+
+
+def _rmse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - y) ** 2)))
+
+
+def _spearman(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(y, p).statistic)
+
+
+def _intervals(metrics: dict, *arrays: np.ndarray) -> dict:
+    """{NAME_interval: the bootstrap interval of metric NAME} for NAME -> function."""
+    return {f"{name}_interval": list(bootstrap_interval(metric, *arrays))
+            for name, metric in metrics.items()}
+
+
 def regression_metrics(y: np.ndarray, p: np.ndarray, train_mean: float) -> dict:
     y, p = np.asarray(y, np.float64), np.asarray(p, np.float64).reshape(-1)
     error = p - y
     total = np.sum((y - y.mean()) ** 2)
-    rho = spearmanr(y, p).statistic if len(y) > 1 and np.ptp(p) > 0 else float("nan")
+    scored = {"mae": _mae, "rmse": _rmse}
+    if np.ptp(p) > 0 and np.ptp(y) > 0:
+        scored["spearman"] = _spearman
     return {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error ** 2))),
-        "spearman": float(rho),
+        "mae": _mae(y, p),
+        "rmse": _rmse(y, p),
+        "spearman": _spearman(y, p),
+        **_intervals(scored, y, p),
+        "interval_level": 0.95,
         "r2": float(1 - np.sum(error ** 2) / total) if total > 0 else float("nan"),
         "mae_of_train_mean": float(np.mean(np.abs(y - train_mean))),
         "examples": int(len(y)),
@@ -104,6 +133,14 @@ def choose_thresholds(y: np.ndarray, p: np.ndarray) -> list[float]:
     return chosen
 
 
+def _micro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    return _prf(y.reshape(-1), predicted.reshape(-1))[2]
+
+
+def _macro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean([_prf(y[:, j], predicted[:, j])[2] for j in range(y.shape[1])]))
+
+
 def multilabel_metrics(y: np.ndarray, p: np.ndarray, names: list[str],
                        thresholds: list[float]) -> dict:
     y = y.astype(bool)
@@ -116,7 +153,9 @@ def multilabel_metrics(y: np.ndarray, p: np.ndarray, names: list[str],
     micro = _prf(y.reshape(-1), predicted.reshape(-1))
     return {
         "micro_precision": micro[0], "micro_recall": micro[1], "micro_f1": micro[2],
-        "macro_f1": float(np.mean([r["f1"] for r in rows])),
+        "macro_f1": _macro_f1(y, predicted),
+        **_intervals({"micro_f1": _micro_f1, "macro_f1": _macro_f1}, y, predicted),
+        "interval_level": 0.95,
         "exact_match": float(np.mean(np.all(predicted == y, axis=1))),
         "examples": int(len(y)),
         "per_label": rows,
@@ -162,21 +201,29 @@ class TaskEvaluation:
             m = self.metrics(output)
             head = f"{output.name} ({output.task}, {m.get('examples', 0)} labelled examples)"
             if output.task == REGRESSION and m.get("examples"):
-                lines.append(f"{head}: MAE {m['mae']:.4f}, RMSE {m['rmse']:.4f}, "
-                             f"Spearman {m['spearman']:.4f}, R^2 {m['r2']:.4f} "
+                lines.append(f"{head}: MAE {_shown(m, 'mae')}, RMSE {_shown(m, 'rmse')}, "
+                             f"Spearman {_shown(m, 'spearman')}, R^2 {m['r2']:.4f} "
                              f"(MAE of the training mean: {m['mae_of_train_mean']:.4f})")
             elif output.task == MULTILABEL and m.get("examples"):
-                lines.append(f"{head}: micro F1 {m['micro_f1']:.4f}, macro F1 "
-                             f"{m['macro_f1']:.4f}, exact match {m['exact_match']:.4f}")
+                lines.append(f"{head}: micro F1 {_shown(m, 'micro_f1')}, macro F1 "
+                             f"{_shown(m, 'macro_f1')}, exact match {m['exact_match']:.4f}")
                 lines += [f"  {r['label']:<18} precision {r['precision']:.3f} recall "
                           f"{r['recall']:.3f} f1 {r['f1']:.3f} support {r['support']} "
                           f"threshold {r['threshold']:.2f}" for r in m["per_label"]]
             elif m.get("examples"):
-                lines.append(f"{head}: accuracy {m['accuracy']:.4f}, macro F1 "
-                             f"{m['macro_f1']:.4f}")
+                lines.append(f"{head}: accuracy {_shown(m, 'accuracy')}, macro F1 "
+                             f"{_shown(m, 'macro_f1')}")
             else:
                 lines.append(f"{head}: no labelled example")
         return "\n".join(lines)
+
+
+def _shown(metrics: dict, name: str) -> str:
+    """`0.9733 [0.948, 0.986]`: a score with its 95% interval when it has one."""
+    interval = metrics.get(f"{name}_interval")
+    if interval is None:
+        return f"{metrics[name]:.4f}"
+    return format_interval(metrics[name], interval, digits=4)
 
 
 def with_thresholds(outputs: list[Output], model: keras.Model,
