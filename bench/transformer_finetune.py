@@ -15,6 +15,7 @@ run's wall time, CPU time (user + sys of the child), test accuracy with its 95% 
 interval, and the median speed-up.
 
     python bench/transformer_finetune.py --assets ../shared/assets
+    python bench/transformer_finetune.py --arms current   # this tree only
 
 Goal (issue 29): >= 3x faster wall time than the baseline, test accuracy within 1 point.
 """
@@ -80,14 +81,18 @@ def main() -> None:
     parser.add_argument("--baseline", default="194a2ac")
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--arms", default=",".join(ARMS), help="baseline,current or one")
     args = parser.parse_args()
+    arms = [a for a in ARMS if a in args.arms.split(",")]
     assets = Path(args.assets).resolve()
-    results = {arm: [] for arm in ARMS}
+    results = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"baseline": worktree(args.baseline, Path(tmp) / "baseline"), "current": ROOT}
+        trees = {"current": ROOT}
+        if "baseline" in arms:
+            trees["baseline"] = worktree(args.baseline, Path(tmp) / "baseline")
         try:
             for r in range(args.rounds):
-                for arm in ARMS if r % 2 == 0 else ARMS[::-1]:
+                for arm in arms if r % 2 == 0 else arms[::-1]:
                     scratch = Path(tmp) / f"{arm}_{r}"
                     result = run_app(trees[arm], assets, scratch, args.examples)
                     results[arm].append(result)
@@ -97,8 +102,11 @@ def main() -> None:
                           f"[{low:.3f}, {high:.3f}] of {result['examples']}, "
                           f"load {result['load']:.2f}", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(trees["baseline"])], capture_output=True)
+            if "baseline" in trees:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(trees["baseline"])], capture_output=True)
+    if len(arms) < 2:
+        return
     wall = {arm: statistics.median(r["wall"] for r in results[arm]) for arm in ARMS}
     accuracy = {arm: statistics.median(r["accuracy"] for r in results[arm]) for arm in ARMS}
     print(f"speed-up (median wall, baseline / current): {wall['baseline'] / wall['current']:.2f}x; "
