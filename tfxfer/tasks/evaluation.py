@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 
 from tfxfer.data.pipeline import single_pass
 from tfxfer.evaluation import Evaluation, batch_signature
-from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION
+from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_median
 from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output
 from tfxfer.utils.stats import bootstrap_interval, format_interval
 
@@ -54,10 +54,9 @@ def point_predictions(outputs: list[Output], y_pred: dict[str, np.ndarray]
     """Predictions with a distribution head's probabilities replaced by their median."""
     points = dict(y_pred)
     for output in outputs:
-        if output.distribution:
-            cdf = np.cumsum(y_pred[output.name], axis=-1)
-            points[output.name] = np.asarray(output.values, np.float32)[
-                np.argmax(cdf >= 0.5 - 1e-6, axis=-1)]
+        if output.distribution:  # the export's own answer (`losses.distribution_median`)
+            points[output.name] = distribution_median(output.values,
+                                                      y_pred[output.name]).numpy()
     return points
 
 

@@ -45,15 +45,14 @@ from tfxfer.serving.contract import (
     INPUT_KEY,
     PIXELS_KEY,
     PIXELS_SIGNATURE,
-    WAVEFORM_KEY,
-    WAVEFORM_SIGNATURE,
 )
 from tfxfer.serving.export import layout
 from tfxfer.serving.export.checks import check_ops
 from tfxfer.serving.export.errors import ExportError
 from tfxfer.serving.export.image_guard import within_pixel_budget
 from tfxfer.serving.export.introspect import export_modality, image_size_of
-from tfxfer.serving.export.serving_module import serving_state
+from tfxfer.serving.export.serving_module import audio_signatures, serving_state
+from tfxfer.serving.export.verify import model_batch
 from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_median
 from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output, read_outputs
 
@@ -109,43 +108,6 @@ def answer(outputs: Sequence[Output], predictions: dict, delimiter: str = "|") -
     return result
 
 
-def model_inputs(model: keras.Model, raw: Sequence[bytes | str], image_size: int | None):
-    """The batch the Keras model takes for raw inputs (texts, image bytes or WAV bytes)."""
-    modality = export_modality(model)
-    if modality == "text":
-        x = tf.constant(list(raw))
-        return tf.expand_dims(x, -1) if len(model.inputs[0].shape) == 2 else x
-    if modality == "audio":
-        from tfxfer.audio.decode import decode_wav_bytes
-        from tfxfer.audio.model import audio_front_end
-
-        rate, samples = audio_front_end(model)
-        return tf.stack([decode_wav_bytes(s, rate, samples) for s in raw])
-    return tf.stack([decode_image(s, image_size) for s in raw])
-
-
-def _audio_serving(module: tf.Module, model: keras.Model, respond, max_seconds: float) -> dict:
-    from tfxfer.audio.decode import decode_wav_bytes
-    from tfxfer.audio.guard import within_duration_budget
-    from tfxfer.audio.model import audio_front_end
-
-    rate, samples = audio_front_end(model)
-    module.serve_waveform = tf.function(
-        respond, input_signature=[tf.TensorSpec([None, samples], tf.float32, name=WAVEFORM_KEY)])
-
-    def serve(inputs):
-        waveforms = tf.map_fn(
-            lambda e: decode_wav_bytes(within_duration_budget(e, max_seconds), rate, samples,
-                                       max_seconds=max_seconds),
-            inputs, fn_output_signature=tf.TensorSpec([samples], tf.float32))
-        return module.serve_waveform(waveforms)
-
-    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.string,
-                                                                      name=INPUT_KEY)])
-    return {DEFAULT_SIGNATURE: module.serve.get_concrete_function(),
-            WAVEFORM_SIGNATURE: module.serve_waveform.get_concrete_function()}
-
-
 def _module(model: keras.Model, outputs: list[Output], delimiter: str, image_size: int | None,
             max_pixels: int, max_audio_seconds: float) -> tuple[tf.Module, dict]:
     module = tf.Module(name="tfxfer_task_serving")
@@ -163,7 +125,7 @@ def _module(model: keras.Model, outputs: list[Output], delimiter: str, image_siz
             input_signature=[string_spec])
         return module, {DEFAULT_SIGNATURE: module.serve.get_concrete_function()}
     if modality == "audio":
-        return module, _audio_serving(module, model, respond, max_audio_seconds)
+        return audio_signatures(module, model, respond, max_audio_seconds)
     dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
     module.serve_pixels = tf.function(
         lambda images: respond(tf.cast(images, dtype)),
@@ -202,8 +164,8 @@ def _verify(path: Path, model: keras.Model, outputs: list[Output], delimiter: st
     """Reloads the export and compares its answers on `samples` with the Keras model's."""
     loaded = tf.saved_model.load(str(path))
     got = loaded.signatures[DEFAULT_SIGNATURE](**{INPUT_KEY: tf.constant(samples)})
-    want = answer(outputs, model(model_inputs(model, samples, image_size), training=False),
-                  delimiter)
+    batch = model_batch(model, samples, image_size, export_modality(model))
+    want = answer(outputs, model(batch, training=False), delimiter)
     for key, value in want.items():
         a, b = np.asarray(value), got[key].numpy()
         same = (np.allclose(a, b, atol=1e-4) if a.dtype.kind == "f"
@@ -275,7 +237,7 @@ def predict_task_run(run_dir: str | Path, inputs: Sequence[bytes | str]) -> list
     config, model, outputs = load_task_run(run_dir)
     size = (image_size_of(model, config.model.image_input_size)
             if export_modality(model) == "image" else None)
-    x = model_inputs(model, inputs, size)
+    x = model_batch(model, inputs, size, export_modality(model))
     answers = {k: v.numpy() for k, v in answer(outputs, model(x, training=False),
                                                config.data.tag_delimiter).items()}
     rows = []

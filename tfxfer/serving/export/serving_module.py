@@ -93,7 +93,7 @@ def build_serving_module(
         module.serve = tf.function(_text_fn(model, classify), input_signature=[string_spec])
         return module, {DEFAULT_SIGNATURE: module.serve.get_concrete_function()}
     if modality == "audio":
-        return _audio_signatures(module, model, classify, max_audio_seconds)
+        return audio_signatures(module, model, classify, max_audio_seconds)
 
     size = image_size_of(model, image_size)
     input_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
@@ -196,9 +196,10 @@ def _bytes_fn(serve_pixels: Callable, size: int, max_pixels: int) -> Callable:
     return serve
 
 
-def _audio_signatures(module: tf.Module, model: keras.Model, classify: Callable,
-                      max_seconds: float) -> tuple[tf.Module, dict[str, Any]]:
-    """`serving_default` (WAV bytes) and `serving_waveform` (float waveforms of one clip)."""
+def audio_signatures(module: tf.Module, model: keras.Model, classify: Callable,
+                     max_seconds: float) -> tuple[tf.Module, dict[str, Any]]:
+    """`serving_default` (WAV bytes) and `serving_waveform` (float waveforms of one clip),
+    both answering `classify(waveforms)` (a classifier's or a task model's outputs)."""
     from tfxfer.audio.decode import decode_wav_bytes
     from tfxfer.audio.guard import within_duration_budget
     from tfxfer.audio.model import audio_front_end

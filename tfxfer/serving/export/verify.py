@@ -125,11 +125,11 @@ def expected_signatures(modality: str, num_classes: int, k: int,
     return signatures
 
 
-def reference_probabilities(
+def model_batch(
     model: keras.Model, inputs: Sequence[bytes | str], image_size: int | None,
     modality: str | None = None,
-) -> np.ndarray:
-    """The Keras model's probabilities for raw inputs, decoded as in training.
+) -> tf.Tensor:
+    """The batch `model` takes for raw inputs, decoded as in training.
 
     `image_size` None means text inputs, passed to the model as strings, unless
     `modality` is "audio" (WAV bytes decoded by `tfxfer.audio.decode`).
@@ -139,17 +139,22 @@ def reference_probabilities(
         from tfxfer.audio.model import audio_front_end
 
         rate, samples = audio_front_end(model)
-        waves = tf.stack([decode_wav_bytes(tf.constant(bytes(v)), rate, samples)
-                          for v in inputs])
-        return np.asarray(model(waves, training=False), dtype=np.float32)
+        return tf.stack([decode_wav_bytes(tf.constant(bytes(v)), rate, samples)
+                         for v in inputs])
     if image_size is None:
         text = tf.constant([v.encode("utf-8") if isinstance(v, str) else v for v in inputs])
-        if len(model.inputs[0].shape) == 2:
-            text = tf.expand_dims(text, -1)
-        return np.asarray(model(text, training=False), dtype=np.float32)
+        return tf.expand_dims(text, -1) if len(model.inputs[0].shape) == 2 else text
     images = tf.stack([decode_image(tf.constant(bytes(v)), image_size) for v in inputs])
-    images = tf.cast(images, keras.backend.standardize_dtype(model.inputs[0].dtype))
-    return np.asarray(model(images, training=False), dtype=np.float32)
+    return tf.cast(images, keras.backend.standardize_dtype(model.inputs[0].dtype))
+
+
+def reference_probabilities(
+    model: keras.Model, inputs: Sequence[bytes | str], image_size: int | None,
+    modality: str | None = None,
+) -> np.ndarray:
+    """The Keras model's probabilities for raw inputs (`model_batch`)."""
+    batch = model_batch(model, inputs, image_size, modality)
+    return np.asarray(model(batch, training=False), dtype=np.float32)
 
 
 def _saved_model_cli() -> str:
