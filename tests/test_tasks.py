@@ -210,6 +210,15 @@ def test_text_regression_learns_a_known_function(tmp_path):
     assert (result.run_dir / "rating_residuals.png").stat().st_size > 0
 
 
+def test_a_table_has_one_input_column():
+    from tfxfer.tasks.table import table_input
+
+    assert table_input(DataConfig(audio_column="wav")) == ("audio", "wav")
+    assert table_input(DataConfig()) == ("text", "text")
+    with pytest.raises(ValueError, match="one input column.*'img'.*'wav'"):
+        table_input(DataConfig(image_column="img", audio_column="wav"))
+
+
 def test_distribution_median_and_its_refusal_of_continuous_targets():
     import tensorflow as tf
 
