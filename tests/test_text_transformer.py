@@ -273,3 +273,26 @@ def test_layerwise_rates_and_weight_decay_follow_the_blocks(bert_dir):
     optimizer = make_optimizer("adamw", 1e-4, multipliers)
     decayed = {v.name for v in model.trainable_weights if optimizer._use_weight_decay(v)}
     assert "kernel" in decayed and not decayed & {"bias", "gamma", "beta"}
+
+
+def test_test_split_is_predicted_shortest_first_and_answered_in_split_order(bert_dir, tmp_path):
+    from tfxfer.config import DataConfig
+    from tfxfer.data.sources import load_splits
+    from tfxfer.evaluation import evaluate
+    from tfxfer.experiment import evaluate_split
+
+    rows = [(" ".join(["good film"] * (1 + (5 * i) % 6)), str(i % 2)) for i in range(24)]
+    data = DataConfig(source=str(write_csv(tmp_path / "r.csv", rows)), batch_size=4,
+                      val_fraction=0.0, test_fraction=0.5)
+    splits = load_splits(data)
+    texts = [t.decode() for t, _ in splits.raw["test"].as_numpy_iterator()]
+    order = splits.length_order("test")
+    assert [len(texts[i]) for i in order] == sorted(len(t) for t in texts)
+    assert list(order) != list(range(len(texts)))  # the split is not already sorted
+    model = _model(bert_dir, sequence_length=16)
+    plain = evaluate(model, splits.batches("test", data), splits.class_names)
+    sorted_first = evaluate_split(model, splits, "test", data, splits.class_names)
+    np.testing.assert_array_equal(sorted_first.y_true, plain.y_true)
+    np.testing.assert_allclose(sorted_first.y_prob, plain.y_prob, atol=1e-5)
+    with pytest.raises(ValueError, match="permutation of the 12 indices of the test split"):
+        splits.batches("test", data, order=order[:-1])

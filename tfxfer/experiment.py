@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfxfer import rundir
 from tfxfer.auto.resolve import resolve_auto
-from tfxfer.config import ModelConfig, RunConfig
+from tfxfer.config import DataConfig, ModelConfig, RunConfig
 from tfxfer.continual.experiment import ContinualMixin, continual_evaluation, reload_child
 from tfxfer.continual.lineage import wants_continual
 from tfxfer.data.sources import load_splits, source_kind
@@ -119,6 +120,22 @@ def _new_run_dir(path: Path):
         if created:
             shutil.rmtree(path, ignore_errors=True)
         raise
+
+
+def evaluate_split(model: keras.Model, splits: Splits, split: str, data: DataConfig,
+                   class_names: list[str]) -> Evaluation:
+    """The Evaluation of one split, its examples in split order (predictions.csv's).
+
+    A transformer with dynamic padding predicts the texts from shortest to longest
+    (batches pad to similar lengths, so they cost less); the answers are put back in
+    split order.
+    """
+    order = splits.length_order(split) if sorts_by_length(model) else None
+    evaluation = evaluate(model, splits.batches(split, data, order=order), class_names)
+    if order is None:
+        return evaluation
+    back = np.argsort(order)
+    return Evaluation(evaluation.class_names, evaluation.y_true[back], evaluation.y_prob[back])
 
 
 def build_classifier(config: RunConfig, modality: str, num_classes: int,
@@ -340,8 +357,8 @@ class Experiment:
                                                     self.run_dir)
             return self.evaluation
         if splits.size("test") and self.chief:
-            self.evaluation = evaluate(self.model, splits.batches("test", self.config.data),
-                                       splits.class_names)
+            self.evaluation = evaluate_split(self.model, splits, "test", self.config.data,
+                                             splits.class_names)
             rundir.write_evaluation(self.run_dir, self.evaluation,
                                     rundir.split_inputs(splits, "test"))
         return self.evaluation
@@ -461,7 +478,7 @@ def evaluate_run(run_dir: str | Path) -> Evaluation:
         )
     if not splits.size("test"):
         raise ValueError(f"The run at {run_dir} has no test split (test_fraction=0).")
-    evaluation = evaluate(model, splits.batches("test", config.data), class_names)
+    evaluation = evaluate_split(model, splits, "test", config.data, class_names)
     if union is not None:
         evaluation = continual_evaluation(evaluation, union)
     rundir.write_evaluation(Path(run_dir), evaluation, rundir.split_inputs(splits, "test"))

@@ -255,7 +255,7 @@ class Splits:
 
     def batches(
         self, split: str, data: DataConfig, training: bool = False, drop_remainder: bool = False,
-        by_length: bool = False,
+        by_length: bool = False, order: np.ndarray | None = None,
     ) -> tf.data.Dataset | None:
         """The batched pipeline of one split, or None when `has_batches` is False.
 
@@ -263,17 +263,43 @@ class Splits:
         (for a transformer with dynamic padding; see `make_batches`): examples change
         order, so it is for training, validation and feature caching, not for
         predictions matched to their inputs. Images ignore it.
+
+        `order` (indices into the split, e.g. `length_order`) sets the examples'
+        order; a caller matching predictions to inputs puts them back with
+        `np.argsort(order)`.
         """
         if not self.has_batches(split, data, drop_remainder):
             return None
         cache = self.cache_mode(split, data)
+        raw = self.raw[split] if order is None else self._reordered(split, order)
         return make_batches(
-            self.raw[split], batch_size=data.batch_size, training=training,
+            raw, batch_size=data.batch_size, training=training,
             decode=self.decode, cache=cache, seed=data.seed,
             num_examples=self.size(split), skip_errors=self.skip_errors,
             drop_remainder=drop_remainder,
             sort_window=LENGTH_WINDOW if by_length and self.modality == "text" else 0,
         )
+
+    def length_order(self, split: str) -> np.ndarray | None:
+        """Indices of `split`'s texts from shortest to longest (stable), None for other
+        modalities: batches of similar length pad less (`batches(order=)`)."""
+        if self.modality != "text":
+            return None
+        lengths = [len(text) for text, _ in self.raw[split].as_numpy_iterator()]
+        return np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+
+    def _reordered(self, split: str, order: np.ndarray) -> tf.data.Dataset:
+        """`split`'s unbatched (raw, label) examples in `order`."""
+        raw = self.raw[split]
+        n = self.size(split)
+        if sorted(np.asarray(order).tolist()) != list(range(n)):
+            raise ValueError(f"order must be a permutation of the {n} indices of the {split} "
+                             f"split. Received {len(order)} indices.")
+        items = list(raw.as_numpy_iterator())
+        inputs, labels = raw.element_spec
+        return tf.data.Dataset.from_tensor_slices((
+            tf.constant([items[i][0] for i in order], inputs.dtype),
+            tf.constant([items[i][1] for i in order], labels.dtype)))
 
     def summary(self) -> dict:
         """Counts per split and class, and the skipped files: for the run directory."""
