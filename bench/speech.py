@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 APP_CONFIG = ROOT / "apps" / "speech" / "config.yaml"
 WEIGHTS = Path("keras", "models", "mobilenet_2_5_224_tf_no_top.h5")
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speakers", help="LOSO folds to run (default: all six)")
     parser.add_argument("--epochs", type=int, help="phase 1 epochs (default: the app's)")
     parser.add_argument("--fine-tune-epochs", type=int, help="phase 2 epochs")
+    parser.add_argument("--audio", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model.audio setting for both arms, e.g. band_norm=true")
     parser.add_argument("--work", help="folder for staged data and runs (default: temp)")
     parser.add_argument("--latency", metavar="RUN_DIR", help="export RUN_DIR and time it")
     parser.add_argument("--repeats", type=int, default=200)
@@ -120,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"train": {k: v for k, v in (("epochs", args.epochs),
                                              ("fine_tune_epochs", args.fine_tune_epochs))
-                           if v is not None}}
+                           if v is not None},
+                 "model": {"audio": {k: yaml.safe_load(v) for k, v in
+                                     (item.split("=", 1) for item in args.audio)}}}
     work = Path(args.work or tempfile.mkdtemp(prefix="speech-bench-"))
     folds = args.speakers.split(",") if args.speakers else speakers(recordings)
     splits = [s for name in args.splits.split(",")

@@ -101,6 +101,27 @@ def test_front_end_layers_shapes_and_training_only_augmentation():
         assert not np.allclose(layer(x, training=True), x)
 
 
+def test_band_norm_removes_a_constant_tilt_and_keeps_silence_at_the_floor():
+    layer = LogMelSpectrogram(RATE, n_mels=8, band_norm=True)
+    rng = np.random.default_rng(0)
+    voiced = rng.uniform(-30.0, 0.0, (1, 6, 8)).astype(np.float32)
+    silent = np.full((1, 3, 8), -80.0, np.float32)
+    db = np.concatenate([voiced, silent], axis=1)
+    tilt = np.concatenate([np.linspace(-12.0, 0.0, 8)[None, None, :].repeat(6, 1),
+                           np.zeros((1, 3, 8))], axis=1).astype(np.float32)
+    plain, tilted = layer._normalise_bands(db), layer._normalise_bands(db + tilt)
+    np.testing.assert_allclose(tilted, plain, atol=1e-4)
+    assert float(tf.reduce_max(plain)) == 0.0
+    assert np.all(np.asarray(plain)[0, 6:] == -np.inf)  # floored to -top_db by call()
+    means = np.asarray(plain)[0, :6].mean(axis=0)
+    np.testing.assert_allclose(means - means.max(), 0.0, atol=1e-4)  # every band centred
+    waves = tf.constant(tone(300, RATE, 0.5)[None, :, 0] / 32767.0, tf.float32)
+    normed = layer(waves)
+    assert float(tf.reduce_max(normed)) == 0.0 and float(tf.reduce_min(normed)) >= -80.0
+    assert LogMelSpectrogram.from_config(layer.get_config()).band_norm
+    assert not np.allclose(normed, LogMelSpectrogram(RATE, n_mels=8)(waves))
+
+
 @pytest.mark.parametrize("backbone,size", [("dann_mnist_cnn", 28), ("mobilenet", 32)])
 def test_audio_classifier_shapes_and_save_load(tmp_path, backbone, size):
     model = build_audio_classifier(_model_config(backbone, size), 3)

@@ -31,20 +31,28 @@ class LogMelSpectrogram(keras.layers.Layer):
     (`tf.signal.linear_to_mel_weight_matrix`), then 10·log10, relative to the clip's
     maximum and floored at `-top_db`.
 
+    With `band_norm`, each mel band's mean over the clip's active frames (those within
+    `top_db / 2` of the clip's peak) is subtracted, then the clip is put below its peak
+    again: the cepstral mean normalisation of speech recognition, which removes what is
+    constant over a clip (the microphone's and, in part, the voice's spectral tilt).
+    Silent frames stay at the floor.
+
     Args:
         sample_rate: the waveforms' rate in Hz.
         frame_ms, hop_ms: STFT window and hop in milliseconds.
         n_mels: mel bands.
         fmin, fmax: band edges in Hz (fmax None: sample_rate / 2).
         top_db: dynamic range kept below each clip's peak.
+        band_norm: subtract each band's mean over the active frames.
     """
 
     def __init__(self, sample_rate: int, frame_ms: float = 25.0, hop_ms: float = 10.0,
                  n_mels: int = 64, fmin: float = 20.0, fmax: float | None = None,
-                 top_db: float = 80.0, **kwargs: Any) -> None:
+                 top_db: float = 80.0, band_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sample_rate, self.frame_ms, self.hop_ms = int(sample_rate), frame_ms, hop_ms
         self.n_mels, self.fmin, self.fmax, self.top_db = n_mels, fmin, fmax, top_db
+        self.band_norm = bool(band_norm)
         self.frame_length = int(round(sample_rate * frame_ms / 1000))
         self.frame_step = int(round(sample_rate * hop_ms / 1000))
         self.fft_length = _next_power_of_two(self.frame_length)
@@ -65,7 +73,18 @@ class LogMelSpectrogram(keras.layers.Layer):
         mel = tf.tensordot(tf.math.square(tf.abs(stft)), self._mel, 1)
         db = 10.0 * tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
         db = db - tf.reduce_max(db, axis=[1, 2], keepdims=True)
+        if self.band_norm:
+            db = self._normalise_bands(tf.maximum(db, -self.top_db))
         return tf.maximum(db, -self.top_db)
+
+    def _normalise_bands(self, db):
+        """`db` [B, T, M] minus each band's mean over the active frames, below its peak."""
+        active = tf.reduce_max(db, axis=2, keepdims=True) > -self.top_db / 2  # [B, T, 1]
+        weight = tf.cast(active, db.dtype)
+        mean = tf.reduce_sum(db * weight, axis=1, keepdims=True) / tf.maximum(
+            tf.reduce_sum(weight, axis=1, keepdims=True), 1.0)
+        db = tf.where(active, db - mean, -np.inf)
+        return db - tf.reduce_max(db, axis=[1, 2], keepdims=True)
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
@@ -74,7 +93,8 @@ class LogMelSpectrogram(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "sample_rate": self.sample_rate,
                 "frame_ms": self.frame_ms, "hop_ms": self.hop_ms, "n_mels": self.n_mels,
-                "fmin": self.fmin, "fmax": self.fmax, "top_db": self.top_db}
+                "fmin": self.fmin, "fmax": self.fmax, "top_db": self.top_db,
+                "band_norm": self.band_norm}
 
 
 @keras.saving.register_keras_serializable(package="tfxfer")

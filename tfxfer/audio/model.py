@@ -71,7 +71,8 @@ def build_audio_classifier(
     if audio.augment:
         x = WaveAugment(audio.time_shift, audio.noise, audio.speed, name=AUGMENTATION)(x)
     x = LogMelSpectrogram(audio.sample_rate, audio.frame_ms, audio.hop_ms, audio.n_mels,
-                          audio.fmin, audio.fmax, audio.top_db, name=LOG_MEL)(x)
+                          audio.fmin, audio.fmax, audio.top_db, audio.band_norm,
+                          name=LOG_MEL)(x)
     if audio.augment and audio.spec_masks:
         x = SpecAugment(audio.spec_masks, audio.freq_mask, audio.time_mask, audio.top_db,
                         name=SPEC_AUGMENT)(x)
