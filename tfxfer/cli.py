@@ -381,6 +381,11 @@ def _run_arguments(group: argparse._ArgumentGroup, resume: bool) -> None:
             help="continue a killed run from its last completed epoch (alone, or with the "
                  "run's original flags)",
         )
+        group.add_argument(
+            "--repeats", type=int, default=1, metavar="N",
+            help="train N times with seeds SEED..SEED+N-1 into OUT/seed-<seed> and report "
+                 "each test metric's mean ± sd (OUT/repeats.json)",
+        )
 
 
 def add_train_arguments(
@@ -510,6 +515,12 @@ def run_train(args: argparse.Namespace) -> int:
         from tfxfer.unsupervised.self_training import self_train
 
         print(json.dumps(self_train(config).as_dict(), indent=2))
+        return 0
+    if args.repeats != 1:
+        from tfxfer.repeats import check_repeatable, train_repeated
+
+        check_repeatable(config, args.repeats, args.resume)
+        print(train_repeated(config, args.repeats).table())
         return 0
     try:
         result = train(config, resume=args.resume)
