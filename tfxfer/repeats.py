@@ -24,7 +24,7 @@ from tfxfer.config import RunConfig
 logger = logging.getLogger(__name__)
 
 REPEATS = "repeats.json"
-# Scalar metrics worth a mean (counts and interval levels are not).
+# Numbers of metrics.json that are not metrics (counts, the interval level, a baseline).
 _SKIPPED = {"examples", "interval_level", "mae_of_train_mean"}
 
 
@@ -103,10 +103,11 @@ def train_repeated(config: RunConfig, repeats: int) -> Repeats:
         result = train(run_config)
         written = Path(result.run_dir) / rundir.METRICS
         metrics = json.loads(written.read_text()) if written.exists() else {}
+        if not metrics:  # known after the first run: the others would not have any either
+            raise ValueError(f"The run {result.run_dir} has no test metrics (no test split): "
+                             "nothing to repeat.")
         runs.append({"seed": seed, "run_dir": str(result.run_dir),
                      "metrics": scalar_metrics(metrics)})
-    if not runs[0]["metrics"]:
-        raise ValueError("The runs have no test metrics (no test split): nothing to repeat.")
     repeated = Repeats(seeds, runs)
     (base / REPEATS).write_text(json.dumps(repeated.as_dict(), indent=2))
     return repeated

@@ -285,21 +285,22 @@ class Splits:
         modalities: batches of similar length pad less (`batches(order=)`)."""
         if self.modality != "text":
             return None
-        lengths = [len(text) for text, _ in self.raw[split].as_numpy_iterator()]
-        return np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+        texts, _ = self._tensors(split)
+        return np.argsort(tf.strings.length(texts).numpy(), kind="stable")
+
+    def _tensors(self, split: str) -> tuple[tf.Tensor, tf.Tensor]:
+        """All of `split`'s (raw, label) examples as two tensors, in split order."""
+        return self.raw[split].batch(max(1, self.size(split))).get_single_element()
 
     def _reordered(self, split: str, order: np.ndarray) -> tf.data.Dataset:
         """`split`'s unbatched (raw, label) examples in `order`."""
-        raw = self.raw[split]
         n = self.size(split)
-        if sorted(np.asarray(order).tolist()) != list(range(n)):
+        if not np.array_equal(np.sort(order), np.arange(n)):
             raise ValueError(f"order must be a permutation of the {n} indices of the {split} "
                              f"split. Received {len(order)} indices.")
-        items = list(raw.as_numpy_iterator())
-        inputs, labels = raw.element_spec
-        return tf.data.Dataset.from_tensor_slices((
-            tf.constant([items[i][0] for i in order], inputs.dtype),
-            tf.constant([items[i][1] for i in order], labels.dtype)))
+        inputs, labels = self._tensors(split)
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(inputs, order), tf.gather(labels, order)))
 
     def summary(self) -> dict:
         """Counts per split and class, and the skipped files: for the run directory."""

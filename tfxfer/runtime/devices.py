@@ -27,12 +27,13 @@ def set_precision(mixed_precision: bool | str) -> str:
     bfloat16 instructions), else float32; False: float32.
     """
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    bfloat16_cpu = not on_gpu and cpu_has_bfloat16()
     if mixed_precision == "auto":
-        mixed_precision = on_gpu or cpu_has_bfloat16()
+        mixed_precision = on_gpu or bfloat16_cpu
     policy = "float32"
     if mixed_precision:
         policy = "mixed_float16" if on_gpu else "mixed_bfloat16"
-        if not on_gpu and not cpu_has_bfloat16():
+        if not on_gpu and not bfloat16_cpu:
             logger.warning("Mixed precision on a CPU without bfloat16 instructions (%s) is "
                            "usually slower than float32.", policy)
     keras.mixed_precision.set_global_policy(policy)

@@ -235,9 +235,9 @@ def predict_task_run(run_dir: str | Path, inputs: Sequence[bytes | str]) -> list
         NAME_probabilities for the last two.
     """
     config, model, outputs = load_task_run(run_dir)
-    size = (image_size_of(model, config.model.image_input_size)
-            if export_modality(model) == "image" else None)
-    x = model_batch(model, inputs, size, export_modality(model))
+    modality = export_modality(model)
+    size = image_size_of(model, config.model.image_input_size) if modality == "image" else None
+    x = model_batch(model, inputs, size, modality)
     answers = {k: v.numpy() for k, v in answer(outputs, model(x, training=False),
                                                config.data.tag_delimiter).items()}
     rows = []
