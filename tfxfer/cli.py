@@ -176,6 +176,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
                 "word-vector file or keras-hub preset"}),
     ("--sequence-length", "model.text", "sequence_length", {
         "type": int, "help": "tokens per text of a transformer encoder"}),
+    ("--ngram-buckets", "model.text", "ngram_buckets", {
+        "type": int, "metavar": "N",
+        "help": "a bag of hashed word n-grams learned beside a word-vector encoder, in N "
+                "rows (0: none)"}),
     ("--text-pooling", "model.text", "text_pooling", {
         "choices": TEXT_POOLINGS,
         "help": "sentence pooling of a transformer encoder (none: the checkpoint's own)"}),

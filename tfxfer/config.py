@@ -170,6 +170,12 @@ class TextConfig:
     # Transformer encoders: pad each batch only to its longest text (outputs unchanged,
     # cost follows the real length); false keeps every batch at `sequence_length`.
     dynamic_padding: bool = True
+    # Word-vector encoders: a bag of hashed word 1..ngram_order-grams learned from scratch,
+    # concatenated to the encoder's vector (fastText's word order; `tfxfer.text.ngrams`).
+    # The table's rows; 0: no n-gram bag.
+    ngram_buckets: int = 0
+    ngram_dim: int = 16
+    ngram_order: int = 2
 
 
 @dataclass
@@ -642,8 +648,19 @@ def _validate_model(model: ModelConfig) -> None:
         _validate_choice("model.image.pooling", model.image.pooling, POOLINGS)
     if model.text is not None and model.text.text_pooling is not None:
         _validate_choice("model.text.text_pooling", model.text.text_pooling, TEXT_POOLINGS)
+    if model.text is not None:
+        _validate_ngrams(model.text)
     if model.audio is not None:
         _validate_audio(model.audio)
+
+
+def _validate_ngrams(text: TextConfig) -> None:
+    if text.ngram_buckets < 0:
+        raise ValueError(f"model.text.ngram_buckets must be >= 0 (0: no n-gram bag). "
+                         f"Received: {text.ngram_buckets}")
+    if text.ngram_buckets and (text.ngram_dim < 1 or text.ngram_order not in (1, 2, 3)):
+        raise ValueError("model.text.ngram_dim must be >= 1 and ngram_order 1, 2 or 3. "
+                         f"Received: ngram_dim={text.ngram_dim}, ngram_order={text.ngram_order}")
 
 
 def _validate_audio(audio: AudioConfig) -> None:

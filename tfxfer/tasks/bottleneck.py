@@ -23,7 +23,12 @@ from tfxfer.image.model import DROPOUT, HIDDEN, head_input, optional_layer
 from tfxfer.tasks.losses import REGRESSION
 from tfxfer.tasks.model import OUTPUT_PREFIX, compile_args
 from tfxfer.tasks.table import TaskSplits
-from tfxfer.training.bottleneck import FeatureExtractor, has_augmentation
+from tfxfer.training.bottleneck import (
+    FeatureExtractor,
+    has_augmentation,
+    refuse_or_skip,
+    trains_below_features,
+)
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
 
 logger = logging.getLogger(__name__)
@@ -34,13 +39,11 @@ def should_cache_tasks(model: keras.Model, config: RunConfig) -> bool:
     train = config.train
     if train.bottleneck_cache == "off" or train.strategy == "from_scratch":
         return False
+    if (reason := trains_below_features(model)) is not None:
+        return refuse_or_skip(reason, train)
     if has_augmentation(model):
-        message = ("augmentation is on, and a task model does not cache augmented copies, so "
-                   "phase 1 runs the full model")
-        if train.bottleneck_cache == "on":
-            raise ValueError(f"bottleneck_cache='on' cannot be honoured: {message}.")
-        logger.info("Bottleneck cache off: %s.", message)
-        return False
+        return refuse_or_skip("augmentation is on, and a task model does not cache augmented "
+                              "copies, so phase 1 runs the full model", train)
     logger.info("Bottleneck cache on: phase 1 trains the heads on features computed once.")
     return True
 

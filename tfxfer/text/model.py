@@ -1,6 +1,7 @@
 """The text classifier: raw strings -> pretrained text encoder -> the shared head.
 
     text (string) -> html_line_breaks -> backbone (HubTextEmbedding)
+        [-> concatenated with ngrams (HashedNgrams, `model.text.ngram_buckets`)]
         -> dropout -> [hidden] -> predictions (softmax)
 
 The encoder is the layer named "backbone", like an image model's backbone, so
@@ -22,6 +23,7 @@ from tfxfer.image.model import BACKBONE, build_head
 from tfxfer.modality import TEXT
 from tfxfer.text.encoders import transformer_preset
 from tfxfer.text.hub_layer import HubTextEmbedding
+from tfxfer.text.ngrams import NGRAMS, TEXT_FEATURES, HashedNgrams
 from tfxfer.text.preprocess import HtmlLineBreaks
 
 TEXT_INPUT = "text"
@@ -77,6 +79,25 @@ def _build_encoder(config: ModelConfig, from_scratch: bool, seed: int | None):
     return encoder
 
 
+def _check_ngrams(config: ModelConfig) -> None:
+    section = config.section(TEXT)
+    if section.ngram_buckets and transformer_preset(section.encoder) is not None:
+        raise ValueError(
+            f"model.text.ngram_buckets={section.ngram_buckets} adds word order to a "
+            f"word-vector encoder; the transformer {section.encoder!r} sees word order "
+            "itself. Set ngram_buckets to 0.")
+
+
+def _with_ngrams(features, text, config: ModelConfig):
+    """The encoder's vector, concatenated with a hashed n-gram bag when one is configured."""
+    section = config.section(TEXT)
+    if not section.ngram_buckets:
+        return features
+    grams = HashedNgrams(section.ngram_buckets, section.ngram_dim, section.ngram_order,
+                         name=NGRAMS)(text)
+    return keras.layers.Concatenate(name=TEXT_FEATURES)([features, grams])
+
+
 def build_text_classifier(
     config: ModelConfig, num_classes: int, *, from_scratch: bool = False, seed: int | None = None,
     head: Callable | None = None,
@@ -96,9 +117,10 @@ def build_text_classifier(
         An uncompiled `keras.Model` from a batch of strings to class probabilities,
         with the encoder frozen.
     """
+    _check_ngrams(config)
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
     text = HtmlLineBreaks(name=CLEANUP)(inputs)
     encoder = _build_encoder(config, from_scratch, seed)
-    features = encoder(text)
+    features = _with_ngrams(encoder(text), text, config)
     outputs = head(features) if head is not None else build_head(features, num_classes, config)
     return keras.Model(inputs, outputs, name="text_classifier")

@@ -54,6 +54,7 @@ from tfxfer.image.model import (
     head_input,
     optional_layer,
 )
+from tfxfer.text.ngrams import NGRAMS
 from tfxfer.training.frozen import frozen_function
 from tfxfer.training.trainer import PhaseRunner, compile_for_phase
 from tfxfer.utils import atomic
@@ -89,11 +90,29 @@ def has_augmentation(model: keras.Model) -> bool:
     return optional_layer(model, AUGMENTATION) is not None
 
 
+def trains_below_features(model: keras.Model) -> str | None:
+    """Why the head's input changes in phase 1 (a layer outside the backbone learns), or None."""
+    if optional_layer(model, NGRAMS) is not None:
+        return ("the hashed n-gram bag (model.text.ngram_buckets) trains in phase 1, so the "
+                "head's input is not fixed")
+    return None
+
+
+def refuse_or_skip(message: str, train) -> bool:
+    """False after logging why the cache is off; an error when it was asked to be on."""
+    if train.bottleneck_cache == "on":
+        raise ValueError(f"bottleneck_cache='on' cannot be honoured: {message}.")
+    logger.info("Bottleneck cache off: %s.", message)
+    return False
+
+
 def should_cache(model: keras.Model, config: RunConfig) -> bool:
     """Whether phase 1 trains on cached features; logs the reason either way."""
     train = config.train
     if train.bottleneck_cache == "off" or train.strategy == "from_scratch":
         return False
+    if (reason := trains_below_features(model)) is not None:
+        return refuse_or_skip(reason, train)
     if has_augmentation(model) and train.augmented_copies == 0:
         message = ("augmentation is on and train.augmented_copies=0, so phase 1 runs the "
                    "full model on every batch")
