@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.config import ImageConfig, RunConfig, TextConfig
+from tfxfer.config import ImageConfig, RunConfig, TextConfig, TrainConfig
 from tfxfer.data.pipeline import single_pass, with_batch_count
 from tfxfer.data.splits import LENGTH_WINDOW, Splits
 from tfxfer.image.model import (
@@ -98,11 +98,12 @@ def trains_below_features(model: keras.Model) -> str | None:
     return None
 
 
-def refuse_or_skip(message: str, train) -> bool:
-    """False after logging why the cache is off; an error when it was asked to be on."""
+def refuse_or_skip(message: str, train: TrainConfig, hint: str = "") -> bool:
+    """False after logging why the cache is off (and `hint`, what would turn it on); an
+    error naming the reason when `train.bottleneck_cache` asked for it to be on."""
     if train.bottleneck_cache == "on":
         raise ValueError(f"bottleneck_cache='on' cannot be honoured: {message}.")
-    logger.info("Bottleneck cache off: %s.", message)
+    logger.info("Bottleneck cache off: %s%s.", message, f" ({hint})" if hint else "")
     return False
 
 
@@ -114,13 +115,10 @@ def should_cache(model: keras.Model, config: RunConfig) -> bool:
     if (reason := trains_below_features(model)) is not None:
         return refuse_or_skip(reason, train)
     if has_augmentation(model) and train.augmented_copies == 0:
-        message = ("augmentation is on and train.augmented_copies=0, so phase 1 runs the "
-                   "full model on every batch")
-        if train.bottleneck_cache == "on":
-            raise ValueError(f"bottleneck_cache='on' cannot be honoured: {message}.")
-        logger.info("Bottleneck cache off: %s (set augmented_copies=N to cache N "
-                    "augmented copies per example).", message)
-        return False
+        return refuse_or_skip("augmentation is on and train.augmented_copies=0, so phase 1 "
+                              "runs the full model on every batch", train,
+                              hint="set augmented_copies=N to cache N augmented copies per "
+                                   "example")
     copies = train.augmented_copies if has_augmentation(model) else 0
     logger.info("Bottleneck cache on: phase 1 trains the head on cached features%s.",
                 f" ({copies} augmented copies per training example)" if copies else "")
