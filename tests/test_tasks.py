@@ -219,41 +219,63 @@ def test_a_table_has_one_input_column():
         table_input(DataConfig(image_column="img", audio_column="wav"))
 
 
-def test_distribution_median_and_its_refusal_of_continuous_targets():
+def test_distribution_median_mean_and_its_refusal_of_continuous_targets():
     import tensorflow as tf
 
     from tfxfer.tasks.evaluation import point_predictions
-    from tfxfer.tasks.losses import distribution_median
+    from tfxfer.tasks.losses import MaskedMetric, distribution_point
     from tfxfer.tasks.outputs import Output, with_regression_heads
 
     values = [1.0, 2.0, 7.0, 10.0]
     p = np.array([[0.6, 0.1, 0.1, 0.2], [0.2, 0.2, 0.1, 0.5], [0.25, 0.25, 0.5, 0.0]], "float32")
-    np.testing.assert_allclose(distribution_median(values, tf.constant(p)), [1.0, 7.0, 2.0])
+    np.testing.assert_allclose(distribution_point(values, tf.constant(p)), [1.0, 7.0, 2.0])
+    means = [0.6 + 0.2 + 0.7 + 2.0, 0.2 + 0.4 + 0.7 + 5.0, 0.25 + 0.5 + 3.5]
+    np.testing.assert_allclose(distribution_point(values, tf.constant(p), "mean"), means,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="received 'mode'"):
+        distribution_point(values, tf.constant(p), "mode")
     rating = Output("rating", "regression", "rating", values=values)
     np.testing.assert_allclose(point_predictions([rating], {"rating": p})["rating"], [1, 7, 2])
+    by_mean = Output("rating", "regression", "rating", values=values, answer="mean")
+    np.testing.assert_allclose(point_predictions([by_mean], {"rating": p})["rating"], means,
+                               rtol=1e-6)
+    # The training metric reports the MAE of the same answer.
+    metric = MaskedMetric("mae", values, answer="mean")
+    metric.update_state(np.array([1.0, 10.0, np.nan], "float32"), p)
+    np.testing.assert_allclose(float(metric.result()), (abs(means[0] - 1) + abs(means[1] - 10)) / 2,
+                               rtol=1e-6)
+    assert MaskedMetric.from_config(metric.get_config()).answer == "mean"
     scalar = Output("rating", "regression", "rating")
     [resolved] = with_regression_heads([scalar], {"rating": np.array([1, 10, 2, np.nan, 1])},
-                                       "distribution")
+                                       "distribution", answer="mean")
+    assert resolved.answer == "mean"
     assert resolved.values == [1.0, 2.0, 10.0] and resolved.units == 3
     assert with_regression_heads([scalar], {"rating": np.arange(3.0)}, "mae") == [scalar]
     with pytest.raises(ValueError, match="at most 50 distinct values; 'rating' has 51"):
         with_regression_heads([scalar], {"rating": np.arange(51.0)}, "distribution")
 
 
-def test_distribution_head_learns_and_exports_the_median(tmp_path):
+@pytest.mark.parametrize("answer", ["median", "mean"])
+def test_distribution_head_learns_and_exports_its_answer(tmp_path, answer):
     from tfxfer.experiment import train
     from tfxfer.tasks.export import export_task_run, predict_task_run
 
     source = write_csv(tmp_path / "r.csv", _reviews(80), header=("text", "label", "rating"))
-    result = train(_text_config(tmp_path, source, "rating", regression_loss="distribution"))
+    result = train(_text_config(tmp_path, source, "rating", regression_loss="distribution",
+                                distribution_answer=answer))
     outputs = json.loads((result.run_dir / "outputs.json").read_text())
-    assert outputs[0]["values"] == [1.0, 3.0, 5.0, 7.0]
+    assert outputs[0]["values"] == [1.0, 3.0, 5.0, 7.0] and outputs[0]["answer"] == answer
     metrics = json.loads((result.run_dir / "metrics.json").read_text())["outputs"]["rating"]
     assert metrics["mae"] < 0.5 < metrics["mae_of_train_mean"]
     texts = ["good great love movie", "bad awful hate film", "good bad dull plot"]
     answers = _serve(export_task_run(result.run_dir, tmp_path / "models", "r").path, texts)
-    assert answers["rating_value"].tolist() == [7.0, 1.0, 3.0]  # rating = 2k + 1
-    assert [r["rating"] for r in predict_task_run(result.run_dir, texts)] == [7.0, 1.0, 3.0]
+    local = [r["rating"] for r in predict_task_run(result.run_dir, texts)]
+    if answer == "median":  # one of the training values
+        assert answers["rating_value"].tolist() == [7.0, 1.0, 3.0]  # rating = 2k + 1
+    else:  # between them, near the right one
+        np.testing.assert_allclose(answers["rating_value"], [7.0, 1.0, 3.0], atol=0.5)
+        assert not set(answers["rating_value"].tolist()) <= {1.0, 3.0, 5.0, 7.0}
+    np.testing.assert_allclose(local, answers["rating_value"], atol=1e-4)
 
 
 @pytest.fixture(scope="module")

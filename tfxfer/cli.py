@@ -25,6 +25,7 @@ from tfxfer.config import (
     AUTO,
     BOTTLENECK_CACHE,
     DISTRIBUTE,
+    DISTRIBUTION_ANSWERS,
     EXEMPLAR_SELECTIONS,
     KEEP,
     LR_SCHEDULES,
@@ -208,7 +209,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--regression-loss", "train", "regression_loss", {
         "choices": REGRESSION_LOSSES,
         "help": "loss of regression outputs of a task model (distribution: a softmax over the "
-                "target's distinct values, answering their median)"}),
+                "target's distinct values)"}),
+    ("--distribution-answer", "train", "distribution_answer", {
+        "choices": DISTRIBUTION_ANSWERS,
+        "help": "a distribution head's answer: median (lowest MAE) or mean (ranks better)"}),
     ("--learning-rate", "train", "learning_rate", {
         "type": _float_or_auto, "metavar": "LR|auto",
         "help": "phase 1 learning rate; auto: the LR finder sweeps it"}),

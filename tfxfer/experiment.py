@@ -264,7 +264,7 @@ class Experiment:
             self.config = resolve_config(self.config)
             self.splits.outputs = with_regression_heads(
                 self.splits.outputs, self.splits.targets["train"],
-                self.config.train.regression_loss)
+                self.config.train.regression_loss, self.config.train.distribution_answer)
             if self.resume is None or not self.chief:
                 write_task_setup(self.run_dir, self.config, self.splits)
             return self.splits

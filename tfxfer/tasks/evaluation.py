@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 
 from tfxfer.data.pipeline import single_pass
 from tfxfer.evaluation import Evaluation, batch_signature
-from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_median
+from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_point
 from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output
 from tfxfer.utils.stats import bootstrap_interval, format_interval
 
@@ -51,12 +51,12 @@ def predict_outputs(model: keras.Model, ds: tf.data.Dataset
 
 def point_predictions(outputs: list[Output], y_pred: dict[str, np.ndarray]
                       ) -> dict[str, np.ndarray]:
-    """Predictions with a distribution head's probabilities replaced by their median."""
+    """Predictions with a distribution head's probabilities replaced by its answer."""
     points = dict(y_pred)
     for output in outputs:
-        if output.distribution:  # the export's own answer (`losses.distribution_median`)
-            points[output.name] = distribution_median(output.values,
-                                                      y_pred[output.name]).numpy()
+        if output.distribution:  # the export's own answer (`losses.distribution_point`)
+            points[output.name] = distribution_point(output.values, y_pred[output.name],
+                                                     output.answer).numpy()
     return points
 
 

@@ -53,7 +53,7 @@ from tfxfer.serving.export.image_guard import within_pixel_budget
 from tfxfer.serving.export.introspect import export_modality, image_size_of
 from tfxfer.serving.export.serving_module import audio_signatures, serving_state
 from tfxfer.serving.export.verify import model_batch
-from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_median
+from tfxfer.tasks.losses import CLASSIFICATION, MULTILABEL, REGRESSION, distribution_point
 from tfxfer.tasks.outputs import DEFAULT_THRESHOLD, Output, read_outputs
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def answer(outputs: Sequence[Output], predictions: dict, delimiter: str = "|") -
     for output in outputs:
         p = tf.cast(predictions[output.name], tf.float32)
         n = output.name
-        if output.distribution:  # the median of the distribution over its values
-            result[f"{n}_value"] = distribution_median(output.values, p)
+        if output.distribution:  # the median or mean of the distribution over its values
+            result[f"{n}_value"] = distribution_point(output.values, p, output.answer)
         elif output.task == REGRESSION:
             result[f"{n}_value"] = tf.reshape(p, [-1])
         elif output.task == CLASSIFICATION:

@@ -17,14 +17,17 @@ labelled rows.
 A regression output with a distribution head (`train.regression_loss: distribution`)
 predicts probabilities over its target's distinct training values: its loss is the
 cross-entropy of the value nearest the target, and its answer (metric, export,
-evaluation) is the distribution's median, `distribution_median`: the point with the
-lowest expected absolute error.
+evaluation) is a point of the distribution, `distribution_point`: its median (the lowest
+expected absolute error) or its mean (`train.distribution_answer`: no ties between
+reviews, so it ranks better).
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from tfxfer.config import DISTRIBUTION_ANSWERS
 
 CLASSIFICATION = "classification"
 MULTILABEL = "multilabel"
@@ -43,11 +46,18 @@ def labelled_rows(task: str, y_true) -> tf.Tensor:
     return tf.math.is_finite(tf.reshape(y, [-1]))
 
 
-def distribution_median(values, probabilities) -> tf.Tensor:
-    """The median of each row's distribution over `values` (sorted): [batch]."""
-    cdf = tf.cumsum(tf.cast(probabilities, tf.float32), axis=-1)
+def distribution_point(values, probabilities, answer: str = "median") -> tf.Tensor:
+    """The median or mean of each row's distribution over `values` (sorted): [batch]."""
+    probabilities = tf.cast(probabilities, tf.float32)
+    support = tf.constant(values, tf.float32)
+    if answer == "mean":
+        return tf.linalg.matvec(probabilities, support)
+    if answer != "median":
+        raise ValueError(f"A distribution's answer is one of {DISTRIBUTION_ANSWERS}; "
+                         f"received {answer!r}")
+    cdf = tf.cumsum(probabilities, axis=-1)
     index = tf.argmax(tf.cast(cdf >= 0.5 - 1e-6, tf.int32), axis=-1)
-    return tf.gather(tf.constant(values, tf.float32), index)
+    return tf.gather(support, index)
 
 
 def nearest_value(values, y) -> tf.Tensor:
@@ -128,7 +138,8 @@ class MaskedLoss(keras.losses.Loss):
                 "values": self.values, "name": self.name}
 
 
-def _metric_values(kind: str, y_true, y_pred, values=()) -> tuple[tf.Tensor, tf.Tensor]:
+def _metric_values(kind: str, y_true, y_pred, values=(), answer: str = "median"
+                   ) -> tuple[tf.Tensor, tf.Tensor]:
     y_pred = tf.cast(y_pred, tf.float32)
     if kind == "accuracy":
         mask = labelled_rows(CLASSIFICATION, y_true)
@@ -142,7 +153,8 @@ def _metric_values(kind: str, y_true, y_pred, values=()) -> tuple[tf.Tensor, tf.
     elif kind == "mae":
         mask = labelled_rows(REGRESSION, y_true)
         y = tf.reshape(tf.cast(y_true, tf.float32), [-1])
-        point = distribution_median(values, y_pred) if len(values) else tf.reshape(y_pred, [-1])
+        point = (distribution_point(values, y_pred, answer) if len(values)
+                 else tf.reshape(y_pred, [-1]))
         value = tf.abs(point - tf.where(mask, y, 0.0))
     else:
         raise ValueError(f"Unknown masked metric {kind!r}")
@@ -152,16 +164,19 @@ def _metric_values(kind: str, y_true, y_pred, values=()) -> tuple[tf.Tensor, tf.
 @keras.saving.register_keras_serializable("tfxfer")
 class MaskedMetric(keras.metrics.Mean):
     """A running mean of accuracy, binary_accuracy or mae over labelled rows only
-    (mae of a distribution head: of its median, `values` its support)."""
+    (mae of a distribution head: of its `answer`, `values` its support)."""
 
-    def __init__(self, kind: str, values=(), name: str | None = None, **kwargs):
+    def __init__(self, kind: str, values=(), name: str | None = None, answer: str = "median",
+                 **kwargs):
         super().__init__(name=name or kind, **kwargs)
         self.kind = kind
         self.values = [float(v) for v in values]
+        self.answer = answer
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values, mask = _metric_values(self.kind, y_true, y_pred, self.values)
+        values, mask = _metric_values(self.kind, y_true, y_pred, self.values, self.answer)
         return super().update_state(values, sample_weight=mask)
 
     def get_config(self) -> dict:
-        return {"kind": self.kind, "values": self.values, "name": self.name}
+        return {"kind": self.kind, "values": self.values, "name": self.name,
+                "answer": self.answer}

@@ -115,5 +115,5 @@ def compile_args(outputs: list[Output], regression_loss: str = "mse") -> dict:
                                                regression_loss, o.values)
                  for o in outputs},
         "loss_weights": {o.name: o.loss_weight for o in outputs},
-        "metrics": {o.name: get_task(o.task).metrics(o.values) for o in outputs},
+        "metrics": {o.name: get_task(o.task).metrics(o.values, o.answer) for o in outputs},
     }

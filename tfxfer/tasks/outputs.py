@@ -53,7 +53,9 @@ class Output:
         thresholds: per-tag decision thresholds (multilabel), chosen on validation.
         values: a regression output with a distribution head (`train.regression_loss`
             "distribution"): the target's distinct training values, in increasing order;
-            the head is a softmax over them and the answer its median. Empty otherwise.
+            the head is a softmax over them. Empty otherwise.
+        answer: a distribution head's answer, the median or the mean of its distribution
+            (`train.distribution_answer`).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Output:
     high: float | None = None
     thresholds: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    answer: str = "median"
 
     @property
     def units(self) -> int:
@@ -107,8 +110,8 @@ def infer_task(given: OutputConfig, values: list[str], delimiter: str) -> str:
     return task
 
 
-def with_regression_heads(outputs: list[Output], train_targets: dict, regression_loss: str
-                          ) -> list[Output]:
+def with_regression_heads(outputs: list[Output], train_targets: dict, regression_loss: str,
+                          answer: str = "median") -> list[Output]:
     """Regression outputs with their distribution head's values, for the "distribution" loss.
 
     Raises:
@@ -127,7 +130,7 @@ def with_regression_heads(outputs: list[Output], train_targets: dict, regression
                     f"train.regression_loss 'distribution' needs a target with at most "
                     f"{MAX_DISTRIBUTION_VALUES} distinct values; {output.column!r} has "
                     f"{len(values)} in the training split. Use mse, huber or mae.")
-            output = dataclasses.replace(output, values=[float(v) for v in values])
+            output = dataclasses.replace(output, values=[float(v) for v in values], answer=answer)
         resolved.append(output)
     return resolved
 

@@ -39,8 +39,8 @@ class TaskSpec:
     def loss(self, scale: float = 1.0, regression: str = "mse", values=()) -> MaskedLoss:
         return MaskedLoss(self.name, scale, regression, values)
 
-    def metrics(self, values=()) -> list[MaskedMetric]:
-        return [MaskedMetric(self.metric, values)]
+    def metrics(self, values=(), answer: str = "median") -> list[MaskedMetric]:
+        return [MaskedMetric(self.metric, values, answer=answer)]
 
 
 _SPECS = {
