@@ -161,3 +161,21 @@ def test_compile_for_phase_lets_fit_trace_the_train_step_once(train_ds):
     # Keras creates the compiled metrics' variables inside the first trace unless they
     # exist, and TensorFlow then traces the step again.
     assert len(traces) == (1 if train_ds else 2)
+
+
+def test_best_weights_follow_the_monitor_and_refuse_one_the_logs_lack():
+    from tfxfer.training.trainer import BestWeights
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = BestWeights(model, monitor="val_rating_loss")
+    best.set_model(model)
+    best.on_train_begin()
+    # The summed loss is best at epoch 1, the rating's own at epoch 2.
+    for epoch, (total, rating) in enumerate([(1.0, 0.9), (1.2, 0.5), (1.5, 0.7)]):
+        model.layers[0].kernel.assign(np.full((2, 1), epoch, "float32"))
+        best.on_epoch_end(epoch, {"val_loss": total, "val_rating_loss": rating})
+    best.restore()
+    assert best.best_epoch == 2
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), 1.0)
+    with pytest.raises(ValueError, match=r"'val_rating_loss' is not among .*\['loss', 'val_loss'\]"):
+        best.on_epoch_end(3, {"loss": 1.0, "val_loss": 1.0})

@@ -213,6 +213,10 @@ _TRAIN_FLAGS: list[tuple[str, str, str, dict]] = [
     ("--distribution-answer", "train", "distribution_answer", {
         "choices": DISTRIBUTION_ANSWERS,
         "help": "a distribution head's answer: median (lowest MAE) or mean (ranks better)"}),
+    ("--monitor", "train", "monitor", {
+        "metavar": "LOG",
+        "help": "the epoch log --restore-best and --early-stopping minimise (e.g. "
+                "val_rating_loss: one output of a multi-task run)"}),
     ("--learning-rate", "train", "learning_rate", {
         "type": _float_or_auto, "metavar": "LR|auto",
         "help": "phase 1 learning rate; auto: the LR finder sweeps it"}),
@@ -305,7 +309,7 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool, str]] = [
     ("--no-validate-files", "data", "validate_files", False,
      "do not decode every image before training to name and skip bad files"),
     ("--restore-best", "train", "restore_best", True,
-     "end with the weights of the epoch with the best val_loss"),
+     "end with the weights of the epoch with the best --monitor (val_loss)"),
     ("--mixed-precision", "train", "mixed_precision", True,
      "16-bit compute: float16 on a GPU, bfloat16 on a CPU"),
     ("--no-mixed-precision", "train", "mixed_precision", False,

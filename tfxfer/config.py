@@ -304,10 +304,14 @@ class TrainConfig:
     # "constant" holds the rate, "linear" or "cosine" decay it to 0 by the phase's end.
     warmup_fraction: float = 0.0
     lr_schedule: str = "constant"
-    # Stop a phase when val_loss has not improved for this many epochs (None: off).
+    # Stop a phase when `monitor` has not improved for this many epochs (None: off).
     early_stopping_patience: int | None = None
-    # Restore the weights of the epoch with the best val_loss over both phases.
+    # Restore the weights of the epoch with the best `monitor` over both phases.
     restore_best: bool = False
+    # The epoch log restore_best and early stopping minimise: "val_loss", or one output's
+    # validation loss in a multi-task run, e.g. "val_rating_loss".
+    monitor: str = "val_loss"
+
     # Train phase 1 (frozen backbone) on backbone features computed once and cached:
     # "auto" (when the backbone is frozen and augmentation is off or cached as copies),
     # "on" (an error when it cannot), or "off" (run the full model on every batch).

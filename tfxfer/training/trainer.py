@@ -104,7 +104,9 @@ class BestWeights(keras.callbacks.Callback):
         self.snapshots.begin(self.model)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
+        logs = logs or {}
+        _check_monitor(self.monitor, logs)
+        value = logs.get(self.monitor)
         if value is not None and value < self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             self.best_weights = self.snapshots.take()
@@ -185,11 +187,18 @@ def _schedule_note(train: TrainConfig) -> str:
     return f" (warmup {train.warmup_fraction:.0%} of the phase's steps, then {train.lr_schedule})"
 
 
+def _check_monitor(monitor: str, logs: dict) -> None:
+    """Refuses a monitor that an epoch with validation logs does not report."""
+    if monitor not in logs and any(key.startswith("val_") for key in logs):
+        raise ValueError(f"train.monitor {monitor!r} is not among the epoch's logs: "
+                         f"{sorted(logs)}")
+
+
 def _phase_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
     if train.early_stopping_patience is None:
         return []
     return [keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=train.early_stopping_patience, verbose=1
+        monitor=train.monitor, patience=train.early_stopping_patience, verbose=1
     )]
 
 
@@ -273,7 +282,7 @@ class PhaseTrainer:
         self.callbacks = list(callbacks)
         self.runners = runners or {}
         self.history = start.history if start else TrainingHistory()
-        self.best = BestWeights(model) if train.restore_best else None
+        self.best = BestWeights(model, train.monitor) if train.restore_best else None
         if self.best is not None and start is not None:
             start.load_best(self.best)
         self.epoch = start.epoch if start else 0
