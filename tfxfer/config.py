@@ -311,7 +311,6 @@ class TrainConfig:
     # The epoch log restore_best and early stopping minimise: "val_loss", or one output's
     # validation loss in a multi-task run, e.g. "val_rating_loss".
     monitor: str = "val_loss"
-
     # Train phase 1 (frozen backbone) on backbone features computed once and cached:
     # "auto" (when the backbone is frozen and augmentation is off or cached as copies),
     # "on" (an error when it cannot), or "off" (run the full model on every batch).
