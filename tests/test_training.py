@@ -179,3 +179,10 @@ def test_best_weights_follow_the_monitor_and_refuse_one_the_logs_lack():
     np.testing.assert_allclose(model.layers[0].kernel.numpy(), 1.0)
     with pytest.raises(ValueError, match=r"'val_rating_loss' is not among .*\['loss', 'val_loss'\]"):
         best.on_epoch_end(3, {"loss": 1.0, "val_loss": 1.0})
+
+
+def test_an_accuracy_monitor_is_refused_since_the_monitor_is_minimised():
+    with pytest.raises(ValueError, match="minimised.*received the accuracy 'val_label_accuracy'"):
+        load_config(overrides={"train": {"monitor": "val_label_accuracy"}})
+    assert load_config(overrides={"train": {"monitor": "val_rating_mae"}}).train.monitor == \
+        "val_rating_mae"

@@ -693,6 +693,9 @@ def _validate_train(train: TrainConfig) -> None:
     _validate_choice("train.distribute", train.distribute, DISTRIBUTE)
     _validate_choice("train.regression_loss", train.regression_loss, REGRESSION_LOSSES)
     _validate_choice("train.distribution_answer", train.distribution_answer, DISTRIBUTION_ANSWERS)
+    if "acc" in train.monitor:
+        raise ValueError(f"train.monitor is minimised (a loss or an error such as "
+                         f"val_rating_mae); received the accuracy {train.monitor!r}")
     if isinstance(train.mixed_precision, str):
         _validate_choice("train.mixed_precision", train.mixed_precision, (AUTO,))
     if train.epochs < 0 or train.fine_tune_epochs < 0:

@@ -198,7 +198,7 @@ def _phase_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
     if train.early_stopping_patience is None:
         return []
     return [keras.callbacks.EarlyStopping(
-        monitor=train.monitor, patience=train.early_stopping_patience, verbose=1
+        monitor=train.monitor, mode="min", patience=train.early_stopping_patience, verbose=1
     )]
 
 
