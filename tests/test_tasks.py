@@ -102,6 +102,42 @@ def test_masked_rows_contribute_nothing_to_loss_or_gradients(distribution):
     assert _total_loss(model, outputs, moved, y_missing)[0] != pytest.approx(loss_zeros)
 
 
+def test_head_towers_give_each_output_its_own_hidden_layer():
+    """With towers, one output's loss moves its own hidden layer and not another's."""
+    import keras
+    import tensorflow as tf
+
+    from tfxfer.image.model import HIDDEN
+    from tfxfer.tasks.model import compile_args, task_head, tower_name
+
+    _, outputs = _toy_model()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, task_head(outputs, 0.0, 8, towers=True)(inputs))
+    names = {layer.name for layer in model.layers}
+    assert {tower_name(o.name) for o in outputs} <= names and HIDDEN not in names
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(6, 4)).astype("float32"), _batch(rng, 6)
+    rating_loss = compile_args(outputs)["loss"]["rating"]
+    with tf.GradientTape() as tape:
+        loss = rating_loss(y["rating"], model(x)["rating"])
+    towers = {o.name: model.get_layer(tower_name(o.name)).kernel for o in outputs}
+    grads = dict(zip(towers, tape.gradient(loss, list(towers.values()))))
+    assert grads["label"] is None and grads["tags"] is None
+    assert np.abs(grads["rating"].numpy()).sum() > 0
+    with pytest.raises(ValueError, match="hidden_units > 0"):
+        task_head(outputs, 0.0, 0, towers=True)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model": {"head_towers": True, "hidden_units": 0}, "data": {"target": "a,b"}},
+     "hidden_units > 0"),
+    ({"model": {"head_towers": True, "hidden_units": 8}}, "needs data.target"),
+])
+def test_head_towers_config_is_refused_where_it_cannot_apply(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides=overrides)
+
+
 def test_one_output_missing_keeps_the_others():
     """A row without a rating still trains the label head; a batch with no rating gives 0."""
     model, outputs = _toy_model()
@@ -137,12 +173,13 @@ def _reviews(n: int, seed: int = 0, missing_every: int = 0):
     return rows
 
 
-def _text_config(root: Path, source: Path, target: str, encoder: Path | None = None, **train):
+def _text_config(root: Path, source: Path, target: str, encoder: Path | None = None,
+                 model: dict | None = None, **train):
     encoder = encoder or build_tiny_encoder(root / "enc")
     return load_config(overrides={
         "data": {"source": str(source), "target": target, "batch_size": 8,
                  "val_fraction": 0.2, "test_fraction": 0.2, "seed": 3},
-        "model": {"dropout": 0.0, "text": {"encoder": str(encoder)}},
+        "model": {"dropout": 0.0, "text": {"encoder": str(encoder)}, **(model or {})},
         "train": {"strategy": "feature_extraction", "epochs": 40, "learning_rate": 0.05,
                   "verbose": 0, "tensorboard": False, **train},
         "out": str(root / "run"),
@@ -449,16 +486,18 @@ def test_multitask_run_resumes_after_sigkill(tmp_path):
     assert np.isfinite(metrics["rating"]["mae"])
 
 
-def test_cached_phase_one_matches_the_full_model(tmp_path):
+@pytest.mark.parametrize("towers", [False, True], ids=["shared-hidden", "towers"])
+def test_cached_phase_one_matches_the_full_model(tmp_path, towers):
     """Phase 1 on cached features trains the same heads as on the full model."""
     from tfxfer.experiment import train
 
     source = write_csv(tmp_path / "r.csv", _reviews(48, missing_every=3),
                        header=("text", "label", "rating"))
     runs, encoder = {}, build_tiny_encoder(tmp_path / "enc")
+    head = {"hidden_units": 8, "head_towers": towers}
     for cache in ("on", "off"):
         config = _text_config(tmp_path / cache, source, "label,rating:regression", encoder,
-                              epochs=5, bottleneck_cache=cache)
+                              head, epochs=5, bottleneck_cache=cache)
         runs[cache] = train(config)
     cached, full = runs["on"].history, runs["off"].history
     assert cached.phases[0].mode == "cached features (in memory)"

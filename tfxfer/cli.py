@@ -308,6 +308,8 @@ _TRAIN_SWITCHES: list[tuple[str, str, str, bool, str]] = [
      "phase 2 trains the unfrozen BatchNorm layers too (their statistics follow the data)"),
     ("--no-validate-files", "data", "validate_files", False,
      "do not decode every image before training to name and skip bad files"),
+    ("--head-towers", "model", "head_towers", True,
+     "task model: one hidden layer per output instead of one shared (needs --hidden-units)"),
     ("--restore-best", "train", "restore_best", True,
      "end with the weights of the epoch with the best --monitor (val_loss)"),
     ("--mixed-precision", "train", "mixed_precision", True,

@@ -233,6 +233,9 @@ class ModelConfig:
     dropout: float = 0.2
     # Units of an optional hidden Dense layer in the head (0: none).
     hidden_units: int = 0
+    # A task model with several outputs: each output gets its own hidden layer
+    # (`hidden_<output>`, `hidden_units` wide) instead of sharing one. Needs hidden_units > 0.
+    head_towers: bool = False
     # Image models (None in a text run's resolved config).
     image: ImageConfig | None = field(default_factory=ImageConfig)
     # Text models (None in an image run's resolved config).
@@ -444,6 +447,10 @@ class RunConfig:
         _validate_train(self.train)
         _validate_data(self.data)
         _validate_model(self.model)
+        if self.model.head_towers and not self.data.target:
+            raise ValueError("model.head_towers gives each output of a task model its own "
+                             "hidden layer; it needs data.target (e.g. 'label,rating:"
+                             "regression'). Received: data.target=None")
         _validate_adaptation(self)
         _validate_continual(self)
         return self
@@ -651,6 +658,9 @@ def _validate_model(model: ModelConfig) -> None:
         raise ValueError(f"model.dropout must be in [0, 1). Received: {model.dropout}")
     if model.hidden_units < 0:
         raise ValueError(f"model.hidden_units must be >= 0. Received: {model.hidden_units}")
+    if model.head_towers and not model.hidden_units:
+        raise ValueError("model.head_towers gives each output its own hidden layer, so it "
+                         "needs model.hidden_units > 0. Received: hidden_units=0")
     if model.image is not None:
         _validate_choice("model.image.pooling", model.image.pooling, POOLINGS)
     if model.text is not None and model.text.text_pooling is not None:

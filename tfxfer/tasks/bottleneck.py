@@ -21,7 +21,7 @@ from tfxfer.config import RunConfig
 from tfxfer.data.pipeline import single_pass
 from tfxfer.image.model import DROPOUT, HIDDEN, head_input, optional_layer
 from tfxfer.tasks.losses import REGRESSION
-from tfxfer.tasks.model import OUTPUT_PREFIX, compile_args
+from tfxfer.tasks.model import OUTPUT_PREFIX, compile_args, tower_name
 from tfxfer.tasks.table import TaskSplits
 from tfxfer.training.bottleneck import (
     FeatureExtractor,
@@ -58,7 +58,8 @@ def task_head_model(model: keras.Model, splits: TaskSplits) -> keras.Model:
     outputs = {}
     for output in splits.outputs:
         name = OUTPUT_PREFIX + output.name
-        y = x
+        tower = optional_layer(model, tower_name(output.name))
+        y = x if tower is None else tower(x)
         if output.task == REGRESSION and not output.distribution:
             y = model.get_layer(f"{name}_standardised")(y)
         outputs[output.name] = model.get_layer(name)(y)

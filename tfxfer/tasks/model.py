@@ -1,7 +1,8 @@
 """Task models: one shared backbone (or text encoder), one head per output.
 
     input -> [image or text trunk, as for a classifier] -> pooled features
-        -> dropout -> [hidden] -> output_<name> for every output:
+        -> dropout -> [hidden] -> output_<name> for every output
+                      (`model.head_towers`: a hidden_<name> per output instead):
               classification  Dense(classes, softmax)
               multilabel      Dense(tags, sigmoid)
               regression      Dense(1) -> TargetScale (back to the target's units,
@@ -57,30 +58,47 @@ class TargetScale(keras.layers.Layer):
                 "high": self.high}
 
 
-def task_head(outputs: list[Output], dropout: float, hidden_units: int):
-    """A head builder (features -> {name: output}) for the classifier factories."""
+def tower_name(output_name: str) -> str:
+    """The name of an output's own hidden layer (`model.head_towers`)."""
+    return f"{HIDDEN}_{output_name}"
+
+
+def _output_layer(x, output: Output):
+    name = OUTPUT_PREFIX + output.name
+    if output.distribution:
+        return keras.layers.Dense(output.units, activation="softmax", dtype="float32",
+                                  name=name)(x)
+    if output.task == REGRESSION:
+        y = keras.layers.Dense(1, dtype="float32", name=f"{name}_standardised")(x)
+        return TargetScale(output.mean, output.std, output.low, output.high,
+                           dtype="float32", name=name)(y)
+    return keras.layers.Dense(output.units, activation=get_task(output.task).activation,
+                              dtype="float32", name=name)(x)
+
+
+def task_head(outputs: list[Output], dropout: float, hidden_units: int,
+              towers: bool = False):
+    """A head builder (features -> {name: output}) for the classifier factories.
+
+    With `towers`, every output has its own hidden layer (`tower_name`) on the shared
+    features; otherwise one hidden layer (if `hidden_units`) feeds every output.
+    """
     if not outputs:
         raise ValueError("A task model needs at least one output.")
+    if towers and not hidden_units:
+        raise ValueError("Head towers need hidden_units > 0. Received: 0")
 
     def head(features):
         x = keras.layers.Dropout(dropout, name=DROPOUT)(features)
-        if hidden_units:
+        if hidden_units and not towers:
             x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN)(x)
         result = {}
         for output in outputs:
-            spec = get_task(output.task)
-            name = OUTPUT_PREFIX + output.name
-            if output.distribution:
-                y = keras.layers.Dense(output.units, activation="softmax", dtype="float32",
-                                       name=name)(x)
-            elif output.task == REGRESSION:
-                y = keras.layers.Dense(1, dtype="float32", name=f"{name}_standardised")(x)
-                y = TargetScale(output.mean, output.std, output.low, output.high,
-                                dtype="float32", name=name)(y)
-            else:
-                y = keras.layers.Dense(output.units, activation=spec.activation,
-                                       dtype="float32", name=name)(x)
-            result[output.name] = y
+            y = x
+            if towers:
+                y = keras.layers.Dense(hidden_units, activation="relu",
+                                       name=tower_name(output.name))(x)
+            result[output.name] = _output_layer(y, output)
         return result
 
     return head
@@ -93,7 +111,8 @@ def build_task_model(config: RunConfig, modality: str, outputs: list[Output], *,
     Returns:
         An uncompiled model from raw images, strings or waveforms to a dict of outputs.
     """
-    head = task_head(outputs, config.model.dropout, config.model.hidden_units)
+    head = task_head(outputs, config.model.dropout, config.model.hidden_units,
+                     config.model.head_towers)
     if validate_modality(modality) == IMAGE:
         model = build_image_classifier(config.model, 0, from_scratch=from_scratch, head=head)
     elif modality == AUDIO:
