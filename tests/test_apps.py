@@ -88,3 +88,25 @@ def test_app_script_takes_the_train_flags(path, capsys):
     for flag in ("--data", "--test-data", "--backbone", "--backbone-arg", "--encoder",
                  "--strategy", "--epochs", "--out"):
         assert flag in usage
+
+
+def _load_app(name: str):
+    spec = importlib.util.spec_from_file_location(f"app_{name}", APPS / name / "train.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+@pytest.mark.parametrize("extra, monitor", [([], "val_rating_mae"),
+                                            (["--monitor", "val_loss"], "val_loss")])
+def test_rating_app_multitask_flag_sets_its_recipe_and_yields_to_later_flags(extra, monitor):
+    from tfxfer.cli import parse_train_config
+
+    app = _load_app("imdb_rating")
+    own, rest = app._own_flags(["--multitask", "--drop-ratings", "0.5", *extra])
+    assert own.drop_ratings == 0.5
+    config = parse_train_config(rest, config_file=app.CONFIG)
+    assert config.data.target == "label,rating:regression"
+    assert config.model.head_towers and config.train.monitor == monitor
+    alone = parse_train_config(app._own_flags([])[1], config_file=app.CONFIG)
+    assert alone.data.target == "rating:regression" and not alone.model.head_towers

@@ -6,10 +6,14 @@ encoder under one head per target. The 25,000 training reviews of
 (`imdb/imdb_train_ratings.csv`, see shared/assets/MANIFEST.md), 10% kept for
 validation; IMDB's own 25,000 test reviews are the test set.
 
-    python apps/imdb_rating/train.py                                  # rating (regression)
-    python apps/imdb_rating/train.py --target label,rating:regression # sentiment + rating
-    python apps/imdb_rating/train.py --target label,rating:regression --drop-ratings 0.5
+    python apps/imdb_rating/train.py                               # rating (regression)
+    python apps/imdb_rating/train.py --multitask                   # sentiment + rating
+    python apps/imdb_rating/train.py --multitask --drop-ratings 0.5
 
+`--multitask` stands for `--target label,rating:regression --head-towers --monitor
+val_rating_mae`: one hidden layer per head, and the epoch kept is the one with the best
+validation rating MAE (chosen on validation: the summed validation loss keeps an epoch
+too early for the rating; docs/tasks.md). Flags after it override it.
 `--drop-ratings F` removes the rating of a random fraction F of the training reviews
 (masked: those rows train the sentiment head only). Settings come from `config.yaml`;
 every `tfxfer train` flag overrides it. The reviews come from $TFXFER_ASSETS/imdb
@@ -33,10 +37,17 @@ ASSETS = Path(os.environ.get("TFXFER_ASSETS", Path(__file__).resolve().parents[2
                              / "shared" / "assets"))
 
 
+# What `--multitask` stands for (tfxfer train flags; later flags override them).
+MULTITASK = ["--target", "label,rating:regression", "--head-towers",
+             "--monitor", "val_rating_mae"]
+
+
 def _own_flags(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--drop-ratings", type=float, default=0.0)
-    return parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--multitask", action="store_true")
+    own, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return own, (MULTITASK + rest if own.multitask else rest)
 
 
 def reviews_with_ratings(reviews: str | Path) -> pd.DataFrame:
