@@ -20,7 +20,9 @@ def test_someone_elses_freeze_is_left_alone():
         count = gc.get_freeze_count()
         with long_lived_frozen():
             pass
-        assert gc.get_freeze_count() == count
+        # Frozen objects that die meanwhile leave the count (CI saw 1,699,997 -> 1,699,995),
+        # so not equality: an unfreeze would drop the count to about zero.
+        assert count // 2 < gc.get_freeze_count() <= count
     finally:
         gc.unfreeze()
 
