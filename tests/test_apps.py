@@ -53,6 +53,13 @@ def _tiny_inputs(modality: str, model=None):
     return tf.constant(["a good film<br />", "dull"])
 
 
+def _load_app(name: str):
+    spec = importlib.util.spec_from_file_location(f"app_{name}", APPS / name / "train.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
 def test_the_apps_are_found():
     assert {p.parent.name for p in CONFIGS} >= {"flowers", "imdb", "speech"}
 
@@ -77,10 +84,7 @@ def test_app_config_builds_its_model(path, tmp_path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.parent.name)
 def test_app_script_takes_the_train_flags(path, capsys):
-    spec = importlib.util.spec_from_file_location(f"app_{path.parent.name}",
-                                                  path.with_name("train.py"))
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    app = _load_app(path.parent.name)
     with pytest.raises(SystemExit) as done:
         app.main(["--help"])
     assert done.value.code == 0
@@ -88,13 +92,6 @@ def test_app_script_takes_the_train_flags(path, capsys):
     for flag in ("--data", "--test-data", "--backbone", "--backbone-arg", "--encoder",
                  "--strategy", "--epochs", "--out"):
         assert flag in usage
-
-
-def _load_app(name: str):
-    spec = importlib.util.spec_from_file_location(f"app_{name}", APPS / name / "train.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app
 
 
 @pytest.mark.parametrize("extra, monitor", [([], "val_rating_mae"),
