@@ -19,7 +19,7 @@ def test_train_end_to_end_writes_the_run_directory(image_folder, tmp_path, capsy
     assert code == 0
     for name in (rundir.CONFIG, rundir.LABELS, rundir.DATA_SUMMARY, rundir.SPLITS,
                  rundir.HISTORY, rundir.PHASES, rundir.METRICS, rundir.PER_CLASS,
-                 rundir.CONFUSION, rundir.PREDICTIONS, rundir.MODEL):
+                 rundir.CONFUSION, rundir.PREDICTIONS, rundir.VAL_PREDICTIONS, rundir.MODEL):
         assert (out / name).is_file(), name
     config = json.loads((out / rundir.CONFIG).read_text())
     assert config["model"]["image"]["backbone_kwargs"] == {"alpha": 0.25}

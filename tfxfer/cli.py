@@ -558,6 +558,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="two or more finished runs of the same data, split and classes")
+    parser.add_argument("--out", required=True,
+                        help="a new directory for metrics.json, predictions.csv, ensemble.json")
+    parser.add_argument("--weights", default="auto",
+                        help="auto (minimum validation log-loss on a grid), equal, or one "
+                             "number per run, e.g. 0.6,0.4 (default auto)")
+    parser.add_argument("--no-temperature", dest="temperature", action="store_false",
+                        help="do not fit each run's temperature on validation first")
+    parser.add_argument("--no-model", dest="save_model", action="store_false",
+                        help="write the scores only, not model.keras (which lets "
+                             "`tfxfer export DIR` serve the ensemble)")
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from tfxfer.ensemble import ensemble_runs
+
+    result = ensemble_runs(args.run_dirs, args.out, args.weights, args.temperature,
+                           args.save_model)
+    print(result.table())
+    print(f"written to {args.out}")
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     from tfxfer.reports import write_report
 
@@ -612,6 +637,8 @@ COMMANDS: list[Command] = [
     ("train", "train a classifier (two-phase transfer learning)", add_train_arguments, run_train),
     ("evaluate", "evaluate a finished run on its test split", add_evaluate_arguments,
      run_evaluate),
+    ("ensemble", "average the probabilities of finished runs, weights chosen on validation",
+     add_ensemble_arguments, run_ensemble),
     ("report", "regenerate report.html and the plots of a finished run", add_evaluate_arguments,
      run_report),
     ("launch", "run a command as a multi-worker job of local processes (TF_CONFIG each)",

@@ -138,6 +138,17 @@ def evaluate_split(model: keras.Model, splits: Splits, split: str, data: DataCon
     return Evaluation(evaluation.class_names, evaluation.y_true[back], evaluation.y_prob[back])
 
 
+def write_val_predictions(run_dir: Path, model: keras.Model, splits: Splits,
+                          data: DataConfig) -> Evaluation:
+    """Predicts the validation split into val_predictions.csv (for `tfxfer ensemble`)."""
+    evaluation = evaluate_split(model, splits, "val", data, splits.class_names)
+    rundir.write_predictions(Path(run_dir) / rundir.VAL_PREDICTIONS, evaluation,
+                             rundir.split_inputs(splits, "val"))
+    logger.info("Validation accuracy %.4f on %d examples (%s)", evaluation.accuracy,
+                len(evaluation.y_true), rundir.VAL_PREDICTIONS)
+    return evaluation
+
+
 def build_classifier(config: RunConfig, modality: str, num_classes: int,
                      outputs: list[Output] | None = None) -> keras.Model:
     """The classifier for `modality` ("image", "text" or "audio"), built from the model section.
@@ -356,7 +367,11 @@ class Experiment:
                 self.evaluation = evaluate_task_run(self.model, splits, self.config,
                                                     self.run_dir)
             return self.evaluation
-        if splits.size("test") and self.chief:
+        if not self.chief:
+            return self.evaluation
+        if splits.size("val"):
+            write_val_predictions(self.run_dir, self.model, splits, self.config.data)
+        if splits.size("test"):
             self.evaluation = evaluate_split(self.model, splits, "test", self.config.data,
                                              splits.class_names)
             rundir.write_evaluation(self.run_dir, self.evaluation,

