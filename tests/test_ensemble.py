@@ -193,6 +193,7 @@ def test_the_ensemble_directory_evaluates_and_exports_as_a_run(image_folder, tmp
     np.testing.assert_allclose(again.y_prob, result.evaluation.y_prob, atol=1e-5)
     model = keras.models.load_model(out / rundir.MODEL)
     assert model.get_layer("predictions").get_config()["weights"] == pytest.approx([0.7, 0.3])
+    assert model.optimizer is None  # the members' optimizer state would be exported too
     exported = export_run(out, tmp_path / "saved", "ens", verify=True)
     assert exported.version == 1 and exported.verification is not None
     assert exported.variables_bytes < 1.5 * exported.weights_bytes  # each weight written once

@@ -316,7 +316,8 @@ def _write(out: Path, result: EnsembleResult, inputs: list[str] | None,
         rundir.write_evaluation(out, result.evaluation, inputs)
         (out / ENSEMBLE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         if save_model:
-            models = [keras.models.load_model(p / rundir.MODEL) for p in result.members]
+            models = [keras.models.load_model(p / rundir.MODEL, compile=False)
+                      for p in result.members]  # no optimizers: they would be exported
             rundir.save_model(out, ensemble_model(models, result.temperatures,
                                                   result.weights))
             shutil.copyfile(result.members[0] / rundir.CONFIG, out / rundir.CONFIG)
