@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+import tfxfer
 from tfxfer import cli, rundir
 from tfxfer.ensemble import (
     ENSEMBLE,
@@ -20,8 +21,8 @@ from tfxfer.ensemble import (
 )
 from tfxfer.evaluation import Evaluation
 from tfxfer.experiment import evaluate_run, train
-from tfxfer.serving.export import export_run
 from tfxfer.reports.rundata import read_predictions
+from tfxfer.serving.export import export_run
 
 NAMES = ["negative", "positive"]
 
@@ -194,6 +195,9 @@ def test_the_ensemble_directory_evaluates_and_exports_as_a_run(image_folder, tmp
     np.testing.assert_allclose(again.y_prob, result.evaluation.y_prob, atol=1e-5)
     model = keras.models.load_model(out / rundir.MODEL)
     assert model.get_layer("predictions").get_config()["weights"] == pytest.approx([0.7, 0.3])
+    clf = tfxfer.load(out)  # the notebook API takes it as a run
+    assert clf.class_names == result.evaluation.class_names
+    assert len(clf.predict([str(next(image_folder.rglob("*.jpg")))])) == 1
     exported = export_run(out, tmp_path / "saved", "ens", verify=True)
     assert exported.version == 1 and exported.verification is not None
     assert exported.variables_bytes < 1.5 * exported.weights_bytes  # each weight written once

@@ -177,7 +177,8 @@ def test_best_weights_follow_the_monitor_and_refuse_one_the_logs_lack():
     best.restore()
     assert best.best_epoch == 2
     np.testing.assert_allclose(model.layers[0].kernel.numpy(), 1.0)
-    with pytest.raises(ValueError, match=r"'val_rating_loss' is not among .*\['loss', 'val_loss'\]"):
+    with pytest.raises(ValueError,
+                       match=r"'val_rating_loss' is not among .*\['loss', 'val_loss'\]"):
         best.on_epoch_end(3, {"loss": 1.0, "val_loss": 1.0})
 
 

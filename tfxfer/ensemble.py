@@ -54,6 +54,7 @@ class Member:
     """One run's predictions on the validation and test splits."""
 
     run_dir: Path
+    class_names: list[str]
     val: Predictions
     test: Predictions
 
@@ -193,7 +194,7 @@ def read_member(run_dir: str | Path, class_names: list[str] | None = None) -> Me
                                 "runs evaluated on a test split")
     if not (run_dir / rundir.VAL_PREDICTIONS).is_file():
         _predict_validation(run_dir)
-    return Member(run_dir, read_predictions(run_dir / rundir.VAL_PREDICTIONS, names),
+    return Member(run_dir, names, read_predictions(run_dir / rundir.VAL_PREDICTIONS, names),
                   read_predictions(run_dir / rundir.PREDICTIONS, names))
 
 
@@ -236,39 +237,9 @@ def check_aligned(members: Sequence[Member]) -> None:
                                  "and seed)")
 
 
-def ensemble_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
-                  weights: str | Sequence[float] = "auto", temperature: bool = True,
-                  save_model: bool = True) -> EnsembleResult:
-    """Combines finished runs; writes metrics.json, predictions.csv and ensemble.json to `out`.
-
-    Args:
-        run_dirs: two or more run directories of the same data and classes.
-        out: a new directory for the mixture's files (None: write nothing).
-        weights: "auto" (chosen on validation), "equal", or one number per run.
-        temperature: fit each member's temperature on validation first.
-        save_model: also write model.keras and config.json to `out` (the members'
-            models are loaded for it), so the directory exports as a run.
-    """
-    if len(run_dirs) < 2:
-        raise ValueError(f"An ensemble needs at least two runs; received {len(run_dirs)}")
-    if out is not None and Path(out).exists():
-        raise FileExistsError(f"{out} exists: give a new directory for the ensemble")
-    if save_model and out is not None:
-        missing = [str(p) for p in run_dirs if not Path(p, rundir.MODEL).is_file()]
-        if missing:
-            raise FileNotFoundError(f"No {rundir.MODEL} in {', '.join(missing)}: the ensemble "
-                                    "model needs every run's model (--no-model writes the "
-                                    "scores only)")
-    names = rundir.read_labels(run_dirs[0])
-    for path in run_dirs[1:]:
-        if rundir.read_labels(path) != names:
-            raise ValueError(f"{path} has classes {rundir.read_labels(path)}, "
-                             f"{run_dirs[0]} has {names}: an ensemble needs the same classes")
-    if isinstance(weights, str):
-        weights = parse_weights(weights, len(run_dirs))
-    members = [read_member(path, names) for path in run_dirs]
-    check_aligned(members)
-
+def choose_on_validation(members: Sequence[Member], weights: str | Sequence[float],
+                         temperature: bool) -> tuple[list[float], np.ndarray, dict]:
+    """The temperatures, the weights and the validation scores, from validation alone."""
     y_val = members[0].val.y_true
     temps = [fit_temperature(y_val, m.val.y_prob) if temperature else 1.0 for m in members]
     val_probs = [with_temperature(m.val.y_prob, t) for m, t in zip(members, temps)]
@@ -286,19 +257,68 @@ def ensemble_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
         "accuracy": float(np.mean(val_mix.argmax(1) == y_val)),
         "log_loss": log_loss(y_val, val_mix),
     }
+    return temps, chosen, val
 
-    # The test split, only now that every choice is made.
+
+def _score_on_test(members: Sequence[Member], temps: Sequence[float], chosen: np.ndarray,
+                   val: dict) -> tuple[Evaluation, tuple[float, float]]:
+    """The mixture's test evaluation and its paired gain interval over the best member."""
     y_test = members[0].test.y_true
     test_mix = mix([with_temperature(m.test.y_prob, t) for m, t in zip(members, temps)],
                    chosen)
-    evaluation = Evaluation(names, y_test, test_mix)
+    evaluation = Evaluation(members[0].class_names, y_test, test_mix)
     best = int(np.argmax(val["member_accuracy"]))
     correct = (evaluation.y_pred == y_test).astype(np.float64)
     best_correct = (members[best].test.y_prob.argmax(1) == y_test).astype(np.float64)
     gain = bootstrap_interval(lambda a, b: float(np.mean(a) - np.mean(b)),
                               correct, best_correct)
+    return evaluation, gain
+
+
+def _check_runs(run_dirs: Sequence[str | Path], out: str | Path | None,
+                save_model: bool) -> list[str]:
+    """The runs' shared class names, or why they cannot be mixed into `out`."""
+    if len(run_dirs) < 2:
+        raise ValueError(f"An ensemble needs at least two runs; received {len(run_dirs)}")
+    if out is not None and Path(out).exists():
+        raise FileExistsError(f"{out} exists: give a new directory for the ensemble")
+    if save_model and out is not None:
+        missing = [str(p) for p in run_dirs if not Path(p, rundir.MODEL).is_file()]
+        if missing:
+            raise FileNotFoundError(f"No {rundir.MODEL} in {', '.join(missing)}: the ensemble "
+                                    "model needs every run's model (--no-model writes the "
+                                    "scores only)")
+    names = rundir.read_labels(run_dirs[0])
+    for path in run_dirs[1:]:
+        if rundir.read_labels(path) != names:
+            raise ValueError(f"{path} has classes {rundir.read_labels(path)}, "
+                             f"{run_dirs[0]} has {names}: an ensemble needs the same classes")
+    return names
+
+
+def ensemble_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
+                  weights: str | Sequence[float] = "auto", temperature: bool = True,
+                  save_model: bool = True) -> EnsembleResult:
+    """Combines finished runs; writes metrics.json, predictions.csv and ensemble.json to `out`.
+
+    Args:
+        run_dirs: two or more run directories of the same data and classes.
+        out: a new directory for the mixture's files (None: write nothing).
+        weights: "auto" (chosen on validation), "equal", or one number per run.
+        temperature: fit each member's temperature on validation first.
+        save_model: also write model.keras and config.json to `out` (the members'
+            models are loaded for it), so the directory exports as a run.
+    """
+    names = _check_runs(run_dirs, out, save_model)
+    if isinstance(weights, str):
+        weights = parse_weights(weights, len(run_dirs))
+    members = [read_member(path, names) for path in run_dirs]
+    check_aligned(members)
+    temps, chosen, val = choose_on_validation(members, weights, temperature)
+    # The test split, only now that every choice is made.
+    evaluation, gain = _score_on_test(members, temps, chosen, val)
     result = EnsembleResult([Path(p) for p in run_dirs], temps, [float(w) for w in chosen],
-                            val, [float(np.mean(m.test.y_prob.argmax(1) == y_test))
+                            val, [float(np.mean(m.test.y_prob.argmax(1) == m.test.y_true))
                                   for m in members], evaluation, gain)
     logger.info("Ensemble of %d runs: weights %s, test accuracy %s", len(members),
                 [round(w, 2) for w in result.weights],
